@@ -1,0 +1,39 @@
+# wageubn: the two commands of the README, as a thin layer over CMake.
+#
+#   make train   install what is missing, build, train the default network
+#   make test    install what is missing, build (CPU + CUDA compile), run all tests
+#   make bench   build and run the benchmarks
+#
+# Variables: BUILD (build directory, default build), JOBS (parallel jobs),
+# CMAKE_FLAGS (extra configure flags, e.g. -DWG_CUDA=OFF or -DWG_SANITIZE=ON).
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build test train bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+train: build
+	@$(BUILD)/wageubn version
+	@echo "make train: training is not available yet. The integer core (tensors, the WAGEUBN"
+	@echo "quantizers, the CPU backend, the CUDA backend's quantizer ops) is built and tested by"
+	@echo "'make test'; training resnet20 on Fashion-MNIST arrives with the layers and the trainer."
+
+bench: build
+	$(BUILD)/bench_quant
+
+clean:
+	rm -rf $(BUILD)

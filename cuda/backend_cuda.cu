@@ -1,0 +1,194 @@
+/* backend_cuda.cu: the CUDA backend's vtable, memory and device set-up.
+ *
+ * Context: the device index, one stream on which all of this backend's work is
+ * queued in order, a cuBLASLt handle (for the int8 GEMMs of the convolution layers)
+ * and one device word of scratch for reductions. No globals: everything lives in
+ * the context (style.md item 2). Host transfers synchronize the stream, so a
+ * download returns finished results. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "backend_cuda.h"
+#include "cuda_check.cuh"
+#include "quant.cuh"
+
+typedef struct wg_cuda_ctx {
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    unsigned long long *d_scratch;
+} wg_cuda_ctx;
+
+static wg_cuda_ctx *ctx_of(void *ctx)
+{
+    wg_cuda_ctx *c = (wg_cuda_ctx *)ctx;
+    WG_CUDA_CHECK(cudaSetDevice(c->device));
+    return c;
+}
+
+static void *cuda_alloc(void *ctx, size_t nbytes)
+{
+    ctx_of(ctx);
+    void *p = NULL;
+    cudaError_t err = cudaMalloc(&p, nbytes ? nbytes : 1);
+    if (err == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError(); /* clear it: running out is reported by the caller */
+        return NULL;
+    }
+    WG_CUDA_CHECK(err);
+    return p;
+}
+
+static void cuda_free(void *ctx, void *ptr)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    WG_CUDA_CHECK(cudaStreamSynchronize(c->stream)); /* queued work may still use it */
+    WG_CUDA_CHECK(cudaFree(ptr));
+}
+
+static void cuda_upload(void *ctx, void *dst, const void *host_src, size_t nbytes)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    WG_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, c->stream));
+    WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+static void cuda_download(void *ctx, void *host_dst, const void *src, size_t nbytes)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    WG_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, nbytes, cudaMemcpyDeviceToHost, c->stream));
+    WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+static void cuda_zero(void *ctx, void *dst, size_t nbytes)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    WG_CUDA_CHECK(cudaMemsetAsync(dst, 0, nbytes, c->stream));
+}
+
+static void cuda_synchronize(void *ctx)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+static void cuda_free_ctx(void *ctx)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    WG_CUDA_CHECK(cudaFree(c->d_scratch));
+    WG_CUBLAS_CHECK(cublasLtDestroy(c->lt));
+    WG_CUDA_CHECK(cudaStreamDestroy(c->stream));
+    free(c);
+}
+
+static uint64_t cuda_max_abs(void *ctx, const wg_tensor *x)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    return wg_max_abs_cuda(x, c->d_scratch, c->stream);
+}
+
+static void cuda_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound)
+{
+    wg_round_shift_cuda(dst, src, shift, bound, ctx_of(ctx)->stream);
+}
+
+static void cuda_flag_split(void *ctx, wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int shift_coarse,
+                            int bits)
+{
+    wg_flag_split_cuda(coarse, fine, src, shift_coarse, bits, ctx_of(ctx)->stream);
+}
+
+static void cuda_stochastic_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound,
+                                  wg_sr_stream sr)
+{
+    wg_stochastic_shift_cuda(dst, src, shift, bound, sr, ctx_of(ctx)->stream);
+}
+
+static void cuda_momentum_step(void *ctx, wg_tensor *m, const wg_tensor *g, wg_momentum_shifts s)
+{
+    wg_momentum_step_cuda(m, g, s, ctx_of(ctx)->stream);
+}
+
+static void cuda_update_step(void *ctx, wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s)
+{
+    wg_update_step_cuda(w, m, lr_q, s, ctx_of(ctx)->stream);
+}
+
+static const struct wg_backend_i wg_backend_cuda_iface = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .zero = cuda_zero,
+    .synchronize = cuda_synchronize,
+    .free_ctx = cuda_free_ctx,
+    .max_abs = cuda_max_abs,
+    .round_shift = cuda_round_shift,
+    .flag_split = cuda_flag_split,
+    .stochastic_shift = cuda_stochastic_shift,
+    .momentum_step = cuda_momentum_step,
+    .update_step = cuda_update_step,
+};
+
+int wg_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* "no driver" or "no device" is an answer, not an error */
+        return 0;
+    }
+    return n;
+}
+
+wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        snprintf(err, errlen, "no CUDA device is available (%s)",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    if (device < 0 || device >= n) {
+        snprintf(err, errlen, "CUDA device %d does not exist (this machine has %d: 0..%d)", device, n, n - 1);
+        return NULL;
+    }
+    wg_cuda_ctx *c = (wg_cuda_ctx *)calloc(1, sizeof(*c));
+    WG_ASSERT(c != NULL, "out of host memory for the CUDA backend");
+    c->device = device;
+    WG_CUDA_CHECK(cudaSetDevice(device));
+    WG_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    WG_CUBLAS_CHECK(cublasLtCreate(&c->lt));
+    WG_CUDA_CHECK(cudaMalloc((void **)&c->d_scratch, sizeof(*c->d_scratch)));
+    wg_backend *b = (wg_backend *)malloc(sizeof(*b));
+    WG_ASSERT(b != NULL, "out of host memory for the CUDA backend");
+    b->iface = &wg_backend_cuda_iface;
+    b->ctx = c;
+    return b;
+}
+
+void wg_cuda_print_info(FILE *out)
+{
+    int rt = 0, drv = 0;
+    WG_CUDA_CHECK(cudaRuntimeGetVersion(&rt));
+    if (cudaDriverGetVersion(&drv) != cudaSuccess) drv = 0;
+    fprintf(out, "CUDA runtime %d.%d, driver %d.%d, cuBLASLt %zu", rt / 1000, (rt % 1000) / 10, drv / 1000,
+            (drv % 1000) / 10, cublasLtGetVersion());
+#if defined(WG_HAVE_NCCL)
+    int nccl = 0;
+    WG_NCCL_CHECK(ncclGetVersion(&nccl));
+    fprintf(out, ", NCCL %d.%d.%d", nccl / 10000, (nccl / 100) % 100, nccl % 100);
+#endif
+    fputc('\n', out);
+    int n = wg_cuda_device_count();
+    if (n == 0) fprintf(out, "  no CUDA device on this machine\n");
+    for (int d = 0; d < n; d++) {
+        cudaDeviceProp p;
+        WG_CUDA_CHECK(cudaGetDeviceProperties(&p, d));
+        fprintf(out, "  device %d: %s, compute capability %d.%d, %d SMs, %.1f GiB\n", d, p.name, p.major, p.minor,
+                p.multiProcessorCount, (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    }
+}

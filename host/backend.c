@@ -1,0 +1,18 @@
+/* backend.c: what every backend shares (see backend.h). */
+#include <stdlib.h>
+
+#include "backend.h"
+
+void wg_backend_free(wg_backend *b)
+{
+    if (b == NULL) return;
+    if (b->iface->free_ctx != NULL) b->iface->free_ctx(b->ctx);
+    free(b);
+}
+
+const char *wg_backend_name(const wg_backend *b) { return b->iface->name; }
+
+void wg_backend_synchronize(wg_backend *b)
+{
+    if (b->iface->synchronize != NULL) b->iface->synchronize(b->ctx);
+}

@@ -1,0 +1,106 @@
+/* backend.h: the interface between the trainer and where the work runs.
+ *
+ * A backend is a C vtable plus a context (design principle 4, style.md item 2;
+ * modelled on ggml's backend interface). Models, layers and the quantizer layer
+ * (quant.c) call these entries and never a kernel directly. Backends: the CPU
+ * reference (backend_cpu.c, complete) and CUDA (cuda/backend_cuda.cu).
+ *
+ * The op entries are the elementwise and reduction primitives of docs/numerics.md.
+ * The exponent decisions (which shift, which bound) are made once, on the host, by
+ * quant.c, so every backend receives the same integers and runs the same shared
+ * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
+ *
+ * Entries marked "optional" may be NULL; quant.c reports a missing one by name. */
+#ifndef WG_BACKEND_H
+#define WG_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor.h"
+#include "wg_philox.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Shifts of the momentum step m' = Q(m * 2^-mshift + g, k_m), all in units of a
+ * common exponent e_t = min(e_m - mshift, e_g) (docs/numerics.md, "Momentum"). */
+typedef struct wg_momentum_shifts {
+    int m_up;      /* m moves up to e_t: m << m_up */
+    int g_up;      /* g moves up to e_t: g << g_up */
+    int out_down;  /* the sum moves back to e_m: round-half-even >> out_down */
+    int64_t bound; /* saturation of m in its container */
+} wg_momentum_shifts;
+
+/* Shifts of the update w' = Q(w - lr * m, k_u) in units of e_t = min(e_w, e_lr + e_m)
+ * (docs/numerics.md, "Update"). */
+typedef struct wg_update_shifts {
+    int w_up;
+    int p_up;      /* the product lr * m moves up to e_t */
+    int out_down;
+    int64_t bound;
+} wg_update_shifts;
+
+/* Everything the stochastic rounding of one tensor needs (wg_philox.h). */
+typedef struct wg_sr_stream {
+    wg_philox_key key;
+    uint32_t step;
+    uint32_t tensor_id;
+} wg_sr_stream;
+
+struct wg_backend_i {
+    const char *name;
+
+    /* Memory. alloc returns NULL when the memory is not there. */
+    void *(*alloc)(void *ctx, size_t nbytes);
+    void (*free)(void *ctx, void *ptr);
+    void (*upload)(void *ctx, void *dst, const void *host_src, size_t nbytes);
+    void (*download)(void *ctx, void *host_dst, const void *src, size_t nbytes);
+    void (*zero)(void *ctx, void *dst, size_t nbytes);
+    /* Optional: wait until all queued work is done (NULL: work is synchronous). */
+    void (*synchronize)(void *ctx);
+    /* Optional: release the context (called by wg_backend_free). */
+    void (*free_ctx)(void *ctx);
+
+    /* max |x| over an integer tensor, as an unsigned integer (exact for INT64_MIN).
+     * Integer maxima do not depend on reduction order. 0 for an empty tensor. */
+    uint64_t (*max_abs)(void *ctx, const wg_tensor *x);
+
+    /* dst[i] = clamp(round_half_even(src[i] * 2^-shift), -bound, bound); negative
+     * shift = exact left shift. dst and src have the same element count and may be
+     * the same tensor. The exponents are the caller's business. */
+    void (*round_shift)(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound);
+
+    /* E2's flag split (wg_flag_split in wg_quant_elem.h) of every element. */
+    void (*flag_split)(void *ctx, wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int shift_coarse,
+                       int bits);
+
+    /* dst[i] = clamp(floor((src[i] + r_i) / 2^shift), -bound, bound), r_i uniform in
+     * [0, 2^shift) from the element's Philox word (wg_rshift_sr). */
+    void (*stochastic_shift)(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound,
+                             wg_sr_stream stream);
+
+    /* In place on m (wg_momentum_elem). */
+    void (*momentum_step)(void *ctx, wg_tensor *m, const wg_tensor *g, wg_momentum_shifts s);
+
+    /* In place on w, with the learning rate's integer lr_q (wg_update_elem). */
+    void (*update_step)(void *ctx, wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s);
+};
+
+struct wg_backend {
+    const struct wg_backend_i *iface;
+    void *ctx;
+};
+
+/* The CPU reference backend. Never fails. */
+wg_backend *wg_backend_cpu_init(void);
+void wg_backend_free(wg_backend *b);
+const char *wg_backend_name(const wg_backend *b);
+void wg_backend_synchronize(wg_backend *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,28 @@
+/* check.h: the two tiers of errors (style.md, item 6).
+ *
+ * Internal invariants (a programming error inside wageubn) abort loudly with the
+ * failing condition, file and line. Errors in what a user gave us (config, command
+ * line, dataset, checkpoint) are not handled here: those functions return a status
+ * with a message naming the file, field or offset. */
+#ifndef WG_CHECK_H
+#define WG_CHECK_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void wg_die(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
+
+/* Abort with a message when an internal invariant fails. No side effects in cond. */
+#define WG_ASSERT(cond, ...)                                                      \
+    do {                                                                          \
+        if (!(cond)) wg_die(__FILE__, __LINE__, "assertion `" #cond "` failed: " __VA_ARGS__); \
+    } while (0)
+
+#define WG_DIE(...) wg_die(__FILE__, __LINE__, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,99 @@
+/* quant.h: the WAGEUBN quantizers over fixed-point tensors (wageubn.md,
+ * docs/numerics.md).
+ *
+ * Each quantizer reads integer tensors with their exponents and writes integer
+ * tensors, setting the output exponent by the rule of docs/numerics.md. The caller
+ * allocates the outputs (same element count as the input) in the container the
+ * contract names; a container too small for the requested bits is an internal error.
+ * The per-tensor decisions (max-abs, exponents, shifts) are made here, once, on the
+ * host; the elementwise work goes through the tensors' backend. */
+#ifndef WG_QUANT_H
+#define WG_QUANT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bit widths of every quantized path. wg_quant_bits_reference() gives the
+ * reference's values (wageubn.md's table). */
+typedef struct wg_quant_bits {
+    int w;              /* k_W = 8: forward weights, clip(Q(w, 8), 8) */
+    int a;              /* k_A = 8: activations after BN-ReLU */
+    int u;              /* k_U = 24: master weights */
+    int e1;             /* k_E1 = 8: errors at activations (shift quantization) */
+    int e2;             /* k_E2 = 8: errors at conv outputs (flag quantization) */
+    int g_scale_log2;   /* g_scale = 2^7 = 128 (the schedule lowers it) */
+    int gc;             /* k_GC = 15: G lands on the grid 2^-(gc-1) = 2^-14 */
+    int bn_grad;        /* 15: gradients of BN gamma/beta */
+    int bn_stat;        /* 16: BN mean and std */
+    int xhat;           /* 8: BN x-hat */
+    int gamma_beta;     /* 8: BN gamma and beta in the forward pass */
+    int momentum;       /* k_M = 13 */
+    int momentum_shift; /* 2: momentum 1/4 */
+    int lr;             /* 10 */
+} wg_quant_bits;
+
+wg_quant_bits wg_quant_bits_reference(void);
+
+/* Direct quantization Q(x, bits): dst on the grid 2^-(bits-1), rounded half to
+ * even. clip = true also clamps to +-(1 - 2^-(bits-1)) (the reference's clip, used
+ * for W); clip = false saturates only at dst's container (the reference is
+ * unbounded: docs/numerics.md says which tensors can meet it). */
+void wg_quant_direct(wg_tensor *dst, const wg_tensor *src, int bits, bool clip);
+
+/* Direct quantization with a per-tensor exponent: the grid 2^-(bits-1) when the
+ * tensor fits the container there, else the finest coarser power-of-two grid on
+ * which its max-abs fits without saturation (activations: docs/numerics.md, "A"). */
+void wg_quant_fit(wg_tensor *dst, const wg_tensor *src, int bits);
+/* The same with any floor exponent: dst gets the smallest exponent >= e_min on which
+ * src fits dst's container (e_min = src->exp: exact whenever it fits; the BN-input
+ * narrowing and the residual stream of docs/numerics.md). */
+void wg_quant_fit_exp(wg_tensor *dst, const wg_tensor *src, int e_min);
+
+/* E1, shift quantization: s = Shift(max|x|), dst = s * clamp(Q(x / s, bits)), the
+ * clamp at +-(2^(bits-1) - 1) units (the reference's +-1 is not representable). */
+void wg_quant_shift(wg_tensor *dst, const wg_tensor *src, int bits);
+
+/* E2, flag quantization into two parts: coarse (grid Shift(max) / 2^(bits-1)) and
+ * fine (grid Shift(max) / 2^(2(bits-1))); each element nonzero in at most one. The
+ * value is coarse + fine. */
+void wg_quant_flag(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int bits);
+
+/* G, constant-scaling stochastic quantization of a weight gradient:
+ * n = SR(2^g_scale_log2 * x / Shift(max|x|)) clamped to +-(2^g_scale_log2 - 1),
+ * dst = n on the grid 2^-(gc-1). The random bits come from Philox keyed by seed at
+ * counter (step, tensor_id, element index). */
+typedef struct wg_grad_quant_args {
+    int g_scale_log2;
+    int gc;
+    uint64_t seed;
+    uint32_t step;
+    uint32_t tensor_id;
+} wg_grad_quant_args;
+void wg_quant_grad(wg_tensor *dst, const wg_tensor *src, const wg_grad_quant_args *args);
+
+/* Quantized momentum, in place: m = Q(m * 2^-momentum_shift + g, bits), m on the grid
+ * 2^-(bits-1). g is G (or a BN-gradient) with its own exponent. */
+void wg_quant_momentum(wg_tensor *m, const wg_tensor *g, int bits, int momentum_shift);
+
+/* A learning rate on its integer grid: clip(Q(lr, bits), bits) = q * 2^exp. */
+typedef struct wg_lr {
+    int32_t q;
+    int exp;
+} wg_lr;
+wg_lr wg_quant_lr(double lr, int bits);
+
+/* Update of master weights, in place: w = Q(w - lr * m, bits_u), w on the grid
+ * 2^-(bits_u-1). */
+void wg_quant_update(wg_tensor *w, const wg_tensor *m, wg_lr lr, int bits_u);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# install-deps.sh: install the Debian packages wageubn needs, when they are missing.
+#
+# Run by `make train` and `make test` before configuring. As root it installs what
+# is missing with apt-get; otherwise it names the missing packages and the command
+# that installs them, and fails. Nothing is downloaded when everything is present.
+set -euo pipefail
+
+# What the build and the tests need. The CUDA toolkit is not a Debian package here:
+# the CUDA backend is built when nvcc is found (see CMakeLists.txt).
+PACKAGES=(cmake make gcc libc6-dev libcmocka-dev)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-deps: not a Debian system (no dpkg-query); make sure these are installed: ${PACKAGES[*]}" >&2
+    exit 0
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+    echo "install-deps: install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
