@@ -12,6 +12,11 @@
 #include "cuda_check.cuh"
 #include "quant.cuh"
 
+/* The oldest compute capability this build has kernels for (CMAKE_CUDA_ARCHITECTURES 80;90). */
+#define WG_CUDA_MIN_MAJOR 8
+
+/* One context per device. d_scratch serves the reductions: one host thread per
+ * context (the trainer's model), since concurrent reductions would share it. */
 typedef struct wg_cuda_ctx {
     int device;
     cudaStream_t stream;
@@ -132,28 +137,43 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .update_step = cuda_update_step,
 };
 
-int wg_cuda_device_count(void)
+wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)
 {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError(); /* "no driver" or "no device" is an answer, not an error */
-        return 0;
+    int n = 0, drv = 0, rt = 0;
+    *count = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    (void)cudaGetLastError(); /* a probe leaves no sticky error behind */
+    if (e == cudaSuccess && n > 0) {
+        *count = n;
+        snprintf(msg, msglen, "%d CUDA device%s", n, n == 1 ? "" : "s");
+        return WG_CUDA_READY;
     }
-    return n;
+    if (cudaDriverGetVersion(&drv) != cudaSuccess) drv = 0;
+    if (cudaRuntimeGetVersion(&rt) != cudaSuccess) rt = 0;
+    if (e == cudaSuccess || e == cudaErrorNoDevice || (e == cudaErrorInsufficientDriver && drv == 0)) {
+        snprintf(msg, msglen, "no CUDA device on this machine (%s)",
+                 e == cudaErrorInsufficientDriver ? "no NVIDIA driver installed" : "the driver reports 0 devices");
+        return WG_CUDA_ABSENT;
+    }
+    snprintf(msg, msglen, "CUDA is not usable: cudaGetDeviceCount failed with %s (%s); driver supports CUDA %d.%d, "
+                          "this build's runtime is %d.%d",
+             cudaGetErrorName(e), cudaGetErrorString(e), drv / 1000, (drv % 1000) / 10, rt / 1000, (rt % 1000) / 10);
+    return WG_CUDA_BROKEN;
 }
 
 wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
 {
     int n = 0;
-    cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess || n == 0) {
-        snprintf(err, errlen, "no CUDA device is available (%s)",
-                 e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
-        (void)cudaGetLastError();
-        return NULL;
-    }
+    if (wg_cuda_probe(&n, err, errlen) != WG_CUDA_READY) return NULL;
     if (device < 0 || device >= n) {
         snprintf(err, errlen, "CUDA device %d does not exist (this machine has %d: 0..%d)", device, n, n - 1);
+        return NULL;
+    }
+    cudaDeviceProp prop;
+    WG_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    if (prop.major < WG_CUDA_MIN_MAJOR) {
+        snprintf(err, errlen, "CUDA device %d (%s) has compute capability %d.%d; wageubn's int8 kernels need %d.0 or newer",
+                 device, prop.name, prop.major, prop.minor, WG_CUDA_MIN_MAJOR);
         return NULL;
     }
     wg_cuda_ctx *c = (wg_cuda_ctx *)calloc(1, sizeof(*c));
@@ -183,8 +203,9 @@ void wg_cuda_print_info(FILE *out)
     fprintf(out, ", NCCL %d.%d.%d", nccl / 10000, (nccl / 100) % 100, nccl % 100);
 #endif
     fputc('\n', out);
-    int n = wg_cuda_device_count();
-    if (n == 0) fprintf(out, "  no CUDA device on this machine\n");
+    int n = 0;
+    char msg[256];
+    if (wg_cuda_probe(&n, msg, sizeof(msg)) != WG_CUDA_READY) fprintf(out, "  %s\n", msg);
     for (int d = 0; d < n; d++) {
         cudaDeviceProp p;
         WG_CUDA_CHECK(cudaGetDeviceProperties(&p, d));

@@ -16,11 +16,21 @@
 extern "C" {
 #endif
 
-/* Number of usable CUDA devices; 0 when there is no GPU or no driver (never aborts). */
-int wg_cuda_device_count(void);
+/* What this machine offers. ABSENT (no GPU, or no driver at all) is an answer, not
+ * an error; BROKEN (e.g. a driver older than the runtime) is an error to report. */
+typedef enum wg_cuda_probe_status {
+    WG_CUDA_READY = 0,
+    WG_CUDA_ABSENT,
+    WG_CUDA_BROKEN,
+} wg_cuda_probe_status;
+
+/* Probe without aborting: *count gets the number of devices (0 unless READY) and msg
+ * a one-line explanation for ABSENT and BROKEN. */
+wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen);
 
 /* A backend on device `device`. Returns NULL, with the reason in err, when the
- * device cannot be used (no GPU, no driver, bad index). */
+ * device cannot be used (no GPU, no driver, a broken driver, a bad index, or a GPU
+ * older than compute capability 8.0, the oldest this build has kernels for). */
 wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen);
 
 /* Print the CUDA runtime, driver, cuBLASLt and NCCL versions and the devices. */

@@ -34,10 +34,18 @@ static inline int wg_cuda_current_device(void)
                    wg_cuda_current_device(), cublasLtGetStatusString(wg_st_), (int)wg_st_);                 \
     } while (0)
 
-/* After every kernel launch: configuration errors surface here, named by op. */
+/* After every kernel launch: configuration errors surface here, named by op. With
+ * WG_CUDA_DEBUG_SYNC (CMake option) the launch is also waited for, so a fault inside
+ * the kernel is reported under its own name rather than at the next checked call. */
+#if defined(WG_CUDA_DEBUG_SYNC)
+#define WG_CUDA_LAUNCH_WAIT() cudaDeviceSynchronize()
+#else
+#define WG_CUDA_LAUNCH_WAIT() cudaSuccess
+#endif
 #define WG_CUDA_CHECK_LAUNCH(op)                                                                         \
     do {                                                                                                 \
         cudaError_t wg_err_ = cudaGetLastError();                                                        \
+        if (wg_err_ == cudaSuccess) wg_err_ = WG_CUDA_LAUNCH_WAIT();                                     \
         if (wg_err_ != cudaSuccess)                                                                      \
             wg_die(__FILE__, __LINE__, "launch of %s failed on device %d: %s", (op),                      \
                    wg_cuda_current_device(), cudaGetErrorString(wg_err_));                               \

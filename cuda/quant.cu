@@ -13,6 +13,17 @@
 
 #define WG_QUANT_BLOCK 256
 #define WG_QUANT_MAX_GRID 8192 /* enough blocks to fill any current GPU; the loop covers the rest */
+#define WG_WARP 32
+static_assert(WG_QUANT_BLOCK % WG_WARP == 0, "the full-mask warp shuffles need whole warps");
+
+/* The kernels read containers through wg_load_i64, which knows only the integer
+ * ones: a float or mismatched tensor is a bug upstream, stopped here by name. */
+static void check_int_tensors(const char *op, const wg_tensor *a, const wg_tensor *b)
+{
+    WG_ASSERT(wg_dtype_is_int(a->dtype) && (b == NULL || wg_dtype_is_int(b->dtype)), "%s needs integer tensors", op);
+    WG_ASSERT(b == NULL || wg_tensor_numel(a) == wg_tensor_numel(b), "%s: %lld and %lld elements", op,
+              (long long)wg_tensor_numel(a), (long long)wg_tensor_numel(b));
+}
 
 static unsigned wg_grid_for(int64_t n)
 {
@@ -31,15 +42,23 @@ __global__ void max_abs_kernel(const void *x, wg_dtype t, int64_t n, unsigned lo
         unsigned long long a = wg_abs_u64(wg_load_i64(x, t, i));
         m = a > m ? a : m;
     }
-    for (int off = 16; off > 0; off /= 2) {
+    /* warp maxima, then the block's in shared memory, then one atomic per block */
+    __shared__ unsigned long long warp_max[WG_QUANT_BLOCK / WG_WARP];
+    for (int off = WG_WARP / 2; off > 0; off /= 2) {
         unsigned long long o = __shfl_down_sync(0xffffffffu, m, off);
         m = o > m ? o : m;
     }
-    if ((threadIdx.x & 31) == 0) atomicMax(out, m);
+    if (threadIdx.x % WG_WARP == 0) warp_max[threadIdx.x / WG_WARP] = m;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < WG_QUANT_BLOCK / WG_WARP; w++) m = warp_max[w] > m ? warp_max[w] : m;
+        atomicMax(out, m);
+    }
 }
 
 uint64_t wg_max_abs_cuda(const wg_tensor *x, unsigned long long *d_scratch, cudaStream_t stream)
 {
+    check_int_tensors("max_abs", x, NULL);
     int64_t n = wg_tensor_numel(x);
     unsigned long long h = 0;
     WG_CUDA_CHECK(cudaMemsetAsync(d_scratch, 0, sizeof(*d_scratch), stream));
@@ -60,6 +79,7 @@ __global__ void round_shift_kernel(void *dst, wg_dtype td, const void *src, wg_d
 
 void wg_round_shift_cuda(wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound, cudaStream_t stream)
 {
+    check_int_tensors("round_shift", dst, src);
     int64_t n = wg_tensor_numel(src);
     round_shift_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(dst->data, dst->dtype, src->data, src->dtype, n,
                                                                       shift, bound);
@@ -80,6 +100,8 @@ __global__ void flag_split_kernel(void *coarse, wg_dtype tc, void *fine, wg_dtyp
 void wg_flag_split_cuda(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int shift_coarse, int bits,
                         cudaStream_t stream)
 {
+    check_int_tensors("flag_split", coarse, src);
+    check_int_tensors("flag_split", fine, src);
     int64_t n = wg_tensor_numel(src);
     flag_split_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(coarse->data, coarse->dtype, fine->data,
                                                                      fine->dtype, src->data, src->dtype, n,
@@ -100,6 +122,7 @@ __global__ void stochastic_shift_kernel(void *dst, wg_dtype td, const void *src,
 void wg_stochastic_shift_cuda(wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound, wg_sr_stream sr,
                               cudaStream_t stream)
 {
+    check_int_tensors("stochastic_shift", dst, src);
     int64_t n = wg_tensor_numel(src);
     stochastic_shift_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(dst->data, dst->dtype, src->data,
                                                                            src->dtype, n, shift, bound, sr);
@@ -118,6 +141,7 @@ __global__ void momentum_step_kernel(void *m, wg_dtype tm, const void *g, wg_dty
 
 void wg_momentum_step_cuda(wg_tensor *m, const wg_tensor *g, wg_momentum_shifts s, cudaStream_t stream)
 {
+    check_int_tensors("momentum_step", m, g);
     int64_t n = wg_tensor_numel(m);
     momentum_step_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(m->data, m->dtype, g->data, g->dtype, n, s);
     WG_CUDA_CHECK_LAUNCH("momentum_step_kernel");
@@ -136,6 +160,7 @@ __global__ void update_step_kernel(void *w, wg_dtype tw, const void *m, wg_dtype
 
 void wg_update_step_cuda(wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s, cudaStream_t stream)
 {
+    check_int_tensors("update_step", w, m);
     int64_t n = wg_tensor_numel(w);
     update_step_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(w->data, w->dtype, m->data, m->dtype, n, lr_q,
                                                                       s);

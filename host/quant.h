@@ -6,7 +6,19 @@
  * allocates the outputs (same element count as the input) in the container the
  * contract names; a container too small for the requested bits is an internal error.
  * The per-tensor decisions (max-abs, exponents, shifts) are made here, once, on the
- * host; the elementwise work goes through the tensors' backend. */
+ * host; the elementwise work goes through the tensors' backend.
+ *
+ * Which quantizer serves which path (reference widths; docs/numerics.md, section 6):
+ *   W, forward weights      wg_quant_direct(int8, master, 8, clip)
+ *   U, master weights       on their grid by construction; wg_quant_update keeps them there
+ *   A, activations          wg_quant_fit(int8, y, 8)   ([quant] act_exponent = fit)
+ *   gamma/beta, forward     wg_quant_direct(int16, master, 8, no clip)
+ *   BN input narrowing      wg_quant_fit_exp(int16, x, x->exp)
+ *   E1                      wg_quant_shift(int8, e, 8)
+ *   E2                      wg_quant_flag(int8 coarse, int8 fine, e, 8)
+ *   G                       wg_quant_grad(int8, g, {g_scale 2^7, grid 2^-14, Philox stream})
+ *   BN gradients            wg_quant_direct(int32, g, 15, no clip)
+ *   momentum, update, lr    wg_quant_momentum, wg_quant_update, wg_quant_lr */
 #ifndef WG_QUANT_H
 #define WG_QUANT_H
 

@@ -128,6 +128,7 @@ WG_HD uint64_t wg_rshift_rne_u64(uint64_t m, int s)
  * tensor whose max-abs is m fits its container without saturating. */
 WG_HD int wg_fit_shift(uint64_t m, int s_min, int64_t bound)
 {
+    if (m != 0 && s_min < -62) s_min = -62; /* m * 2^63 never fits: start where it might */
     for (int s = s_min;; s++) {
         if (s >= 0 && wg_rshift_rne_u64(m, s) <= (uint64_t)bound) return s;
         /* a left shift fits when m <= bound / 2^-s; tested before shifting, since a

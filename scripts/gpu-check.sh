@@ -13,7 +13,7 @@ BUILD=${BUILD:-build-gpu}
 ARCH=${CUDA_ARCH:-native}
 mkdir -p "$OUT"
 
-flags=(-DCMAKE_BUILD_TYPE=Release -DWG_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$ARCH")
+flags=(-DCMAKE_BUILD_TYPE=Release -DWG_CUDA=ON -DWG_CUDA_DEBUG_SYNC=ON "-DCMAKE_CUDA_ARCHITECTURES=$ARCH")
 if [ -d .deps/cmocka ]; then
     flags+=("-DWG_CMOCKA_ROOT=$PWD/.deps/cmocka")
     export LD_LIBRARY_PATH="$PWD/.deps/cmocka/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -27,6 +27,7 @@ echo "build: $(( $(date +%s) - start )) s" | tee "$OUT/summary.txt"
 "$BUILD/wageubn" devices 2>&1 | tee -a "$OUT/summary.txt"
 
 status=0
+export WG_REQUIRE_GPU=1 # here a skipped GPU test is a failure
 ctest --test-dir "$BUILD" --output-on-failure 2>&1 | tee "$OUT/ctest.log" || status=$?
 grep -E "tests passed|tests failed|Skipped|\*\*\*" "$OUT/ctest.log" | tee -a "$OUT/summary.txt" || true
 exit $status

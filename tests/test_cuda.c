@@ -2,8 +2,11 @@
  *
  * Every quantizer runs on the same random integers (several containers, ragged
  * sizes, int32 and int64 extremes) on both backends; outputs and exponents must be
- * identical. Without a GPU every case is skipped and the program exits 77, which
- * ctest reports as "skipped" (SKIP_RETURN_CODE), never as passed or failed. */
+ * identical. Outputs start filled with a sentinel (INT*_MIN, which the symmetric
+ * quantizers never write) on both sides, so an element a kernel skips shows.
+ * Without a GPU every case is skipped and the program exits 77, which ctest reports
+ * as "skipped" (SKIP_RETURN_CODE), never as passed; with WG_REQUIRE_GPU=1 (set by
+ * scripts/gpu-check.sh) a missing GPU fails instead. A broken driver always fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,10 +25,15 @@ enum { WG_TEST_SKIPPED = 77 };
 
 typedef struct gpu_fixture {
     wg_backend *cpu;
-    wg_backend *gpu; /* NULL: no device, skip */
+    wg_backend *gpu; /* NULL: no usable device */
+    bool must_fail;  /* a broken driver, or WG_REQUIRE_GPU=1 without a GPU */
+    char why[256];
 } gpu_fixture;
 
+/* Ragged sizes; the largest takes the grid-stride loops (8192 blocks of 256) round
+ * more than once, so it runs for int8 only, to keep the test short. */
 static const int64_t sizes[] = {1, 3, 4, 5, 1000, 4097, 65537, (1 << 20) + 3};
+static const int64_t big_size = 3 * (INT64_C(1) << 21) + 5;
 static const wg_dtype in_types[] = {WG_I8, WG_I16, WG_I32, WG_I64};
 
 static uint64_t splitmix64(uint64_t *s)
@@ -36,8 +44,9 @@ static uint64_t splitmix64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* Random elements of container t with random magnitudes (so every max-abs exponent
- * occurs), the container's extremes sprinkled in. */
+/* Random elements of container t: each element's magnitude has its own random bit
+ * count up to the tensor's, so rounding depends on the low bits (and G on the
+ * Philox word). The container's extremes, when present, sit at random positions. */
 static void *random_host(wg_dtype t, int64_t n, uint64_t seed)
 {
     size_t sz = wg_dtype_size(t);
@@ -48,12 +57,26 @@ static void *random_host(wg_dtype t, int64_t n, uint64_t seed)
     int mag = 1 + (int)(splitmix64(&s) % (uint64_t)(bits - 1)); /* magnitude bits of this tensor */
     for (int64_t i = 0; i < n; i++) {
         uint64_t r = splitmix64(&s);
-        int64_t v = (int64_t)(r >> (64 - mag)) * ((r & 1) ? -1 : 1);
-        if (i % 977 == 5) v = (int64_t)(-wg_dtype_bound(t) - 1); /* INT*_MIN */
-        if (i % 977 == 6) v = wg_dtype_bound(t);
+        int m = 1 + (int)((r >> 8) % (uint64_t)mag);
+        int64_t v = (int64_t)(splitmix64(&s) >> (64 - m)) * ((r & 1) ? -1 : 1);
         wg_store_i64(h, t, i, v);
     }
+    if (splitmix64(&s) % 3 != 0) { /* two thirds of the tensors hold the extremes */
+        wg_store_i64(h, t, (int64_t)(splitmix64(&s) % (uint64_t)n), -wg_dtype_bound(t) - 1); /* INT*_MIN */
+        wg_store_i64(h, t, (int64_t)(splitmix64(&s) % (uint64_t)n), wg_dtype_bound(t));
+    }
     return h;
+}
+
+/* Fill with the container's minimum, a value no symmetric quantizer writes. */
+static void fill_sentinel(wg_tensor *t)
+{
+    int64_t n = wg_tensor_numel(t);
+    void *h = malloc(wg_tensor_nbytes(t));
+    assert_non_null(h);
+    for (int64_t i = 0; i < n; i++) wg_store_i64(h, t->dtype, i, -wg_dtype_bound(t->dtype) - 1);
+    wg_tensor_upload(t, h);
+    free(h);
 }
 
 static void make_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, int64_t n, int exp, const void *h)
@@ -64,8 +87,8 @@ static void make_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, in
         wg_tensor_upload(c, h);
         wg_tensor_upload(g, h);
     } else {
-        wg_tensor_zero(c);
-        wg_tensor_zero(g);
+        fill_sentinel(c);
+        fill_sentinel(g);
     }
 }
 
@@ -81,8 +104,12 @@ static void expect_identical(wg_tensor *c, wg_tensor *g, const char *what)
     if (c->exp != g->exp || memcmp(hc, hg, nb) != 0) {
         int64_t n = wg_tensor_numel(c), i = 0;
         while (i < n && wg_load_i64(hc, c->dtype, i) == wg_load_i64(hg, g->dtype, i)) i++;
-        print_error("%s: cpu exp %d, gpu exp %d; first difference at %lld of %lld\n", what, c->exp, g->exp,
-                    (long long)i, (long long)n);
+        if (i < n)
+            print_error("%s: cpu exp %d, gpu exp %d; first difference at element %lld of %lld: cpu %lld, gpu %lld\n",
+                        what, c->exp, g->exp, (long long)i, (long long)n, (long long)wg_load_i64(hc, c->dtype, i),
+                        (long long)wg_load_i64(hg, g->dtype, i));
+        else
+            print_error("%s: same elements, but cpu exp %d, gpu exp %d\n", what, c->exp, g->exp);
         fail();
     }
     free(hc);
@@ -94,10 +121,15 @@ static void expect_identical(wg_tensor *c, wg_tensor *g, const char *what)
 static int setup(void **state)
 {
     gpu_fixture *f = calloc(1, sizeof(*f));
-    char err[256];
+    assert_non_null(f);
+    int n = 0;
     f->cpu = wg_backend_cpu_init();
-    f->gpu = wg_backend_cuda_init(0, err, sizeof(err));
-    if (f->gpu == NULL) fprintf(stderr, "test_cuda: %s\n", err);
+    wg_cuda_probe_status st = wg_cuda_probe(&n, f->why, sizeof(f->why));
+    const char *require = getenv("WG_REQUIRE_GPU");
+    if (st == WG_CUDA_READY) f->gpu = wg_backend_cuda_init(0, f->why, sizeof(f->why));
+    f->must_fail = st == WG_CUDA_BROKEN || (st == WG_CUDA_READY && f->gpu == NULL) ||
+                   (f->gpu == NULL && require != NULL && strcmp(require, "1") == 0);
+    if (f->gpu == NULL) fprintf(stderr, "test_cuda: %s\n", f->why);
     *state = f;
     return 0;
 }
@@ -111,9 +143,13 @@ static int teardown(void **state)
     return 0;
 }
 
-#define REQUIRE_GPU(f) \
-    do {               \
-        if ((f)->gpu == NULL) skip(); \
+/* Skip without a GPU, unless the machine should have one (then fail, saying why). */
+#define REQUIRE_GPU(f)                                         \
+    do {                                                       \
+        if ((f)->gpu == NULL) {                                \
+            if ((f)->must_fail) fail_msg("%s", (f)->why);      \
+            skip();                                            \
+        }                                                      \
     } while (0)
 
 /* Run one single-output quantizer on both backends over every size and container. */
@@ -130,23 +166,28 @@ static void q_grad(wg_tensor *d, const wg_tensor *s, int v)
     wg_quant_grad(d, s, &a);
 }
 
+static void run_unary_case(gpu_fixture *f, unary_quant q, wg_dtype in, int64_t n, wg_dtype out, int variant,
+                           const char *what)
+{
+    void *h = random_host(in, n, 1000 + (uint64_t)variant);
+    wg_tensor sc, sg, dc, dg;
+    make_pair(f, &sc, &sg, in, n, -20 + variant % 23, h);
+    make_pair(f, &dc, &dg, out, n, 0, NULL);
+    q(&dc, &sc, variant);
+    q(&dg, &sg, variant);
+    expect_identical(&dc, &dg, what);
+    wg_tensor_free(&sc);
+    wg_tensor_free(&sg);
+    free(h);
+}
+
 static void run_unary(gpu_fixture *f, unary_quant q, wg_dtype out, const char *what)
 {
     int variant = 0;
     for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
-        for (size_t ti = 0; ti < sizeof(in_types) / sizeof(in_types[0]); ti++, variant++) {
-            int64_t n = sizes[si];
-            void *h = random_host(in_types[ti], n, 1000 + (uint64_t)variant);
-            wg_tensor sc, sg, dc, dg;
-            make_pair(f, &sc, &sg, in_types[ti], n, -20 + variant % 23, h);
-            make_pair(f, &dc, &dg, out, n, 0, NULL);
-            q(&dc, &sc, variant);
-            q(&dg, &sg, variant);
-            expect_identical(&dc, &dg, what);
-            wg_tensor_free(&sc);
-            wg_tensor_free(&sg);
-            free(h);
-        }
+        for (size_t ti = 0; ti < sizeof(in_types) / sizeof(in_types[0]); ti++, variant++)
+            run_unary_case(f, q, in_types[ti], sizes[si], out, variant, what);
+    run_unary_case(f, q, WG_I8, big_size, out, variant, what);
 }
 
 static void test_direct(void **state)
@@ -154,7 +195,55 @@ static void test_direct(void **state)
     gpu_fixture *f = *state;
     REQUIRE_GPU(f);
     run_unary(f, q_direct_clip, WG_I8, "direct, clip");
-    run_unary(f, q_direct_noclip, WG_I16, "direct, no clip");
+    run_unary(f, q_direct_noclip, WG_I16, "direct, no clip, int16");
+    run_unary(f, q_direct_noclip, WG_I32, "direct, no clip, int32");
+}
+
+/* The reduction alone: the max in the first or last element, in a high lane of a late
+ * warp, past the first grid-stride pass, and an all-zero tensor. */
+static void test_max_abs(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    const int64_t n = big_size;
+    const int64_t where[] = {0, n - 1, 255 * 32 + 31, 8192 * 256 + 77, -1};
+    int8_t *h = calloc((size_t)n, 1);
+    assert_non_null(h);
+    for (size_t k = 0; k < sizeof(where) / sizeof(where[0]); k++) {
+        memset(h, 0, (size_t)n);
+        for (int64_t i = 0; i < n; i += 4099) h[i] = (int8_t)(i % 50 - 25); /* small values everywhere */
+        if (where[k] >= 0) h[where[k]] = -101;
+        wg_tensor c, g;
+        make_pair(f, &c, &g, WG_I8, n, 0, h);
+        if (where[k] == -1) {
+            wg_tensor_zero(&c);
+            wg_tensor_zero(&g);
+        }
+        uint64_t mc = c.backend->iface->max_abs(c.backend->ctx, &c), mg = g.backend->iface->max_abs(g.backend->ctx, &g);
+        if (mc != mg) print_error("max_abs with the max at %lld: cpu %llu, gpu %llu\n", (long long)where[k],
+                                  (unsigned long long)mc, (unsigned long long)mg);
+        assert_int_equal(mc, mg);
+        assert_int_equal(mc, where[k] >= 0 ? 101 : 0);
+        wg_tensor_free(&c);
+        wg_tensor_free(&g);
+    }
+    free(h);
+}
+
+/* round_shift in place (dst == src), as backend.h allows. */
+static void test_round_shift_in_place(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+        void *h = random_host(WG_I32, sizes[si], 900 + si);
+        wg_tensor c, g;
+        make_pair(f, &c, &g, WG_I32, sizes[si], 0, h);
+        c.backend->iface->round_shift(c.backend->ctx, &c, &c, 5 - (int)si, INT32_MAX);
+        g.backend->iface->round_shift(g.backend->ctx, &g, &g, 5 - (int)si, INT32_MAX);
+        expect_identical(&c, &g, "round_shift in place");
+        free(h);
+    }
 }
 
 static void test_fit(void **state)
@@ -188,8 +277,9 @@ static void test_flag_e2(void **state)
             void *h = random_host(in_types[ti], n, 77 + si * 8 + ti);
             wg_tensor sc, sg, cc, cg, fc, fg;
             make_pair(f, &sc, &sg, in_types[ti], n, -14, h);
-            make_pair(f, &cc, &cg, WG_I8, n, 0, NULL);
-            make_pair(f, &fc, &fg, WG_I8, n, 0, NULL);
+            wg_dtype part = ti == 3 ? WG_I16 : WG_I8; /* any container holding the bound */
+            make_pair(f, &cc, &cg, part, n, 0, NULL);
+            make_pair(f, &fc, &fg, part, n, 0, NULL);
             wg_quant_flag(&cc, &fc, &sc, 8);
             wg_quant_flag(&cg, &fg, &sg, 8);
             expect_identical(&cc, &cg, "flag (E2), coarse");
@@ -231,12 +321,16 @@ static void test_momentum_update(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_direct),  cmocka_unit_test(test_fit),     cmocka_unit_test(test_shift_e1),
-        cmocka_unit_test(test_flag_e2), cmocka_unit_test(test_grad_g), cmocka_unit_test(test_momentum_update),
+        cmocka_unit_test(test_max_abs),    cmocka_unit_test(test_round_shift_in_place),
+        cmocka_unit_test(test_direct),     cmocka_unit_test(test_fit),
+        cmocka_unit_test(test_shift_e1),   cmocka_unit_test(test_flag_e2),
+        cmocka_unit_test(test_grad_g),     cmocka_unit_test(test_momentum_update),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
-    if (failed == 0 && wg_cuda_device_count() == 0) {
-        fprintf(stderr, "test_cuda: no CUDA device on this machine: every GPU case was skipped\n");
+    int n = 0;
+    char why[256];
+    if (failed == 0 && wg_cuda_probe(&n, why, sizeof(why)) == WG_CUDA_ABSENT) {
+        fprintf(stderr, "test_cuda: %s: every GPU case was skipped\n", why);
         return WG_TEST_SKIPPED;
     }
     return failed;
