@@ -27,6 +27,7 @@ test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 train: build
+	@bash scripts/install-deps.sh train
 	@$(BUILD)/wageubn version
 	@echo "make train: training is not available yet. The integer core (tensors, the WAGEUBN"
 	@echo "quantizers, the CPU backend, the CUDA backend's quantizer ops) is built and tested by"

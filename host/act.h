@@ -1,0 +1,34 @@
+/* act.h: ReLU followed by the activation quantizer, and what passes through it
+ * backwards (docs/numerics.md 7.2).
+ *
+ * int8 forward: y (int32, the BN output at e = -14) is rectified in place (kept for
+ * the backward mask) and quantized into A (int8) by the fit rule with floor -(bits-1)
+ * ([quant] act_exponent = fit) or at the fixed exponent -(bits-1) with saturation
+ * (act_exponent = fixed). Backward: the quantizer is a straight-through estimator and
+ * ReLU passes the error where y > 0. */
+#ifndef WG_ACT_H
+#define WG_ACT_H
+
+#include <stdbool.h>
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum wg_act_exponent { WG_ACT_FIT = 0, WG_ACT_FIXED } wg_act_exponent;
+
+void wg_relu_quant_forward(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule);
+/* de (int8, the E1 error at A) masked where y <= 0, in place. */
+void wg_relu_backward_s8(const wg_tensor *y, wg_tensor *de);
+
+/* float32 baseline: a = max(y, 0); de masked where y <= 0, in place. */
+void wg_relu_f32_forward(const wg_tensor *y, wg_tensor *a);
+void wg_relu_f32_backward(const wg_tensor *y, wg_tensor *de);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

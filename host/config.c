@@ -1,0 +1,902 @@
+/* config.c: the training configuration (config.h).
+ *
+ * One schema table (k_keys) lists every key once: section, name, type, the field it
+ * fills (offsetof), its default as text, the allowed values and a line of help. The
+ * same table drives the file handler, --set overrides, defaults, writing and
+ * comparison, so a key is added in one place.
+ *
+ * The file is parsed by libinih (ini_parse_stream). We feed it lines ourselves: that
+ * gives the handler the current line number (Debian builds libinih without
+ * INI_HANDLER_LINENO), lets us reject lines longer than libinih's line buffer
+ * (it would split them into two lines) and NUL bytes, and strips leading whitespace
+ * so that libinih's multi-line values (an indented line continues the previous value)
+ * never apply. Errors stop at the first one, by line. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "check.h"
+
+enum {
+    MAX_FILE = 1 << 20, /* bytes; a config is a few KiB */
+    MAX_VALUE = 160,    /* characters of a written value */
+    SHOW = 48,          /* characters of a name or value quoted in a message */
+    WHY = 512,          /* a reason buffer */
+    FMT = 512,          /* a formatted value (16 numbers of at most 26 characters) */
+};
+
+typedef enum { T_INT, T_U64, T_FLOAT, T_BOOL, T_ENUM, T_STR, T_LIST } key_type;
+enum { LO_OPEN = 1, HI_OPEN = 2, POW2 = 4, ASCENDING = 8, NONEMPTY = 16 };
+
+typedef struct key_def {
+    const char *section, *key;
+    key_type type;
+    size_t off, size;
+    const char *def;          /* default as text; NULL: from wg_quant_bits_reference() */
+    int64_t ilo, ihi;         /* T_INT: range; T_LIST: least and most values */
+    double lo, hi;            /* T_FLOAT: range; T_LIST: range of each value */
+    unsigned flags;           /* LO_OPEN, HI_OPEN: open ends of [lo, hi]; the rest as named */
+    const char *const *words; /* T_ENUM: NULL-terminated, the value is the index */
+    const char *help;
+} key_def;
+
+static const char *const k_models[] = {"resnet20", "resnet32", "resnet56", "resnet18",
+                                       "resnet34", "resnet50", "plaincnn", NULL};
+static const char *const k_formats[] = {"idx", "cifar", NULL};
+static const char *const k_modes[] = {"int8", "fp32", NULL};
+static const char *const k_schedules[] = {"piecewise", "step", "cosine", NULL};
+static const char *const k_presets[] = {"full", "reference", NULL};
+static const char *const k_act[] = {"fit", "fixed", NULL};
+static const char *const k_e2[] = {"flag", "shift", NULL};
+static const char *const k_sections[] = {"model", "data", "train", "quant", "output"};
+#define N_SECTIONS 5
+
+#define AT(m) offsetof(wg_config, m), sizeof(((wg_config *)0)->m)
+#define INT(s, k, m, a, b, d, h) {s, k, T_INT, AT(m), d, .ilo = a, .ihi = b, .help = h}
+#define BITS(k, m, a, b, h) INT("quant", k, quant.bits.m, a, b, NULL, h)
+#define FLT(s, k, m, a, b, f, d, h) {s, k, T_FLOAT, AT(m), d, .lo = a, .hi = b, .flags = f, .help = h}
+#define ENUM(s, k, m, w, d, h) {s, k, T_ENUM, AT(m), d, .words = w, .help = h}
+#define LIST(k, m, n0, a, b, f, d, h) \
+    {"train", k, T_LIST, AT(train.m), d, .ilo = n0, .ihi = WG_CONFIG_MAX_LIST, .lo = a, .hi = b, .flags = f, .help = h}
+
+static const key_def k_keys[] = {
+    ENUM("model", "name", model.name, k_models, "resnet20", "network to train"),
+    ENUM("data", "format", data.format, k_formats, "idx", "dataset files: idx (MNIST, Fashion-MNIST), cifar (CIFAR-10 binary)"),
+    {"data", "root", T_STR, AT(data.root), "/usr/share/datasets/fashion-mnist", .flags = NONEMPTY,
+     .help = "dataset directory"},
+    INT("data", "limit_train", data.limit_train, 0, INT64_MAX, "0", "use only the first N training images (0 = all)"),
+    INT("data", "limit_test", data.limit_test, 0, INT64_MAX, "0", "use only the first N test images (0 = all)"),
+    INT("data", "val_split", data.val_split, 0, INT64_MAX, "0", "hold out N training images for validation"),
+    {"data", "augment_flip", T_BOOL, AT(data.augment_flip), "false", .help = "random horizontal flips"},
+    INT("data", "augment_pad", data.augment_pad, 0, 8, "0", "pad by N pixels, then crop at random (0 = off)"),
+    ENUM("train", "mode", train.mode, k_modes, "int8", "int8: WAGEUBN integer training; fp32: the float baseline"),
+    INT("train", "epochs", train.epochs, 1, 10000, "5", "training epochs"),
+    INT("train", "batch", train.batch, 1, 65536, "128", "images per step"),
+    {"train", "seed", T_U64, AT(train.seed), "1", .help = "seed of shuffling, augmentation, init and stochastic rounding"},
+    FLT("train", "lr", train.lr, 0, 1000, LO_OPEN, "0.4", "base learning rate"),
+    ENUM("train", "lr_schedule", train.lr_schedule, k_schedules, "piecewise", "learning-rate schedule"),
+    LIST("lr_boundaries", lr_boundaries, 0, 0, HUGE_VAL, LO_OPEN | ASCENDING, "",
+         "epochs where the next lr and g_scale interval starts, ascending"),
+    LIST("lr_multipliers", lr_multipliers, 1, 0, 1000, LO_OPEN, "1", "lr factor per interval (lr_boundaries + 1 values)"),
+    LIST("g_scale", g_scale, 1, 2, 32768, POW2, "128", "G's scale per interval (1 or lr_boundaries + 1 values)"),
+    FLT("train", "momentum", train.momentum, 0, 1, HI_OPEN, "0.9", "SGD momentum, fp32 mode (int8: [quant] momentum_shift)"),
+    FLT("train", "weight_decay", train.weight_decay, 0, HUGE_VAL, 0, "0.0001", "weight decay"),
+    FLT("train", "warmup_epochs", train.warmup_epochs, 0, 10000, 0, "0", "linear learning-rate warmup, in epochs"),
+    INT("train", "log_every", train.log_every, 1, INT_MAX, "50", "steps between log lines"),
+    INT("train", "eval_every", train.eval_every, 1, 10000, "1", "epochs between evaluations"),
+    INT("train", "threads", train.threads, 0, 4096, "0", "CPU threads (0 = all cores)"),
+    ENUM("quant", "preset", quant.preset, k_presets, "full", "full: every layer integer; reference: first conv, last FC float"),
+    ENUM("quant", "act_exponent", quant.act_exponent, k_act, "fit", "activation exponent: fit (floor -7) or fixed -7"),
+    ENUM("quant", "e2", quant.e2, k_e2, "flag", "E2 at conv outputs: flag (two int8 parts) or shift (one)"),
+    BITS("bits_w", w, 2, 32, "bits of forward weights W"),
+    BITS("bits_a", a, 2, 32, "bits of activations A"),
+    BITS("bits_u", u, 9, 31, "bits of master weights U"),
+    BITS("bits_e1", e1, 2, 32, "bits of errors at activations E1"),
+    BITS("bits_e2", e2, 2, 32, "bits of errors at conv outputs E2"),
+    BITS("bits_gc", gc, 2, 32, "bits of the weight-gradient grid GC"),
+    BITS("bits_bn_grad", bn_grad, 2, 32, "bits of BN gamma/beta gradients"),
+    BITS("bits_bn_stat", bn_stat, 2, 32, "bits of BN mean and std"),
+    BITS("bits_xhat", xhat, 2, 32, "bits of BN x-hat"),
+    BITS("bits_gamma_beta", gamma_beta, 2, 32, "bits of BN gamma and beta, forward"),
+    BITS("bits_momentum", momentum, 2, 32, "bits of the momentum"),
+    BITS("bits_lr", lr, 2, 16, "bits of the learning rate"),
+    BITS("momentum_shift", momentum_shift, 0, 8, "momentum factor 2^-shift (2: 1/4)"),
+    {"output", "dir", T_STR, AT(output.dir), "", .help = "output directory (empty: runs/<config file name>)"},
+    INT("output", "keep_checkpoints", output.keep_checkpoints, 0, INT_MAX, "3", "checkpoints to keep"),
+};
+#define N_KEYS ((int)(sizeof k_keys / sizeof k_keys[0]))
+
+/* ---- small helpers ------------------------------------------------------------- */
+
+typedef struct outbuf {
+    char *buf;
+    size_t len;
+} outbuf;
+
+static void vput(outbuf o, const char *fmt, va_list ap)
+{
+    if (o.buf && o.len) vsnprintf(o.buf, o.len, fmt, ap);
+}
+
+static void put(outbuf o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(outbuf o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vput(o, fmt, ap);
+    va_end(ap);
+}
+
+/* Append a warning line to o (NULL: print it to stderr). */
+static void warnf(outbuf o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warnf(outbuf o, const char *fmt, ...)
+{
+    char line[WHY];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (!o.buf) {
+        fprintf(stderr, "warning: %s\n", line);
+    } else if (o.len) {
+        size_t used = strlen(o.buf);
+        if (used + 1 < o.len) snprintf(o.buf + used, o.len - used, "%s\n", line);
+    }
+}
+
+/* A user's text made printable for a message: at most SHOW characters, other bytes as '?'. */
+static const char *show(const char *s, char buf[SHOW + 4])
+{
+    size_t i = 0;
+    for (; s[i] && i < SHOW; i++) buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    strcpy(buf + i, s[i] ? "..." : "");
+    return buf;
+}
+
+static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c; }
+
+static bool same_word(const char *a, const char *b)
+{
+    for (; *a && lower(*a) == lower(*b); a++, b++) {}
+    return *a == '\0' && *b == '\0';
+}
+
+/* Edit distance (Levenshtein, ignoring case); long strings count as far apart. */
+static int distance(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    if (na > 63 || nb > 63) return INT_MAX;
+    int row[64];
+    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int up = row[j], best = diag + (lower(a[i - 1]) != lower(b[j - 1]));
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[nb];
+}
+
+static bool close_enough(const char *known, int d)
+{
+    size_t n = strlen(known);
+    return d <= 2 ? d < (int)n : (size_t)d * 3 <= n;
+}
+
+static int find_section(const char *s)
+{
+    for (int i = 0; i < N_SECTIONS; i++)
+        if (strcmp(s, k_sections[i]) == 0) return i;
+    return -1;
+}
+
+static int find_key(const char *section, const char *key)
+{
+    for (int i = 0; i < N_KEYS; i++)
+        if (strcmp(k_keys[i].section, section) == 0 && strcmp(k_keys[i].key, key) == 0) return i;
+    return -1;
+}
+
+static int key_index(const char *section, const char *key)
+{
+    int i = find_key(section, key);
+    WG_ASSERT(i >= 0, "no key [%s] %s in the schema", section, key);
+    return i;
+}
+
+/* "; did you mean [train]?" or the list of sections. */
+static void hint_section(const char *typed, char *out, size_t n)
+{
+    int best = -1, bd = INT_MAX;
+    for (int i = 0; i < N_SECTIONS; i++) {
+        int d = distance(typed, k_sections[i]);
+        if (d < bd) bd = d, best = i;
+    }
+    if (close_enough(k_sections[best], bd))
+        snprintf(out, n, "; did you mean [%s]?", k_sections[best]);
+    else
+        snprintf(out, n, "; the sections are [model], [data], [train], [quant], [output]");
+}
+
+/* "; did you mean 'epochs'?", "; 'lr' belongs in [train]" or the section's keys. */
+static void hint_key(const char *section, const char *typed, char *out, size_t n)
+{
+    int best = -1, bd = INT_MAX;
+    for (int i = 0; i < N_KEYS; i++) {
+        if (strcmp(k_keys[i].key, typed) == 0) {
+            snprintf(out, n, "; '%s' belongs in [%s]", typed, k_keys[i].section);
+            return;
+        }
+    }
+    for (int i = 0; i < N_KEYS; i++) {
+        if (strcmp(k_keys[i].section, section) != 0) continue;
+        int d = distance(typed, k_keys[i].key);
+        if (d < bd) bd = d, best = i;
+    }
+    if (best >= 0 && close_enough(k_keys[best].key, bd)) {
+        snprintf(out, n, "; did you mean '%s'?", k_keys[best].key);
+        return;
+    }
+    size_t used = (size_t)snprintf(out, n, "; the keys of [%s] are", section);
+    const char *sep = " ";
+    for (int i = 0; i < N_KEYS && used < n; i++) {
+        if (strcmp(k_keys[i].section, section) != 0) continue;
+        used += (size_t)snprintf(out + used, n - used, "%s%s", sep, k_keys[i].key);
+        sep = ", ";
+    }
+}
+
+/* The shortest text that reads back as exactly x. */
+static void format_double(double x, char *buf, size_t n)
+{
+    if (x == floor(x) && fabs(x) < 1e15) {
+        snprintf(buf, n, "%.0f", x);
+        return;
+    }
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+static void *field(wg_config *cfg, const key_def *k) { return (char *)cfg + k->off; }
+static const void *cfield(const wg_config *cfg, const key_def *k) { return (const char *)cfg + k->off; }
+
+/* ---- values --------------------------------------------------------------------- */
+
+/* "in [0, 1)", "> 0", ">= 0". */
+static void range_text(double lo, double hi, unsigned flags, char *out, size_t n)
+{
+    char a[32], b[32];
+    format_double(lo, a, sizeof a);
+    format_double(hi, b, sizeof b);
+    if (isinf(hi))
+        snprintf(out, n, "%s %s", flags & LO_OPEN ? ">" : ">=", a);
+    else
+        snprintf(out, n, "in %c%s, %s%c", flags & LO_OPEN ? '(' : '[', a, b, flags & HI_OPEN ? ')' : ']');
+}
+
+static bool in_range(double x, double lo, double hi, unsigned flags)
+{
+    bool lo_ok = (flags & LO_OPEN) ? x > lo : x >= lo;
+    bool hi_ok = (flags & HI_OPEN) ? x < hi : x <= hi;
+    return lo_ok && hi_ok;
+}
+
+/* What a key accepts, for messages and the written file's comments. */
+static void expected_text(const key_def *k, char *out, size_t n)
+{
+    char r[96];
+    switch (k->type) {
+    case T_INT:
+        if (k->ihi == INT64_MAX || k->ihi == INT_MAX)
+            snprintf(out, n, "an integer >= %" PRId64, k->ilo);
+        else
+            snprintf(out, n, "an integer in %" PRId64 "..%" PRId64, k->ilo, k->ihi);
+        return;
+    case T_U64: snprintf(out, n, "an integer in 0..18446744073709551615"); return;
+    case T_FLOAT: range_text(k->lo, k->hi, k->flags, r, sizeof r); snprintf(out, n, "a number %s", r); return;
+    case T_BOOL: snprintf(out, n, "true or false (also yes/no, on/off, 1/0)"); return;
+    case T_ENUM: {
+        size_t used = (size_t)snprintf(out, n, "one of");
+        for (int i = 0; k->words[i] && used < n; i++)
+            used += (size_t)snprintf(out + used, n - used, "%s%s", i ? " | " : " ", k->words[i]);
+        return;
+    }
+    case T_STR:
+        snprintf(out, n, "%stext of at most %d characters, without ';'", k->flags & NONEMPTY ? "non-empty " : "",
+                 WG_CONFIG_MAX_STR - 1);
+        return;
+    case T_LIST:
+        range_text(k->lo, k->hi, k->flags, r, sizeof r);
+        snprintf(out, n, "%" PRId64 " to %" PRId64 " comma-separated %s %s%s", k->ilo, k->ihi,
+                 k->flags & POW2 ? "powers of two" : "numbers", r, k->flags & ASCENDING ? ", ascending" : "");
+        return;
+    }
+}
+
+static void format_value(const wg_config *cfg, const key_def *k, char *buf, size_t n)
+{
+    const void *p = cfield(cfg, k);
+    int i;
+    int64_t i64;
+    uint64_t u64;
+    double d;
+    bool b;
+    switch (k->type) {
+    case T_INT:
+        if (k->size == sizeof(int)) memcpy(&i, p, sizeof i), i64 = i;
+        else memcpy(&i64, p, sizeof i64);
+        snprintf(buf, n, "%" PRId64, i64);
+        return;
+    case T_U64: memcpy(&u64, p, sizeof u64); snprintf(buf, n, "%" PRIu64, u64); return;
+    case T_FLOAT: memcpy(&d, p, sizeof d); format_double(d, buf, n); return;
+    case T_BOOL: memcpy(&b, p, sizeof b); snprintf(buf, n, "%s", b ? "true" : "false"); return;
+    case T_ENUM: memcpy(&i, p, sizeof i); snprintf(buf, n, "%s", k->words[i]); return;
+    case T_STR: snprintf(buf, n, "%s", (const char *)p); return;
+    case T_LIST: {
+        const wg_config_list *l = p;
+        size_t used = 0;
+        buf[0] = '\0';
+        for (int j = 0; j < l->n && used < n; j++) {
+            char x[32];
+            format_double(l->v[j], x, sizeof x);
+            used += (size_t)snprintf(buf + used, n - used, "%s%s", j ? ", " : "", x);
+        }
+        return;
+    }
+    }
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (same_word(s, yes[i])) return *out = true, true;
+        if (same_word(s, no[i])) return *out = false, true;
+    }
+    return false;
+}
+
+static bool parse_list(const key_def *k, const char *s, wg_config_list *l, char *why, size_t n)
+{
+    char exp[160], x[SHOW + 4];
+    expected_text(k, exp, sizeof exp);
+    memset(l, 0, sizeof *l);
+    while (*s == ' ' || *s == '\t') s++;
+    while (*s) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (end == s || errno == ERANGE || !isfinite(v)) return put((outbuf){why, n}, "expected %s", exp), false;
+        if (l->n == WG_CONFIG_MAX_LIST)
+            return put((outbuf){why, n}, "expected at most %d values", WG_CONFIG_MAX_LIST), false;
+        format_double(v, x, sizeof x);
+        if (!in_range(v, k->lo, k->hi, k->flags) || ((k->flags & POW2) && frexp(v, &(int){0}) != 0.5))
+            return put((outbuf){why, n}, "value %d (%s) is not allowed: expected %s", l->n + 1, x, exp), false;
+        if ((k->flags & ASCENDING) && l->n > 0 && v <= l->v[l->n - 1])
+            return put((outbuf){why, n}, "value %d (%s) is not above the one before: expected %s", l->n + 1, x, exp),
+                   false;
+        l->v[l->n++] = v;
+        for (s = end; *s == ' ' || *s == '\t'; s++) {}
+        if (*s == ',') {
+            for (s++; *s == ' ' || *s == '\t'; s++) {}
+            if (!*s) return put((outbuf){why, n}, "expected %s (a value is missing after the last ',')", exp), false;
+        } else if (*s) {
+            return put((outbuf){why, n}, "expected %s", exp), false;
+        }
+    }
+    if (l->n < k->ilo) return put((outbuf){why, n}, "expected %s", exp), false;
+    return true;
+}
+
+/* Parse text as k's value and store it in cfg. On failure cfg is unchanged and why
+ * says what was expected. */
+static bool set_value(wg_config *cfg, const key_def *k, const char *text, char *why, size_t n)
+{
+    char exp[160], *end;
+    expected_text(k, exp, sizeof exp);
+    outbuf w = {why, n};
+    void *p = field(cfg, k);
+    errno = 0;
+    switch (k->type) {
+    case T_INT: {
+        long long v = strtoll(text, &end, 10);
+        if (!*text || *end || errno == ERANGE || v < k->ilo || v > k->ihi) {
+            put(w, "expected %s", exp);
+            return false;
+        }
+        if (k->size == sizeof(int)) memcpy(p, &(int){(int)v}, sizeof(int));
+        else memcpy(p, &(int64_t){v}, sizeof(int64_t));
+        return true;
+    }
+    case T_U64: {
+        unsigned long long v = strtoull(text, &end, 10);
+        if (!*text || *end || errno == ERANGE || strchr(text, '-')) return put(w, "expected %s", exp), false;
+        memcpy(p, &(uint64_t){v}, sizeof(uint64_t));
+        return true;
+    }
+    case T_FLOAT: {
+        double v = strtod(text, &end);
+        if (!*text || *end || errno == ERANGE || !isfinite(v) || !in_range(v, k->lo, k->hi, k->flags)) {
+            put(w, "expected %s%s", exp, strchr(text, '#') ? " (comments after a value start with ' ;')" : "");
+            return false;
+        }
+        memcpy(p, &v, sizeof v);
+        return true;
+    }
+    case T_BOOL: {
+        bool v;
+        if (!parse_bool(text, &v)) return put(w, "expected %s", exp), false;
+        memcpy(p, &v, sizeof v);
+        return true;
+    }
+    case T_ENUM: {
+        int best = 0, bd = INT_MAX;
+        for (int i = 0; k->words[i]; i++) {
+            if (strcmp(text, k->words[i]) == 0) return memcpy(p, &i, sizeof i), true;
+            int d = distance(text, k->words[i]);
+            if (d < bd) bd = d, best = i;
+        }
+        if (close_enough(k->words[best], bd))
+            put(w, "expected %s; did you mean '%s'?", exp, k->words[best]);
+        else
+            put(w, "expected %s", exp);
+        return false;
+    }
+    case T_STR: {
+        size_t len = strlen(text);
+        bool bad = len >= WG_CONFIG_MAX_STR || ((k->flags & NONEMPTY) && len == 0) || strchr(text, ';');
+        for (size_t i = 0; i < len; i++) bad |= (unsigned char)text[i] < 0x20 || text[i] == 0x7f;
+        if (bad) return put(w, "expected %s", exp), false;
+        memcpy(p, text, len + 1);
+        return true;
+    }
+    case T_LIST: {
+        wg_config_list l;
+        if (!parse_list(k, text, &l, why, n)) return false;
+        wg_config_list old;
+        memcpy(&old, p, sizeof old);
+        memcpy(p, &l, sizeof l);
+        char buf[FMT];
+        format_value(cfg, k, buf, sizeof buf);
+        if (strlen(buf) > MAX_VALUE) {
+            memcpy(p, &old, sizeof old);
+            return put(w, "too long: at most %d characters when written", MAX_VALUE), false;
+        }
+        return true;
+    }
+    }
+    return false;
+}
+
+/* ---- defaults, set, write, equal ---------------------------------------------------- */
+
+void wg_config_defaults(wg_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->quant.bits = wg_quant_bits_reference();
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &k_keys[i];
+        WG_ASSERT(k->type != T_INT || k->size == sizeof(int64_t) || (k->ilo >= INT_MIN && k->ihi <= INT_MAX),
+                  "[%s] %s: range does not fit an int", k->section, k->key);
+        WG_ASSERT(k->type != T_ENUM || k->size == sizeof(int), "[%s] %s: enum is not int-sized", k->section, k->key);
+        char why[WHY] = "";
+        bool ok = k->def == NULL || set_value(cfg, k, k->def, why, sizeof why);
+        WG_ASSERT(ok, "default of [%s] %s: %s", k->section, k->key, why);
+    }
+    cfg->quant.bits.g_scale_log2 = wg_config_g_scale_log2_at(cfg, 0);
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
+    return s;
+}
+
+/* Apply "section.key=value"; *which receives the key's index. */
+static bool apply_set(wg_config *cfg, const char *assignment, int *which, char *err, size_t errlen)
+{
+    char a[SHOW + 4], why[WHY], hint[WHY], copy[1024];
+    outbuf e = {err, errlen};
+    show(assignment, a);
+    if (strlen(assignment) >= sizeof copy) return put(e, "--set %s: longer than %zu characters", a, sizeof copy - 1), false;
+    strcpy(copy, assignment);
+    char *eq = strchr(copy, '='), *dot = strchr(copy, '.');
+    if (!eq || !dot || dot > eq) return put(e, "--set %s: expected section.key=value (e.g. train.epochs=1)", a), false;
+    *eq = *dot = '\0';
+    char *sec = trim(copy), *key = trim(dot + 1), *val = trim(eq + 1), s1[SHOW + 4], s2[SHOW + 4];
+    if (find_section(sec) < 0) {
+        hint_section(sec, hint, sizeof hint);
+        return put(e, "--set %s: unknown section [%s]%s", a, show(sec, s1), hint), false;
+    }
+    int i = find_key(sec, key);
+    if (i < 0) {
+        hint_key(sec, key, hint, sizeof hint);
+        return put(e, "--set %s: unknown key [%s] %s%s", a, sec, show(key, s2), hint), false;
+    }
+    if (!set_value(cfg, &k_keys[i], val, why, sizeof why)) return put(e, "--set %s: %s", a, why), false;
+    if (which) *which = i;
+    return true;
+}
+
+bool wg_config_set(wg_config *cfg, const char *assignment, char *err, size_t errlen)
+{
+    return apply_set(cfg, assignment, NULL, err, errlen);
+}
+
+bool wg_config_write(const wg_config *cfg, FILE *f)
+{
+    wg_config def;
+    wg_config_defaults(&def);
+    fprintf(f, "; wageubn configuration: every key, resolved (config.h describes the format)\n");
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &k_keys[i];
+        char exp[160], d[FMT], v[FMT];
+        if (i == 0 || strcmp(k->section, k_keys[i - 1].section) != 0) fprintf(f, "\n[%s]\n", k->section);
+        expected_text(k, exp, sizeof exp);
+        format_value(&def, k, d, sizeof d);
+        format_value(cfg, k, v, sizeof v);
+        fprintf(f, "; %s: %s (default: %s)\n%s = %s\n", k->help, exp, d[0] ? d : "empty", k->key, v);
+    }
+    return fflush(f) == 0 && !ferror(f);
+}
+
+bool wg_config_equal(const wg_config *a, const wg_config *b)
+{
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &k_keys[i];
+        const void *pa = cfield(a, k), *pb = cfield(b, k);
+        if (k->type == T_STR) {
+            if (strcmp(pa, pb) != 0) return false;
+        } else if (k->type == T_LIST) {
+            const wg_config_list *la = pa, *lb = pb;
+            if (la->n != lb->n) return false;
+            for (int j = 0; j < la->n; j++)
+                if (la->v[j] != lb->v[j]) return false;
+        } else if (k->type == T_FLOAT) {
+            double x, y;
+            memcpy(&x, pa, sizeof x), memcpy(&y, pb, sizeof y);
+            if (x != y) return false;
+        } else if (memcmp(pa, pb, k->size) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- schedules ------------------------------------------------------------------ */
+
+/* The piecewise interval of epoch e: how many lr_boundaries are <= e. */
+static int interval(const wg_config *cfg, double e)
+{
+    int i = 0;
+    while (i < cfg->train.lr_boundaries.n && e >= cfg->train.lr_boundaries.v[i]) i++;
+    return i;
+}
+
+static double list_at(const wg_config_list *l, int i) { return l->v[i < l->n ? i : l->n - 1]; }
+
+double wg_config_lr_at(const wg_config *cfg, double epoch)
+{
+    static const double pi = 3.14159265358979323846;
+    WG_ASSERT(isfinite(epoch) && epoch >= 0, "epoch %g", epoch);
+    double e = epoch > cfg->train.epochs ? cfg->train.epochs : epoch, lr = cfg->train.lr;
+    if (cfg->train.lr_schedule == WG_LR_COSINE)
+        lr *= 0.5 * (1 + cos(pi * e / cfg->train.epochs));
+    else
+        lr *= list_at(&cfg->train.lr_multipliers, interval(cfg, e));
+    if (e < cfg->train.warmup_epochs) lr *= e / cfg->train.warmup_epochs;
+    return lr;
+}
+
+int wg_config_g_scale_log2_at(const wg_config *cfg, double epoch)
+{
+    WG_ASSERT(isfinite(epoch) && epoch >= 0, "epoch %g", epoch);
+    const wg_config_list *g = &cfg->train.g_scale;
+    int ex;
+    frexp(g->n == 1 ? g->v[0] : list_at(g, interval(cfg, epoch)), &ex);
+    return ex - 1;
+}
+
+/* ---- cross-field checks ------------------------------------------------------------ */
+
+/* Where a key got its value, for messages: "file:line: ", "--set x: " or "". */
+typedef struct origins {
+    const char *path;
+    const int *line;               /* per key: line in the file, 0 = not there */
+    const int *set;                /* per key: 1 + index of the last override, 0 = none */
+    const char *const *overrides;
+} origins;
+
+static const char *origin(const origins *o, const char *section, const char *key, char *buf, size_t n)
+{
+    int i = key_index(section, key);
+    char a[SHOW + 4];
+    buf[0] = '\0';
+    if (o && o->set[i]) snprintf(buf, n, "--set %s: ", show(o->overrides[o->set[i] - 1], a));
+    else if (o && o->line[i]) snprintf(buf, n, "%s:%d: ", o->path, o->line[i]);
+    return buf;
+}
+
+/* In int8 mode a learning rate lives on the grid 2^-(bits_lr-1), at most
+ * (2^(bits_lr-1) - 1) steps (docs/numerics.md, section 7.5). */
+static int lr_on_grid(double lr, int bits, double *q)
+{
+    if (!isfinite(lr)) return *q = ldexp((1 << (bits - 1)) - 1, -(bits - 1)), 1;
+    wg_lr l = wg_quant_lr(lr, bits);
+    *q = ldexp(l.q, l.exp);
+    if (l.q == 0) return -1;
+    return nearbyint(ldexp(lr, bits - 1)) > l.q ? 1 : 0; /* 1: saturated */
+}
+
+static bool validate(const wg_config *cfg, const origins *o, outbuf e, outbuf w)
+{
+    const char *const T = "train";
+    const wg_config_list *bd = &cfg->train.lr_boundaries, *m = &cfg->train.lr_multipliers, *g = &cfg->train.g_scale;
+    char at[WHY], x[32], y[32];
+    int nb = bd->n;
+    if (nb > 0 && bd->v[nb - 1] >= cfg->train.epochs) {
+        format_double(bd->v[nb - 1], x, sizeof x);
+        return put(e, "%s[train] lr_boundaries: boundary %s is not below [train] epochs = %d",
+                   origin(o, T, "lr_boundaries", at, sizeof at), x, cfg->train.epochs), false;
+    }
+    if (m->n != nb + 1)
+        return put(e, "%s[train] lr_multipliers has %d value%s: with %d lr_boundaries it needs %d",
+                   origin(o, T, "lr_multipliers", at, sizeof at), m->n, m->n == 1 ? "" : "s", nb, nb + 1), false;
+    if (g->n != 1 && g->n != nb + 1)
+        return put(e, "%s[train] g_scale has %d values: with %d lr_boundaries it needs 1 or %d",
+                   origin(o, T, "g_scale", at, sizeof at), g->n, nb, nb + 1), false;
+    if (cfg->train.lr_schedule == WG_LR_COSINE)
+        for (int i = 0; i < m->n; i++)
+            if (m->v[i] != 1)
+                return put(e, "%s[train] lr_multipliers: lr_schedule = cosine takes none (set them all to 1, or use "
+                              "piecewise)", origin(o, T, "lr_multipliers", at, sizeof at)), false;
+    if (cfg->train.warmup_epochs > cfg->train.epochs) {
+        format_double(cfg->train.warmup_epochs, x, sizeof x);
+        return put(e, "%s[train] warmup_epochs = %s is above [train] epochs = %d",
+                   origin(o, T, "warmup_epochs", at, sizeof at), x, cfg->train.epochs), false;
+    }
+    if (cfg->data.limit_train > 0 && cfg->data.val_split >= cfg->data.limit_train)
+        return put(e, "%s[data] val_split = %" PRId64 " leaves no training images of [data] limit_train = %" PRId64,
+                   origin(o, "data", "val_split", at, sizeof at), cfg->data.val_split, cfg->data.limit_train), false;
+    if (cfg->train.mode != WG_MODE_INT8) return true;
+
+    int bits = cfg->quant.bits.lr;
+    double q, step = ldexp(1, -(bits - 1));
+    format_double(cfg->train.lr, x, sizeof x);
+    int r = lr_on_grid(cfg->train.lr, bits, &q);
+    if (r < 0)
+        return put(e, "%s[train] lr = %s is 0 on the %d-bit learning-rate grid of int8 mode (steps of %g): use lr > %g "
+                      "or more [quant] bits_lr", origin(o, T, "lr", at, sizeof at), x, bits, step, step / 2), false;
+    if (r > 0)
+        warnf(w, "%s[train] lr = %s saturates on the %d-bit learning-rate grid of int8 mode: it is %g",
+              origin(o, T, "lr", at, sizeof at), x, bits, q);
+    if (cfg->train.lr_schedule == WG_LR_COSINE) return true;
+    for (int i = 0; i < m->n; i++) {
+        double lr = cfg->train.lr * m->v[i];
+        format_double(m->v[i], y, sizeof y);
+        r = lr_on_grid(lr, bits, &q);
+        if (r < 0)
+            warnf(w, "%s[train] lr_multipliers value %d (%s): lr %s x %s = %g is 0 on the %d-bit grid of int8 mode, "
+                     "so the weights stop changing from epoch %g", origin(o, T, "lr_multipliers", at, sizeof at),
+                  i + 1, y, x, y, lr, bits, i ? bd->v[i - 1] : 0.0);
+        else if (r > 0)
+            warnf(w, "%s[train] lr_multipliers value %d (%s): lr %s x %s = %g saturates on the %d-bit grid of int8 "
+                     "mode: it is %g", origin(o, T, "lr_multipliers", at, sizeof at), i + 1, y, x, y, lr, bits, q);
+    }
+    return true;
+}
+
+bool wg_config_validate(const wg_config *cfg, char *err, size_t errlen, char *warn, size_t warnlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (warn && warnlen) warn[0] = '\0';
+    return validate(cfg, NULL, (outbuf){err, errlen}, (outbuf){warn, warnlen});
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+typedef struct load_ctx {
+    wg_config cfg;
+    const char *path;
+    const char *text; /* the file */
+    size_t len, pos;  /* its length, and where the reader is */
+    int line;         /* the line handed to libinih last */
+    int header_line;  /* the last line that opens a section ("[...") */
+    int handler_fail; /* the first line where the handler returned 0 */
+    int sec_header[N_SECTIONS];
+    int key_line[N_KEYS];
+    int key_set[N_KEYS];
+    int err_line; /* line of the error in err; 0 = none yet */
+    outbuf err;
+} load_ctx;
+
+static void fail(load_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(load_ctx *c, int line, const char *fmt, ...)
+{
+    if (c->err_line && c->err_line <= line) return;
+    char msg[WG_CONFIG_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->err_line = line;
+    put(c->err, "%s:%d: %s", c->path, line, msg);
+}
+
+/* libinih's reader: one line per call, without its leading whitespace. */
+static char *read_line(char *str, int num, void *stream)
+{
+    load_ctx *c = stream;
+    if (c->pos >= c->len || c->err_line) return NULL;
+    const char *s = c->text + c->pos, *nl = memchr(s, '\n', c->len - c->pos);
+    size_t n = nl ? (size_t)(nl - s) + 1 : c->len - c->pos, chars = n - (nl != NULL);
+    c->pos += n;
+    c->line++;
+    if (chars > 0 && s[chars - 1] == '\r') chars--;
+    if (num < 4 || chars + 3 > (size_t)num) {
+        fail(c, c->line, "the line is %zu characters long: at most %d", chars, num - 3);
+        return NULL;
+    }
+    for (; n > 0 && (*s == ' ' || *s == '\t'); s++, n--) {}
+    memcpy(str, s, n);
+    str[n] = '\0';
+    if (c->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3; /* UTF-8 BOM */
+    if (*s == '[') c->header_line = c->line;
+    return str;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    load_ctx *c = user;
+    char s1[SHOW + 4], s2[SHOW + 4], s3[SHOW + 4], hint[WHY], why[WHY];
+    int line = c->line;
+    if (c->err_line) goto failed;
+    if (section[0] == '\0') {
+        fail(c, line, "%s = %s: a key before any [section]", show(name, s1), show(value, s2));
+        goto failed;
+    }
+    int s = find_section(section);
+    if (s < 0) {
+        hint_section(section, hint, sizeof hint);
+        fail(c, c->header_line, "unknown section [%s]%s", show(section, s1), hint);
+        goto failed;
+    }
+    if (c->sec_header[s] == 0) c->sec_header[s] = c->header_line;
+    if (c->sec_header[s] != c->header_line) {
+        fail(c, c->header_line, "[%s] appears a second time (first on line %d): one section per concern", section,
+             c->sec_header[s]);
+        goto failed;
+    }
+    if (name[0] == '\0') {
+        fail(c, line, "[%s] = %s: the key name is missing", section, show(value, s2));
+        goto failed;
+    }
+    int i = find_key(section, name);
+    if (i < 0) {
+        hint_key(section, name, hint, sizeof hint);
+        fail(c, line, "[%s] %s: unknown key%s", section, show(name, s1), hint);
+        goto failed;
+    }
+    if (c->key_line[i]) {
+        fail(c, line, "[%s] %s: set a second time (first on line %d)", section, name, c->key_line[i]);
+        goto failed;
+    }
+    if (!set_value(&c->cfg, &k_keys[i], value, why, sizeof why)) {
+        fail(c, line, "[%s] %s = %s: %s", section, name, show(value, s3), why);
+        goto failed;
+    }
+    c->key_line[i] = line;
+    return 1;
+failed:
+    if (!c->handler_fail) c->handler_fail = line;
+    return 0;
+}
+
+/* Read the file into c->text (NUL-terminated); false with a message in c->err. */
+static bool read_file(load_ctx *c, char **text)
+{
+    FILE *f = fopen(c->path, "rb");
+    if (!f) return put(c->err, "%s: cannot open: %s", c->path, strerror(errno)), false;
+    *text = malloc(MAX_FILE + 1);
+    if (!*text) return fclose(f), put(c->err, "%s: out of memory", c->path), false;
+    errno = 0;
+    c->len = fread(*text, 1, MAX_FILE + 1, f);
+    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
+    fclose(f);
+    if (rerr) return put(c->err, "%s: cannot read: %s", c->path, strerror(rerr)), false;
+    if (c->len > MAX_FILE) return put(c->err, "%s: larger than %d bytes: not a config file", c->path, MAX_FILE), false;
+    (*text)[c->len] = '\0';
+    c->text = *text;
+    const char *nul = memchr(*text, '\0', c->len);
+    if (nul) {
+        int line = 1;
+        for (const char *p = *text; p < nul; p++) line += *p == '\n';
+        return put(c->err, "%s:%d: a NUL byte: not a text file", c->path, line), false;
+    }
+    return true;
+}
+
+static bool parse_file(load_ctx *c)
+{
+    char *text = NULL;
+    bool ok = read_file(c, &text);
+    if (ok) {
+        int rc = ini_parse_stream(read_line, c, on_key, c);
+        if (rc == -2) {
+            put(c->err, "%s: out of memory", c->path);
+            ok = false;
+        } else if (rc > 0 && rc != c->handler_fail && (!c->err_line || rc <= c->err_line)) {
+            /* libinih's own complaint: a line that is neither a section nor key = value */
+            const char *p = c->text;
+            for (int l = 1; l < rc && p; l++) p = strchr(p, '\n'), p = p ? p + 1 : NULL;
+            char line[SHOW + 4], s[SHOW + 4];
+            size_t n = p ? strcspn(p, "\r\n") : 0;
+            snprintf(line, sizeof line, "%.*s", (int)(n < SHOW ? n : SHOW), p ? p : "");
+            c->err_line = 0;
+            fail(c, rc, "expected '[section]' or 'key = value', not '%s'", show(trim(line), s));
+            ok = false;
+        } else {
+            ok = c->err_line == 0;
+        }
+    }
+    free(text);
+    return ok;
+}
+
+/* An empty output.dir becomes runs/<file name without .ini>. */
+static bool resolve_dir(load_ctx *c, const char *path)
+{
+    if (c->cfg.output.dir[0]) return true;
+    const char *base = path ? strrchr(path, '/') : NULL;
+    base = path ? (base ? base + 1 : path) : "default";
+    size_t n = strlen(base);
+    if (n > 4 && strcmp(base + n - 4, ".ini") == 0) n -= 4;
+    char dir[WG_CONFIG_MAX_STR + 16], why[WHY];
+    snprintf(dir, sizeof dir, "runs/%.*s", (int)(n < WG_CONFIG_MAX_STR ? n : WG_CONFIG_MAX_STR), base);
+    if (set_value(&c->cfg, &k_keys[key_index("output", "dir")], dir, why, sizeof why)) return true;
+    put(c->err, "%s: [output] dir from the file name: %s; set [output] dir", path ? path : "(no file)", why);
+    return false;
+}
+
+bool wg_config_load(wg_config *cfg, const char *path, const char *const *overrides, int n_overrides, char *err,
+                    size_t errlen, char *warn, size_t warnlen)
+{
+    load_ctx *c = calloc(1, sizeof *c);
+    if (!c) return put((outbuf){err, errlen}, "%s: out of memory", path ? path : "config"), false;
+    if (err && errlen) err[0] = '\0';
+    if (warn && warnlen) warn[0] = '\0';
+    wg_config_defaults(&c->cfg);
+    c->path = path;
+    c->err = (outbuf){err, errlen};
+    bool ok = !path || parse_file(c);
+    for (int i = 0; ok && i < n_overrides; i++) {
+        int k = -1;
+        ok = apply_set(&c->cfg, overrides[i], &k, err, errlen);
+        if (ok) c->key_set[k] = i + 1;
+    }
+    origins o = {path, c->key_line, c->key_set, overrides};
+    ok = ok && resolve_dir(c, path) && validate(&c->cfg, &o, c->err, (outbuf){warn, warnlen});
+    if (ok) {
+        c->cfg.quant.bits.g_scale_log2 = wg_config_g_scale_log2_at(&c->cfg, 0);
+        *cfg = c->cfg;
+    }
+    free(c);
+    return ok;
+}

@@ -1,0 +1,134 @@
+/* gemm.c: int8 and float32 matrix products for the CPU backend (see gemm.h).
+ *
+ * Loop orders are chosen so the innermost loop runs over contiguous memory and
+ * vectorizes (int8 widened to int32 multiply-adds; float FMAs):
+ *   nt: a dot product over K for each (m, n), four columns of B at a time so each
+ *       row of A is loaded once per four dot products;
+ *   nn, tn: a row update C[m][:] += a * B[k][:], skipping a == 0 (the quantized
+ *       errors E1/E2 are mostly zeros, so this skips most of the work).
+ * The fast CPU kernels (AVX-512 VNNI, cache blocking, threads) replace these later;
+ * the _ref versions stay as the reference the tests compare with. */
+#include "gemm.h"
+
+#include <string.h>
+
+/* ---- int8 ------------------------------------------------------------------------ */
+
+static int32_t dot_s8(const int8_t *restrict a, const int8_t *restrict b, int64_t K)
+{
+    int32_t s = 0;
+    for (int64_t k = 0; k < K; k++) s += (int32_t)a[k] * (int32_t)b[k];
+    return s;
+}
+
+void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; m++) {
+        const int8_t *restrict a = A + m * lda;
+        int32_t *restrict c = C + m * ldc;
+        int64_t n = 0;
+        for (; n + 4 <= N; n += 4) {
+            const int8_t *restrict b0 = B + n * ldb, *restrict b1 = b0 + ldb, *restrict b2 = b1 + ldb,
+                                   *restrict b3 = b2 + ldb;
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int64_t k = 0; k < K; k++) {
+                int32_t x = a[k];
+                s0 += x * b0[k];
+                s1 += x * b1[k];
+                s2 += x * b2[k];
+                s3 += x * b3[k];
+            }
+            c[n] = s0;
+            c[n + 1] = s1;
+            c[n + 2] = s2;
+            c[n + 3] = s3;
+        }
+        for (; n < N; n++) c[n] = dot_s8(a, B + n * ldb, K);
+    }
+}
+
+static void axpy_s8(int32_t *restrict c, int32_t a, const int8_t *restrict b, int64_t N)
+{
+    for (int64_t n = 0; n < N; n++) c[n] += a * (int32_t)b[n];
+}
+
+void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++) {
+            int32_t a = A[m * lda + k];
+            if (a != 0) axpy_s8(C + m * ldc, a, B + k * ldb, N);
+        }
+}
+
+void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc)
+{
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t m = 0; m < M; m++) {
+            int32_t a = A[k * lda + m];
+            if (a != 0) axpy_s8(C + m * ldc, a, B + k * ldb, N);
+        }
+}
+
+void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                       int32_t *C, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t s = 0;
+            for (int64_t k = 0; k < K; k++) s += (int64_t)A[m * lda + k] * B[n * ldb + k];
+            C[m * ldc + n] = (int32_t)s;
+        }
+}
+
+void wg_gemm_s8_nn_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                       int32_t *C, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t s = C[m * ldc + n];
+            for (int64_t k = 0; k < K; k++) s += (int64_t)A[m * lda + k] * B[k * ldb + n];
+            C[m * ldc + n] = (int32_t)s;
+        }
+}
+
+void wg_gemm_s8_tn_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                       int32_t *C, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t s = C[m * ldc + n];
+            for (int64_t k = 0; k < K; k++) s += (int64_t)A[k * lda + m] * B[k * ldb + n];
+            C[m * ldc + n] = (int32_t)s;
+        }
+}
+
+/* ---- float32 (the baseline mode) ---------------------------------------------- */
+
+static void axpy_f32(float *restrict c, float a, const float *restrict b, int64_t N)
+{
+    for (int64_t n = 0; n < N; n++) c[n] += a * b[n];
+}
+
+void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++) {
+            float a = A[m * lda + k];
+            if (a != 0.0f) axpy_f32(C + m * ldc, a, B + k * ldb, N);
+        }
+}
+
+void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc)
+{
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t m = 0; m < M; m++) {
+            float a = A[k * lda + m];
+            if (a != 0.0f) axpy_f32(C + m * ldc, a, B + k * ldb, N);
+        }
+}

@@ -1,0 +1,50 @@
+/* gemm.h: the three matrix products of convolution training, int8 and float32.
+ *
+ * Row-major matrices; ld* are leading dimensions (elements between rows). The three
+ * shapes are the ones a convolution needs without transposing anything:
+ *   nt: C[M][N]  = A[M][K] * B[N][K]^T   forward: im2col rows times weight rows
+ *   nn: C[M][N] += A[M][K] * B[K][N]     backward-data: errors times weights
+ *   tn: C[M][N] += A[K][M]^T * B[K][N]   backward-weight: errors^T times im2col rows
+ * (float32 has nn and tn only: its forward multiplies by transposed weights with nn,
+ * whose inner loop vectorizes without reassociating a sum.)
+ * int8 inputs multiply exactly into int32 accumulators. The caller keeps every
+ * int32 sum inside its bound: K <= WG_GEMM_S8_MAX_K products of magnitude <= 127^2
+ * (docs/numerics.md 7.4: backward-weight sums over longer K in chunks, into int64).
+ * Each has a scalar reference (_ref) that the tests compare with, bit for bit. */
+#ifndef WG_GEMM_H
+#define WG_GEMM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 127^2 * 131072 < 2^31: the longest int8 dot product an int32 holds exactly. */
+#define WG_GEMM_S8_MAX_K 131072
+
+void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc);
+void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc);
+void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc);
+
+void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc);
+void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc);
+
+/* Scalar references: the plain triple loops. */
+void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                       int32_t *C, int64_t ldc);
+void wg_gemm_s8_nn_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                       int32_t *C, int64_t ldc);
+void wg_gemm_s8_tn_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                       int32_t *C, int64_t ldc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

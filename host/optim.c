@@ -1,0 +1,113 @@
+/* optim.c: the quantized momentum SGD of WAGEUBN and the fp32 SGD (see optim.h). */
+#include "optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "wg_intmath.h"
+
+int64_t wg_weight_decay_q(double wd)
+{
+    WG_ASSERT(isfinite(wd) && wd >= 0 && wd < 1, "weight decay %g", wd);
+    return (int64_t)nearbyint(ldexp(wd, WG_WD_FRAC_BITS));
+}
+
+bool wg_param_init(wg_param *p, wg_backend *b, const char *name, uint32_t id, wg_param_kind kind, bool int8,
+                   const wg_quant_bits *bits, wg_layout layout, int ndim, const int64_t *shape)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->id = id;
+    p->kind = kind;
+    bool ok;
+    if (int8) {
+        wg_dtype fwd = kind == WG_PARAM_WEIGHT ? WG_I8 : WG_I16; /* gamma = 1.0 is 128 units: int16 */
+        wg_dtype gq = kind == WG_PARAM_WEIGHT ? WG_I8 : WG_I32;
+        ok = wg_tensor_init(&p->master, b, WG_I32, layout, ndim, shape, -(bits->u - 1)) &&
+             wg_tensor_init(&p->momentum, b, WG_I32, layout, ndim, shape, -(bits->momentum - 1)) &&
+             wg_tensor_init(&p->grad, b, WG_I64, layout, ndim, shape, 0) &&
+             wg_tensor_init(&p->fwd, b, fwd, layout, ndim, shape, 0) &&
+             wg_tensor_init(&p->gq, b, gq, layout, ndim, shape, 0);
+    } else {
+        ok = wg_tensor_init(&p->master, b, WG_F32, layout, ndim, shape, 0) &&
+             wg_tensor_init(&p->momentum, b, WG_F32, layout, ndim, shape, 0) &&
+             wg_tensor_init(&p->grad, b, WG_F32, layout, ndim, shape, 0);
+    }
+    if (!ok) {
+        wg_param_free(p);
+        return false;
+    }
+    wg_tensor_zero(&p->master);
+    wg_tensor_zero(&p->momentum);
+    wg_tensor_zero(&p->grad);
+    return true;
+}
+
+void wg_param_free(wg_param *p)
+{
+    wg_tensor_free(&p->master);
+    wg_tensor_free(&p->momentum);
+    wg_tensor_free(&p->grad);
+    wg_tensor_free(&p->fwd);
+    wg_tensor_free(&p->gq);
+}
+
+void wg_param_refresh(wg_param *p, const wg_quant_bits *bits)
+{
+    if (p->master.dtype == WG_F32) return;
+    if (p->kind == WG_PARAM_WEIGHT) wg_quant_direct(&p->fwd, &p->master, bits->w, true);
+    else wg_quant_direct(&p->fwd, &p->master, bits->gamma_beta, false);
+}
+
+/* g += wd * w, rounded half to even onto g's grid: w * 2^e_w * wd_q * 2^-40 / 2^e_g. */
+static void add_weight_decay(wg_param *p, int64_t wd_q)
+{
+    if (wd_q == 0) return;
+    int64_t n = wg_tensor_numel(&p->grad), *g = p->grad.data;
+    const int32_t *w = p->master.data;
+    int shift = p->grad.exp - p->master.exp + WG_WD_FRAC_BITS; /* product grid -> g grid */
+    for (int64_t i = 0; i < n; i++) g[i] += wg_shift_rne((int64_t)w[i] * wd_q, shift);
+}
+
+static void step_int8(wg_param *p, const wg_optim_step_args *a, int64_t wd_q, wg_lr lr)
+{
+    const wg_quant_bits *bits = a->bits;
+    if (p->kind == WG_PARAM_WEIGHT) {
+        add_weight_decay(p, wd_q);
+        wg_grad_quant_args ga = {.g_scale_log2 = a->g_scale_log2, .gc = bits->gc, .seed = a->seed, .step = a->step,
+                                 .tensor_id = p->id};
+        wg_quant_grad(&p->gq, &p->grad, &ga);
+    } else {
+        wg_quant_direct(&p->gq, &p->grad, bits->bn_grad, false);
+    }
+    wg_quant_momentum(&p->momentum, &p->gq, bits->momentum, bits->momentum_shift);
+    wg_quant_update(&p->master, &p->momentum, lr, bits->u);
+    wg_param_refresh(p, bits);
+}
+
+static void step_f32(wg_param *p, const wg_optim_step_args *a)
+{
+    int64_t n = wg_tensor_numel(&p->master);
+    float *w = p->master.data, *v = p->momentum.data;
+    const float *g = p->grad.data;
+    float mu = (float)a->momentum, lr = (float)a->lr;
+    float wd = p->kind == WG_PARAM_WEIGHT ? (float)a->weight_decay : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = mu * v[i] + g[i] + wd * w[i];
+        w[i] -= lr * v[i];
+    }
+}
+
+void wg_optim_step(wg_param *params, int n, const wg_optim_step_args *a)
+{
+    if (n == 0) return;
+    if (params[0].master.dtype == WG_F32) {
+        for (int i = 0; i < n; i++) step_f32(&params[i], a);
+        return;
+    }
+    int64_t wd_q = wg_weight_decay_q(a->weight_decay);
+    wg_lr lr = wg_quant_lr(a->lr, a->bits->lr);
+    for (int i = 0; i < n; i++) step_int8(&params[i], a, wd_q, lr);
+}

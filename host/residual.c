@@ -1,0 +1,49 @@
+/* residual.c: aligned sums (see residual.h). */
+#include "residual.h"
+
+#include "check.h"
+#include "quant.h"
+#include "wg_intmath.h"
+
+static int finer(int ea, int eb)
+{
+    WG_ASSERT(ea - eb <= WG_ALIGN_MAX_GAP && eb - ea <= WG_ALIGN_MAX_GAP, "exponents %d and %d are too far apart", ea,
+              eb);
+    return ea < eb ? ea : eb;
+}
+
+void wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_tensor *tmp)
+{
+    int64_t n = wg_tensor_numel(a);
+    WG_ASSERT(wg_tensor_numel(b) == n && wg_tensor_numel(out) == n && wg_tensor_numel(tmp) == n && tmp->dtype == WG_I64,
+              "residual add sizes");
+    int e = finer(a->exp, b->exp), sa = a->exp - e, sb = b->exp - e;
+    int64_t *t = tmp->data;
+    for (int64_t i = 0; i < n; i++)
+        t[i] = wg_shl_sat(wg_load_i64(a->data, a->dtype, i), sa) + wg_shl_sat(wg_load_i64(b->data, b->dtype, i), sb);
+    tmp->exp = e;
+    wg_quant_fit_exp(out, tmp, e);
+}
+
+void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
+{
+    int64_t n = wg_tensor_numel(acc);
+    WG_ASSERT(acc->dtype == WG_I64 && wg_tensor_numel(add) == n, "error sum sizes");
+    int e = finer(acc->exp, add->exp), sa = acc->exp - e, sb = add->exp - e;
+    int64_t *t = acc->data;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t x = wg_shl_sat(t[i], sa), y = wg_shl_sat(wg_load_i64(add->data, add->dtype, i), sb);
+        /* saturating add: the sum of two saturated values must not wrap */
+        t[i] = (y > 0 && x > INT64_MAX - y) ? INT64_MAX : (y < 0 && x < -INT64_MAX - y) ? -INT64_MAX : x + y;
+    }
+    acc->exp = e;
+}
+
+void wg_add_f32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out)
+{
+    int64_t n = wg_tensor_numel(a);
+    WG_ASSERT(wg_tensor_numel(b) == n && wg_tensor_numel(out) == n, "float add sizes");
+    const float *x = a->data, *y = b->data;
+    float *o = out->data;
+    for (int64_t i = 0; i < n; i++) o[i] = x[i] + y[i];
+}

@@ -1,0 +1,33 @@
+/* residual.h: sums of fixed-point tensors on different grids (docs/numerics.md 7.4).
+ *
+ * Forward, the residual stream: out = a + b, formed exactly in int64 at the finer of
+ * the two exponents, then stored in out's container by the fit rule with that exponent
+ * as the floor (exact whenever it fits). Backward, error sums: acc += add, both int64,
+ * at the finer exponent (exact unless a sum passes 2^63, which saturates). */
+#ifndef WG_RESIDUAL_H
+#define WG_RESIDUAL_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The largest exponent gap the aligned sums accept (a bigger one is a bug upstream). */
+#define WG_ALIGN_MAX_GAP 31
+
+/* out (int32) = a + b; a, b: int32 (or any integer container) of the same size.
+ * tmp: an int64 tensor of the same size (scratch). */
+void wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_tensor *tmp);
+
+/* acc (int64) += add (any integer container), re-gridding acc to the finer exponent. */
+void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add);
+
+/* float32: out = a + b (out may be a or b); acc += add. */
+void wg_add_f32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,281 @@
+/* test_gemm.c: the matrix products of gemm.h (int8 nt/nn/tn, float32 nn/tn).
+ *
+ * int8: every product is compared bit for bit with its scalar _ref and with an
+ * independent triple loop written here in int64, over random and hand-picked shapes
+ * (ragged: M, N, K in 1..70, leading dimensions wider than the rows), values with the
+ * extremes -128, -127, 127 and runs of zeros (the kernels skip a == 0), nn and tn
+ * accumulating into a nonzero C. The bytes between rows (leading-dimension padding)
+ * hold junk that must not leak into C, and C's padding must stay untouched. One test
+ * runs K = WG_GEMM_S8_MAX_K at the extremes, up to the int32 bound itself.
+ *
+ * float32: nn and tn against a double triple loop, within the stated bound below, and
+ * bit-exact on integer-valued data (every partial sum is then an exact float). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "gemm.h"
+
+#include "test_ref.h"
+
+typedef enum { OP_NT, OP_NN, OP_TN } gemm_op;
+static const char *const k_op_names[] = {"nt", "nn", "tn"};
+
+typedef void gemm_s8_fn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                        int32_t *C, int64_t ldc);
+static gemm_s8_fn *const k_fast[] = {wg_gemm_s8_nt, wg_gemm_s8_nn, wg_gemm_s8_tn};
+static gemm_s8_fn *const k_ref[] = {wg_gemm_s8_nt_ref, wg_gemm_s8_nn_ref, wg_gemm_s8_tn_ref};
+
+/* ---- shapes ------------------------------------------------------------------------ */
+
+typedef struct shape {
+    int64_t M, N, K;
+    int64_t lda, ldb, ldc;
+    int64_t arows, brows; /* rows stored of A and B (ld elements each) */
+} shape;
+
+/* Hand-picked shapes first (single rows/columns, multiples of 4 and their neighbours
+ * for the four-column blocks of nt), then random ones in 1..70. */
+static shape pick_shape(tr_rng *r, gemm_op op, int it)
+{
+    static const int64_t fixed[][3] = {{1, 1, 1},  {1, 70, 1},  {70, 1, 70}, {1, 1, 69}, {4, 4, 4},  {3, 5, 7},
+                                       {8, 9, 3},  {5, 3, 2},   {67, 69, 71}, {2, 64, 33}, {7, 12, 1}, {13, 4, 8}};
+    shape s;
+    if (it < (int)(sizeof fixed / sizeof fixed[0])) {
+        s.M = fixed[it][0], s.N = fixed[it][1], s.K = fixed[it][2];
+    } else {
+        s.M = tr_range(r, 1, 70), s.N = tr_range(r, 1, 70), s.K = tr_range(r, 1, 70);
+    }
+    int64_t acols = op == OP_TN ? s.M : s.K, bcols = op == OP_NT ? s.K : s.N;
+    s.arows = op == OP_TN ? s.K : s.M;
+    s.brows = op == OP_NT ? s.N : s.K;
+    /* a third of the time tight (ld == row length), else 1..5 wider */
+    s.lda = acols + (tr_next(r) % 3 == 0 ? 0 : tr_range(r, 1, 5));
+    s.ldb = bcols + (tr_next(r) % 3 == 0 ? 0 : tr_range(r, 1, 5));
+    s.ldc = s.N + (tr_next(r) % 3 == 0 ? 0 : tr_range(r, 1, 5));
+    return s;
+}
+
+/* ---- int8 ---------------------------------------------------------------------------- */
+
+/* zero_pct percent zeros, the extremes often, -128 included, else uniform. */
+static int8_t rand_s8(tr_rng *r, int zero_pct)
+{
+    if ((int)(tr_next(r) % 100) < zero_pct) return 0;
+    switch (tr_next(r) % 16) {
+    case 0: return 127;
+    case 1: return -127;
+    case 2: return -128;
+    default: return (int8_t)tr_range(r, -127, 127);
+    }
+}
+
+/* rows x ld bytes, all random (the padding columns are junk the product must ignore). */
+static int8_t *rand_mat_s8(tr_rng *r, int64_t rows, int64_t ld, int zero_pct)
+{
+    int8_t *m = malloc((size_t)(rows * ld));
+    for (int64_t i = 0; i < rows * ld; i++) m[i] = rand_s8(r, zero_pct);
+    return m;
+}
+
+/* The independent reference: C0 (or 0 for nt) plus the sum of products, in int64. */
+static int64_t naive_s8(gemm_op op, const shape *s, const int8_t *A, const int8_t *B, const int32_t *C0, int64_t m,
+                        int64_t n)
+{
+    int64_t acc = op == OP_NT ? 0 : C0[m * s->ldc + n];
+    for (int64_t k = 0; k < s->K; k++) {
+        int64_t a = op == OP_TN ? A[k * s->lda + m] : A[m * s->lda + k];
+        int64_t b = op == OP_NT ? B[n * s->ldb + k] : B[k * s->ldb + n];
+        acc += a * b;
+    }
+    return acc;
+}
+
+/* Run fast and _ref on copies of C0; check both against naive_s8 and the padding of C. */
+static void check_s8(gemm_op op, const shape *s, const int8_t *A, const int8_t *B, const int32_t *C0, const char *what)
+{
+    size_t cbytes = (size_t)(s->M * s->ldc) * sizeof(int32_t);
+    int32_t *cf = malloc(cbytes), *cr = malloc(cbytes);
+    memcpy(cf, C0, cbytes);
+    memcpy(cr, C0, cbytes);
+    k_fast[op](s->M, s->N, s->K, A, s->lda, B, s->ldb, cf, s->ldc);
+    k_ref[op](s->M, s->N, s->K, A, s->lda, B, s->ldb, cr, s->ldc);
+    for (int64_t m = 0; m < s->M; m++)
+        for (int64_t j = 0; j < s->ldc; j++) {
+            int64_t i = m * s->ldc + j;
+            int64_t want = j < s->N ? naive_s8(op, s, A, B, C0, m, j) : C0[i];
+            TR_FAIL_IF(want < INT32_MIN || want > INT32_MAX, "test bug: %s overflows int32", what);
+            TR_EXPECT_I64(want, cf[i], "%s wg_gemm_s8_%s M %" PRId64 " N %" PRId64 " K %" PRId64 " ld %" PRId64
+                          "/%" PRId64 "/%" PRId64 ": C[%" PRId64 "][%" PRId64 "]%s",
+                          what, k_op_names[op], s->M, s->N, s->K, s->lda, s->ldb, s->ldc, m, j,
+                          j < s->N ? "" : " (padding)");
+            TR_EXPECT_I64(want, cr[i], "%s wg_gemm_s8_%s_ref M %" PRId64 " N %" PRId64 " K %" PRId64
+                          ": C[%" PRId64 "][%" PRId64 "]",
+                          what, k_op_names[op], s->M, s->N, s->K, m, j);
+        }
+    free(cf);
+    free(cr);
+}
+
+static void run_s8_random(gemm_op op, uint64_t seed)
+{
+    tr_rng r = {seed};
+    for (int it = 0; it < 300; it++) {
+        shape s = pick_shape(&r, op, it);
+        static const int zero_pcts[] = {0, 0, 30, 90};
+        int zp = zero_pcts[tr_next(&r) % 4];
+        int8_t *A = rand_mat_s8(&r, s.arows, s.lda, zp), *B = rand_mat_s8(&r, s.brows, s.ldb, zp / 3);
+        int32_t *C0 = malloc((size_t)(s.M * s.ldc) * sizeof(int32_t));
+        /* nt overwrites C (junk must vanish); nn and tn add to it: a nonzero C, zero now and then */
+        bool zero_c = op != OP_NT && it % 7 == 3;
+        for (int64_t i = 0; i < s.M * s.ldc; i++)
+            C0[i] = zero_c ? 0 : (int32_t)tr_range(&r, -(INT64_C(1) << 30), INT64_C(1) << 30);
+        char what[32];
+        snprintf(what, sizeof what, "iteration %d:", it);
+        check_s8(op, &s, A, B, C0, what);
+        free(A);
+        free(B);
+        free(C0);
+    }
+}
+
+static void test_s8_nt(void **state)
+{
+    (void)state;
+    run_s8_random(OP_NT, 0x6e74);
+}
+
+static void test_s8_nn(void **state)
+{
+    (void)state;
+    run_s8_random(OP_NN, 0x6e6e);
+}
+
+static void test_s8_tn(void **state)
+{
+    (void)state;
+    run_s8_random(OP_TN, 0x746e);
+}
+
+/* K = WG_GEMM_S8_MAX_K, every product +-127^2 of one sign per output: the sums reach
+ * +-2,114,060,288; nn and tn start from C0 = +-(2^31 - 1 - that), so they end exactly
+ * at +-INT32_MAX without an intermediate overflow (the partial sums are monotonic). */
+static void test_s8_max_k(void **state)
+{
+    (void)state;
+    const int64_t K = WG_GEMM_S8_MAX_K, M = 2, N = 5;
+    const int64_t full = INT64_C(127) * 127 * K;
+    TR_FAIL_IF(full >= INT64_C(2147483648), "WG_GEMM_S8_MAX_K %" PRId64 " overflows int32", K);
+    for (int op = OP_NT; op <= OP_TN; op++) {
+        shape s = {.M = M, .N = N, .K = K, .ldc = N + 1};
+        s.arows = op == OP_TN ? K : M;
+        s.brows = op == OP_NT ? N : K;
+        s.lda = op == OP_TN ? M : K;
+        s.ldb = op == OP_NT ? K : N;
+        int8_t *A = malloc((size_t)(s.arows * s.lda)), *B = malloc((size_t)(s.brows * s.ldb));
+        /* row m of A is (-1)^m * 127; column n of B is (-1)^n * 127 (n = 4 hits nt's tail) */
+        for (int64_t i = 0; i < s.arows; i++)
+            for (int64_t j = 0; j < s.lda; j++) {
+                int64_t m = op == OP_TN ? j : i;
+                A[i * s.lda + j] = (int8_t)(m % 2 ? -127 : 127);
+            }
+        for (int64_t i = 0; i < s.brows; i++)
+            for (int64_t j = 0; j < s.ldb; j++) {
+                int64_t n = op == OP_NT ? i : j;
+                B[i * s.ldb + j] = (int8_t)(n % 2 ? -127 : 127);
+            }
+        int32_t C0[2 * 6];
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < s.ldc; n++) {
+                int64_t sign = (m + n) % 2 ? -1 : 1;
+                C0[m * s.ldc + n] = n == N ? 0x5a5a5a5a : op == OP_NT ? -77 : (int32_t)(sign * (INT32_MAX - full));
+            }
+        check_s8((gemm_op)op, &s, A, B, C0, "K = WG_GEMM_S8_MAX_K:");
+        free(A);
+        free(B);
+    }
+}
+
+/* ---- float32 ------------------------------------------------------------------------ */
+
+typedef void gemm_f32_fn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float *C, int64_t ldc);
+
+/* Tolerance: |C - C_exact| <= (K + 2) * FLT_EPSILON * (|C0| + sum_k |a_k b_k|), with
+ * C_exact from a double triple loop (exact to ~1e-16 relative here). That is the
+ * classical bound gamma_(K+1) of recursive float summation with or without FMA
+ * (FLT_EPSILON = 2u), i.e. a relative tolerance of (K + 2) * 1.19e-7 on the
+ * condition-free scale |C0| + sum |a b|; a wrong or missing term is ~0.1 of it. */
+static void run_f32(gemm_op op, gemm_f32_fn *fn, uint64_t seed, bool integers)
+{
+    tr_rng r = {seed};
+    for (int it = 0; it < 200; it++) {
+        shape s = pick_shape(&r, op, it);
+        int zp = (int)(tr_next(&r) % 3) * 40; /* 0, 40, 80 % zeros in A (the skipped a == 0) */
+        float *A = malloc((size_t)(s.arows * s.lda) * sizeof(float));
+        float *B = malloc((size_t)(s.brows * s.ldb) * sizeof(float));
+        float *C = malloc((size_t)(s.M * s.ldc) * sizeof(float)), *C0 = malloc((size_t)(s.M * s.ldc) * sizeof(float));
+        double scale = integers ? 1.0 : ldexp(1.0, (int)tr_range(&r, -8, 8));
+        for (int64_t i = 0; i < s.arows * s.lda; i++)
+            A[i] = (int)(tr_next(&r) % 100) < zp ? 0.0f
+                   : integers ? (float)tr_range(&r, -127, 127)
+                              : (float)(scale * ((double)tr_next(&r) / 0x1p64 * 2 - 1));
+        for (int64_t i = 0; i < s.brows * s.ldb; i++)
+            B[i] = integers ? (float)tr_range(&r, -127, 127) : (float)((double)tr_next(&r) / 0x1p64 * 2 - 1);
+        for (int64_t i = 0; i < s.M * s.ldc; i++)
+            C0[i] = integers ? (float)tr_range(&r, -(1 << 20), 1 << 20) : (float)(scale * ((double)tr_next(&r) / 0x1p64 - 0.5));
+        memcpy(C, C0, (size_t)(s.M * s.ldc) * sizeof(float));
+        fn(s.M, s.N, s.K, A, s.lda, B, s.ldb, C, s.ldc);
+        for (int64_t m = 0; m < s.M; m++)
+            for (int64_t n = 0; n < s.ldc; n++) {
+                int64_t i = m * s.ldc + n;
+                if (n >= s.N) {
+                    TR_FAIL_IF(memcmp(&C[i], &C0[i], sizeof(float)) != 0,
+                               "wg_gemm_f32_%s wrote C's padding [%" PRId64 "][%" PRId64 "]", k_op_names[op], m, n);
+                    continue;
+                }
+                double want = C0[i], mag = fabs(C0[i]);
+                for (int64_t k = 0; k < s.K; k++) {
+                    double p = (double)(op == OP_TN ? A[k * s.lda + m] : A[m * s.lda + k]) * B[k * s.ldb + n];
+                    want += p;
+                    mag += fabs(p);
+                }
+                double tol = integers ? 0.0 : (double)(s.K + 2) * FLT_EPSILON * mag;
+                TR_FAIL_IF(!(fabs(C[i] - want) <= tol),
+                           "wg_gemm_f32_%s iteration %d M %" PRId64 " N %" PRId64 " K %" PRId64 ": C[%" PRId64
+                           "][%" PRId64 "] = %.9g, want %.17g (tolerance %.3g)",
+                           k_op_names[op], it, s.M, s.N, s.K, m, n, (double)C[i], want, tol);
+            }
+        free(A);
+        free(B);
+        free(C);
+        free(C0);
+    }
+}
+
+static void test_f32_nn(void **state)
+{
+    (void)state;
+    run_f32(OP_NN, wg_gemm_f32_nn, 0xf32, false);
+    run_f32(OP_NN, wg_gemm_f32_nn, 0xf33, true);
+}
+
+static void test_f32_tn(void **state)
+{
+    (void)state;
+    run_f32(OP_TN, wg_gemm_f32_tn, 0xf34, false);
+    run_f32(OP_TN, wg_gemm_f32_tn, 0xf35, true);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_s8_nt),  cmocka_unit_test(test_s8_nn),  cmocka_unit_test(test_s8_tn),
+        cmocka_unit_test(test_s8_max_k), cmocka_unit_test(test_f32_nn), cmocka_unit_test(test_f32_tn),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
