@@ -69,7 +69,7 @@ static const char *const k_sections[] = {"model", "data", "train", "quant", "out
 
 static const key_def k_keys[] = {
     ENUM("model", "name", model.name, k_models, "resnet20", "network to train"),
-    ENUM("data", "format", data.format, k_formats, "idx", "dataset files: idx (MNIST, Fashion-MNIST), cifar (CIFAR-10 binary)"),
+    ENUM("data", "format", data.format, k_formats, "idx", "dataset files, idx (MNIST, Fashion-MNIST) or cifar (CIFAR-10 binary)"),
     {"data", "root", T_STR, AT(data.root), "/usr/share/datasets/fashion-mnist", .flags = NONEMPTY,
      .help = "dataset directory"},
     INT("data", "limit_train", data.limit_train, 0, INT64_MAX, "0", "use only the first N training images (0 = all)"),
@@ -77,14 +77,14 @@ static const key_def k_keys[] = {
     INT("data", "val_split", data.val_split, 0, INT64_MAX, "0", "hold out N training images for validation"),
     {"data", "augment_flip", T_BOOL, AT(data.augment_flip), "false", .help = "random horizontal flips"},
     INT("data", "augment_pad", data.augment_pad, 0, 8, "0", "pad by N pixels, then crop at random (0 = off)"),
-    ENUM("train", "mode", train.mode, k_modes, "int8", "int8: WAGEUBN integer training; fp32: the float baseline"),
+    ENUM("train", "mode", train.mode, k_modes, "int8", "int8 (WAGEUBN integer training) or fp32 (the float baseline)"),
     INT("train", "epochs", train.epochs, 1, 10000, "5", "training epochs"),
     INT("train", "batch", train.batch, 1, 65536, "128", "images per step"),
     {"train", "seed", T_U64, AT(train.seed), "1", .help = "seed of shuffling, augmentation, init and stochastic rounding"},
     FLT("train", "lr", train.lr, 0, 1000, LO_OPEN, "0.4", "base learning rate"),
     ENUM("train", "lr_schedule", train.lr_schedule, k_schedules, "piecewise", "learning-rate schedule"),
     LIST("lr_boundaries", lr_boundaries, 0, 0, HUGE_VAL, LO_OPEN | ASCENDING, "",
-         "epochs where the next lr and g_scale interval starts, ascending"),
+         "epochs where the next lr and g_scale interval starts"),
     LIST("lr_multipliers", lr_multipliers, 1, 0, 1000, LO_OPEN, "1", "lr factor per interval (lr_boundaries + 1 values)"),
     LIST("g_scale", g_scale, 1, 2, 32768, POW2, "128", "G's scale per interval (1 or lr_boundaries + 1 values)"),
     FLT("train", "momentum", train.momentum, 0, 1, HI_OPEN, "0.9", "SGD momentum, fp32 mode (int8: [quant] momentum_shift)"),
@@ -93,7 +93,7 @@ static const key_def k_keys[] = {
     INT("train", "log_every", train.log_every, 1, INT_MAX, "50", "steps between log lines"),
     INT("train", "eval_every", train.eval_every, 1, 10000, "1", "epochs between evaluations"),
     INT("train", "threads", train.threads, 0, 4096, "0", "CPU threads (0 = all cores)"),
-    ENUM("quant", "preset", quant.preset, k_presets, "full", "full: every layer integer; reference: first conv, last FC float"),
+    ENUM("quant", "preset", quant.preset, k_presets, "full", "full (every layer integer) or reference (first conv, last FC in float)"),
     ENUM("quant", "act_exponent", quant.act_exponent, k_act, "fit", "activation exponent: fit (floor -7) or fixed -7"),
     ENUM("quant", "e2", quant.e2, k_e2, "flag", "E2 at conv outputs: flag (two int8 parts) or shift (one)"),
     BITS("bits_w", w, 2, 32, "bits of forward weights W"),
@@ -121,17 +121,12 @@ typedef struct outbuf {
     size_t len;
 } outbuf;
 
-static void vput(outbuf o, const char *fmt, va_list ap)
-{
-    if (o.buf && o.len) vsnprintf(o.buf, o.len, fmt, ap);
-}
-
 static void put(outbuf o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(outbuf o, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vput(o, fmt, ap);
+    if (o.buf && o.len) vsnprintf(o.buf, o.len, fmt, ap);
     va_end(ap);
 }
 
@@ -163,12 +158,6 @@ static const char *show(const char *s, char buf[SHOW + 4])
 
 static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c; }
 
-static bool same_word(const char *a, const char *b)
-{
-    for (; *a && lower(*a) == lower(*b); a++, b++) {}
-    return *a == '\0' && *b == '\0';
-}
-
 /* Edit distance (Levenshtein, ignoring case); long strings count as far apart. */
 static int distance(const char *a, const char *b)
 {
@@ -190,10 +179,16 @@ static int distance(const char *a, const char *b)
     return row[nb];
 }
 
-static bool close_enough(const char *known, int d)
+/* The name in names[0..n-1] closest to typed, when close enough to suggest; else -1. */
+static int closest(const char *typed, const char *const *names, int n)
 {
-    size_t n = strlen(known);
-    return d <= 2 ? d < (int)n : (size_t)d * 3 <= n;
+    int best = -1, bd = INT_MAX;
+    for (int i = 0; i < n; i++) {
+        int d = distance(typed, names[i]);
+        if (d < bd) bd = d, best = i;
+    }
+    int len = best < 0 ? 0 : (int)strlen(names[best]);
+    return best >= 0 && (bd <= 2 ? bd < len : bd * 3 <= len) ? best : -1;
 }
 
 static int find_section(const char *s)
@@ -217,62 +212,52 @@ static int key_index(const char *section, const char *key)
     return i;
 }
 
-/* "; did you mean [train]?" or the list of sections. */
-static void hint_section(const char *typed, char *out, size_t n)
+/* The index of [section] key; -1 with "unknown section [x]; did you mean [train]?" or
+ * "[train] epoch: unknown key; did you mean 'epochs'?" (or "'lr' belongs in [train]",
+ * or the list of keys) in why. */
+static int lookup(const char *section, const char *typed, char *out, size_t n)
 {
-    int best = -1, bd = INT_MAX;
-    for (int i = 0; i < N_SECTIONS; i++) {
-        int d = distance(typed, k_sections[i]);
-        if (d < bd) bd = d, best = i;
+    char s1[SHOW + 4], s2[SHOW + 4];
+    if (find_section(section) < 0) {
+        int best = closest(section, k_sections, N_SECTIONS);
+        if (best >= 0) snprintf(out, n, "unknown section [%s]; did you mean [%s]?", show(section, s1), k_sections[best]);
+        else snprintf(out, n, "unknown section [%s]; the sections are [model], [data], [train], [quant], [output]",
+                      show(section, s1));
+        return -1;
     }
-    if (close_enough(k_sections[best], bd))
-        snprintf(out, n, "; did you mean [%s]?", k_sections[best]);
-    else
-        snprintf(out, n, "; the sections are [model], [data], [train], [quant], [output]");
-}
-
-/* "; did you mean 'epochs'?", "; 'lr' belongs in [train]" or the section's keys. */
-static void hint_key(const char *section, const char *typed, char *out, size_t n)
-{
-    int best = -1, bd = INT_MAX;
+    int found = find_key(section, typed);
+    if (found >= 0) return found;
+    const char *names[N_KEYS], *elsewhere = NULL;
+    int m = 0;
     for (int i = 0; i < N_KEYS; i++) {
-        if (strcmp(k_keys[i].key, typed) == 0) {
-            snprintf(out, n, "; '%s' belongs in [%s]", typed, k_keys[i].section);
-            return;
-        }
+        if (strcmp(k_keys[i].key, typed) == 0) elsewhere = k_keys[i].section;
+        if (strcmp(k_keys[i].section, section) == 0) names[m++] = k_keys[i].key;
     }
-    for (int i = 0; i < N_KEYS; i++) {
-        if (strcmp(k_keys[i].section, section) != 0) continue;
-        int d = distance(typed, k_keys[i].key);
-        if (d < bd) bd = d, best = i;
+    int best = closest(typed, names, m);
+    size_t used = (size_t)snprintf(out, n, "[%s] %s: unknown key; ", section, show(typed, s2));
+    if (elsewhere) {
+        snprintf(out + used, n - used, "'%s' belongs in [%s]", typed, elsewhere);
+    } else if (best >= 0) {
+        snprintf(out + used, n - used, "did you mean '%s'?", names[best]);
+    } else {
+        used += (size_t)snprintf(out + used, n - used, "the keys of [%s] are", section);
+        for (int i = 0; i < m && used < n; i++)
+            used += (size_t)snprintf(out + used, n - used, "%s%s", i ? ", " : " ", names[i]);
     }
-    if (best >= 0 && close_enough(k_keys[best].key, bd)) {
-        snprintf(out, n, "; did you mean '%s'?", k_keys[best].key);
-        return;
-    }
-    size_t used = (size_t)snprintf(out, n, "; the keys of [%s] are", section);
-    const char *sep = " ";
-    for (int i = 0; i < N_KEYS && used < n; i++) {
-        if (strcmp(k_keys[i].section, section) != 0) continue;
-        used += (size_t)snprintf(out + used, n - used, "%s%s", sep, k_keys[i].key);
-        sep = ", ";
-    }
+    return -1;
 }
 
 /* The shortest text that reads back as exactly x. */
 static void format_double(double x, char *buf, size_t n)
 {
-    if (x == floor(x) && fabs(x) < 1e15) {
-        snprintf(buf, n, "%.0f", x);
-        return;
-    }
-    for (int p = 1; p <= 17; p++) {
+    bool integral = x == floor(x) && fabs(x) < 1e15;
+    snprintf(buf, n, "%.0f", x);
+    for (int p = 1; !integral && p <= 17; p++) {
         snprintf(buf, n, "%.*g", p, x);
         if (strtod(buf, NULL) == x) return;
     }
 }
 
-static void *field(wg_config *cfg, const key_def *k) { return (char *)cfg + k->off; }
 static const void *cfield(const wg_config *cfg, const key_def *k) { return (const char *)cfg + k->off; }
 
 /* ---- values --------------------------------------------------------------------- */
@@ -291,9 +276,7 @@ static void range_text(double lo, double hi, unsigned flags, char *out, size_t n
 
 static bool in_range(double x, double lo, double hi, unsigned flags)
 {
-    bool lo_ok = (flags & LO_OPEN) ? x > lo : x >= lo;
-    bool hi_ok = (flags & HI_OPEN) ? x < hi : x <= hi;
-    return lo_ok && hi_ok;
+    return ((flags & LO_OPEN) ? x > lo : x >= lo) && ((flags & HI_OPEN) ? x < hi : x <= hi);
 }
 
 /* What a key accepts, for messages and the written file's comments. */
@@ -328,6 +311,17 @@ static void expected_text(const key_def *k, char *out, size_t n)
     }
 }
 
+static void format_list(const wg_config_list *l, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int j = 0; j < l->n && used < n; j++) {
+        char x[32];
+        format_double(l->v[j], x, sizeof x);
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", j ? ", " : "", x);
+    }
+}
+
 static void format_value(const wg_config *cfg, const key_def *k, char *buf, size_t n)
 {
     const void *p = cfield(cfg, k);
@@ -347,28 +341,20 @@ static void format_value(const wg_config *cfg, const key_def *k, char *buf, size
     case T_BOOL: memcpy(&b, p, sizeof b); snprintf(buf, n, "%s", b ? "true" : "false"); return;
     case T_ENUM: memcpy(&i, p, sizeof i); snprintf(buf, n, "%s", k->words[i]); return;
     case T_STR: snprintf(buf, n, "%s", (const char *)p); return;
-    case T_LIST: {
-        const wg_config_list *l = p;
-        size_t used = 0;
-        buf[0] = '\0';
-        for (int j = 0; j < l->n && used < n; j++) {
-            char x[32];
-            format_double(l->v[j], x, sizeof x);
-            used += (size_t)snprintf(buf + used, n - used, "%s%s", j ? ", " : "", x);
-        }
-        return;
-    }
+    case T_LIST: format_list(p, buf, n); return;
     }
 }
 
-static bool parse_bool(const char *s, bool *out)
+/* true/false, yes/no, on/off, 1/0, in any case; *out = -1 for anything else. */
+static void parse_bool(const char *s, int *out)
 {
-    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
-    for (int i = 0; i < 4; i++) {
-        if (same_word(s, yes[i])) return *out = true, true;
-        if (same_word(s, no[i])) return *out = false, true;
+    static const char *const words[] = {"false", "true", "no", "yes", "off", "on", "0", "1"};
+    *out = -1;
+    for (int i = 0; i < 8 && *out < 0; i++) {
+        size_t j = 0;
+        while (s[j] && lower(s[j]) == words[i][j]) j++;
+        if (!s[j] && !words[i][j]) *out = i & 1;
     }
-    return false;
 }
 
 static bool parse_list(const key_def *k, const char *s, wg_config_list *l, char *why, size_t n)
@@ -407,79 +393,59 @@ static bool parse_list(const key_def *k, const char *s, wg_config_list *l, char 
  * says what was expected. */
 static bool set_value(wg_config *cfg, const key_def *k, const char *text, char *why, size_t n)
 {
-    char exp[160], *end;
+    char exp[160], *end, buf[FMT];
     expected_text(k, exp, sizeof exp);
     outbuf w = {why, n};
-    void *p = field(cfg, k);
+    void *p = (char *)cfg + k->off;
     errno = 0;
     switch (k->type) {
     case T_INT: {
         long long v = strtoll(text, &end, 10);
-        if (!*text || *end || errno == ERANGE || v < k->ilo || v > k->ihi) {
-            put(w, "expected %s", exp);
-            return false;
-        }
+        if (!*text || *end || errno == ERANGE || v < k->ilo || v > k->ihi) break;
         if (k->size == sizeof(int)) memcpy(p, &(int){(int)v}, sizeof(int));
         else memcpy(p, &(int64_t){v}, sizeof(int64_t));
         return true;
     }
     case T_U64: {
         unsigned long long v = strtoull(text, &end, 10);
-        if (!*text || *end || errno == ERANGE || strchr(text, '-')) return put(w, "expected %s", exp), false;
-        memcpy(p, &(uint64_t){v}, sizeof(uint64_t));
-        return true;
+        if (!*text || *end || errno == ERANGE || strchr(text, '-')) break;
+        return memcpy(p, &(uint64_t){v}, sizeof(uint64_t)), true;
     }
     case T_FLOAT: {
         double v = strtod(text, &end);
-        if (!*text || *end || errno == ERANGE || !isfinite(v) || !in_range(v, k->lo, k->hi, k->flags)) {
-            put(w, "expected %s%s", exp, strchr(text, '#') ? " (comments after a value start with ' ;')" : "");
-            return false;
-        }
-        memcpy(p, &v, sizeof v);
-        return true;
+        if (!*text || *end || errno == ERANGE || !isfinite(v) || !in_range(v, k->lo, k->hi, k->flags)) break;
+        return memcpy(p, &v, sizeof v), true;
     }
     case T_BOOL: {
-        bool v;
-        if (!parse_bool(text, &v)) return put(w, "expected %s", exp), false;
-        memcpy(p, &v, sizeof v);
-        return true;
+        int v;
+        parse_bool(text, &v);
+        if (v < 0) break;
+        return memcpy(p, &(bool){v}, sizeof(bool)), true;
     }
     case T_ENUM: {
-        int best = 0, bd = INT_MAX;
-        for (int i = 0; k->words[i]; i++) {
-            if (strcmp(text, k->words[i]) == 0) return memcpy(p, &i, sizeof i), true;
-            int d = distance(text, k->words[i]);
-            if (d < bd) bd = d, best = i;
-        }
-        if (close_enough(k->words[best], bd))
-            put(w, "expected %s; did you mean '%s'?", exp, k->words[best]);
-        else
-            put(w, "expected %s", exp);
-        return false;
+        int m = 0;
+        for (; k->words[m]; m++)
+            if (strcmp(text, k->words[m]) == 0) return memcpy(p, &m, sizeof m), true;
+        int best = closest(text, k->words, m);
+        if (best < 0) break;
+        return put(w, "expected %s; did you mean '%s'?", exp, k->words[best]), false;
     }
     case T_STR: {
         size_t len = strlen(text);
         bool bad = len >= WG_CONFIG_MAX_STR || ((k->flags & NONEMPTY) && len == 0) || strchr(text, ';');
         for (size_t i = 0; i < len; i++) bad |= (unsigned char)text[i] < 0x20 || text[i] == 0x7f;
-        if (bad) return put(w, "expected %s", exp), false;
-        memcpy(p, text, len + 1);
-        return true;
+        if (bad) break;
+        return memcpy(p, text, len + 1), true;
     }
     case T_LIST: {
         wg_config_list l;
         if (!parse_list(k, text, &l, why, n)) return false;
-        wg_config_list old;
-        memcpy(&old, p, sizeof old);
-        memcpy(p, &l, sizeof l);
-        char buf[FMT];
-        format_value(cfg, k, buf, sizeof buf);
-        if (strlen(buf) > MAX_VALUE) {
-            memcpy(p, &old, sizeof old);
-            return put(w, "too long: at most %d characters when written", MAX_VALUE), false;
-        }
-        return true;
+        format_list(&l, buf, sizeof buf);
+        if (strlen(buf) > MAX_VALUE) return put(w, "too long: at most %d characters when written", MAX_VALUE), false;
+        return memcpy(p, &l, sizeof l), true;
     }
     }
+    put(w, "expected %s", exp);
     return false;
 }
 
@@ -512,7 +478,7 @@ static char *trim(char *s)
 /* Apply "section.key=value"; *which receives the key's index. */
 static bool apply_set(wg_config *cfg, const char *assignment, int *which, char *err, size_t errlen)
 {
-    char a[SHOW + 4], why[WHY], hint[WHY], copy[1024];
+    char a[SHOW + 4], why[WHY], copy[1024];
     outbuf e = {err, errlen};
     show(assignment, a);
     if (strlen(assignment) >= sizeof copy) return put(e, "--set %s: longer than %zu characters", a, sizeof copy - 1), false;
@@ -520,17 +486,8 @@ static bool apply_set(wg_config *cfg, const char *assignment, int *which, char *
     char *eq = strchr(copy, '='), *dot = strchr(copy, '.');
     if (!eq || !dot || dot > eq) return put(e, "--set %s: expected section.key=value (e.g. train.epochs=1)", a), false;
     *eq = *dot = '\0';
-    char *sec = trim(copy), *key = trim(dot + 1), *val = trim(eq + 1), s1[SHOW + 4], s2[SHOW + 4];
-    if (find_section(sec) < 0) {
-        hint_section(sec, hint, sizeof hint);
-        return put(e, "--set %s: unknown section [%s]%s", a, show(sec, s1), hint), false;
-    }
-    int i = find_key(sec, key);
-    if (i < 0) {
-        hint_key(sec, key, hint, sizeof hint);
-        return put(e, "--set %s: unknown key [%s] %s%s", a, sec, show(key, s2), hint), false;
-    }
-    if (!set_value(cfg, &k_keys[i], val, why, sizeof why)) return put(e, "--set %s: %s", a, why), false;
+    int i = lookup(trim(copy), trim(dot + 1), why, sizeof why);
+    if (i < 0 || !set_value(cfg, &k_keys[i], trim(eq + 1), why, sizeof why)) return put(e, "--set %s: %s", a, why), false;
     if (which) *which = i;
     return true;
 }
@@ -562,20 +519,11 @@ bool wg_config_equal(const wg_config *a, const wg_config *b)
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &k_keys[i];
         const void *pa = cfield(a, k), *pb = cfield(b, k);
-        if (k->type == T_STR) {
-            if (strcmp(pa, pb) != 0) return false;
-        } else if (k->type == T_LIST) {
-            const wg_config_list *la = pa, *lb = pb;
-            if (la->n != lb->n) return false;
-            for (int j = 0; j < la->n; j++)
-                if (la->v[j] != lb->v[j]) return false;
-        } else if (k->type == T_FLOAT) {
-            double x, y;
-            memcpy(&x, pa, sizeof x), memcpy(&y, pb, sizeof y);
-            if (x != y) return false;
-        } else if (memcmp(pa, pb, k->size) != 0) {
-            return false;
-        }
+        const wg_config_list *la = pa, *lb = pb;
+        bool same = k->type == T_STR    ? strcmp(pa, pb) == 0
+                    : k->type == T_LIST ? la->n == lb->n && memcmp(la->v, lb->v, (size_t)la->n * sizeof(double)) == 0
+                                        : memcmp(pa, pb, k->size) == 0;
+        if (!same) return false;
     }
     return true;
 }
@@ -727,10 +675,11 @@ typedef struct load_ctx {
     outbuf err;
 } load_ctx;
 
-static void fail(load_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void fail(load_ctx *c, int line, const char *fmt, ...)
+/* Keep the error of the earliest line; returns 0 (libinih's "error"). */
+static int fail(load_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(load_ctx *c, int line, const char *fmt, ...)
 {
-    if (c->err_line && c->err_line <= line) return;
+    if (c->err_line && c->err_line <= line) return 0;
     char msg[WG_CONFIG_ERR_LEN];
     va_list ap;
     va_start(ap, fmt);
@@ -738,6 +687,7 @@ static void fail(load_ctx *c, int line, const char *fmt, ...)
     va_end(ap);
     c->err_line = line;
     put(c->err, "%s:%d: %s", c->path, line, msg);
+    return 0;
 }
 
 /* libinih's reader: one line per call, without its leading whitespace. */
@@ -746,67 +696,56 @@ static char *read_line(char *str, int num, void *stream)
     load_ctx *c = stream;
     if (c->pos >= c->len || c->err_line) return NULL;
     const char *s = c->text + c->pos, *nl = memchr(s, '\n', c->len - c->pos);
-    size_t n = nl ? (size_t)(nl - s) + 1 : c->len - c->pos, chars = n - (nl != NULL);
-    c->pos += n;
+    const char *next = nl ? nl + 1 : c->text + c->len, *eol = nl ? nl : next; /* eol: end of the text */
+    c->pos = (size_t)(next - c->text);
     c->line++;
-    if (chars > 0 && s[chars - 1] == '\r') chars--;
-    if (num < 4 || chars + 3 > (size_t)num) {
-        fail(c, c->line, "the line is %zu characters long: at most %d", chars, num - 3);
-        return NULL;
+    if (eol > s && eol[-1] == '\r') eol--;
+    if (num < 4 || eol - s + 3 > num)
+        return fail(c, c->line, "the line is %td characters long: at most %d", eol - s, num - 3), NULL;
+    while (s < eol && (*s == ' ' || *s == '\t')) s++;
+    memcpy(str, s, (size_t)(next - s));
+    str[next - s] = '\0';
+    if (c->line == 1 && eol - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3; /* UTF-8 BOM */
+    if (s < eol && *s == '[') { /* libinih would drop what follows "]" on the line */
+        const char *end = memchr(s, ']', (size_t)(eol - s)), *rest = end ? end + 1 : eol;
+        while (rest < eol && (*rest == ' ' || *rest == '\t')) rest++;
+        if (rest < eol && *rest != ';')
+            return fail(c, c->line, "text after the section name: one '[section]' or 'key = value' per line"), NULL;
+        c->header_line = c->line;
     }
-    for (; n > 0 && (*s == ' ' || *s == '\t'); s++, n--) {}
-    memcpy(str, s, n);
-    str[n] = '\0';
-    if (c->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3; /* UTF-8 BOM */
-    if (*s == '[') c->header_line = c->line;
     return str;
 }
 
+/* One "key = value" line: 1 = fine, 0 = an error (in c->err). */
+static int take_key(load_ctx *c, const char *section, const char *name, const char *value)
+{
+    char s1[SHOW + 4], s2[SHOW + 4], why[WHY];
+    int line = c->line, s = find_section(section);
+    if (c->err_line) return 0;
+    if (section[0] == '\0') return fail(c, line, "%s = %s: a key before any [section]", show(name, s1), show(value, s2));
+    if (s >= 0 && c->sec_header[s] == 0) c->sec_header[s] = c->header_line;
+    if (s >= 0 && c->sec_header[s] != c->header_line)
+        return fail(c, c->header_line, "[%s] appears a second time (first on line %d): one section per concern",
+                    section, c->sec_header[s]);
+    if (s >= 0 && name[0] == '\0') return fail(c, line, "[%s] = %s: the key name is missing", section, show(value, s2));
+    int i = lookup(section, name, why, sizeof why);
+    if (i < 0) return fail(c, s < 0 ? c->header_line : line, "%s", why);
+    if (c->key_line[i])
+        return fail(c, line, "[%s] %s: set a second time (first on line %d)", section, name, c->key_line[i]);
+    if (!set_value(&c->cfg, &k_keys[i], value, why, sizeof why))
+        return fail(c, line, "[%s] %s = %s: %s%s", section, name, show(value, s2), why,
+                    strpbrk(value, "#;") ? " (a comment after a value starts with ' ;')" : "");
+    c->key_line[i] = line;
+    return 1;
+}
+
+/* libinih's handler. */
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx *c = user;
-    char s1[SHOW + 4], s2[SHOW + 4], s3[SHOW + 4], hint[WHY], why[WHY];
-    int line = c->line;
-    if (c->err_line) goto failed;
-    if (section[0] == '\0') {
-        fail(c, line, "%s = %s: a key before any [section]", show(name, s1), show(value, s2));
-        goto failed;
-    }
-    int s = find_section(section);
-    if (s < 0) {
-        hint_section(section, hint, sizeof hint);
-        fail(c, c->header_line, "unknown section [%s]%s", show(section, s1), hint);
-        goto failed;
-    }
-    if (c->sec_header[s] == 0) c->sec_header[s] = c->header_line;
-    if (c->sec_header[s] != c->header_line) {
-        fail(c, c->header_line, "[%s] appears a second time (first on line %d): one section per concern", section,
-             c->sec_header[s]);
-        goto failed;
-    }
-    if (name[0] == '\0') {
-        fail(c, line, "[%s] = %s: the key name is missing", section, show(value, s2));
-        goto failed;
-    }
-    int i = find_key(section, name);
-    if (i < 0) {
-        hint_key(section, name, hint, sizeof hint);
-        fail(c, line, "[%s] %s: unknown key%s", section, show(name, s1), hint);
-        goto failed;
-    }
-    if (c->key_line[i]) {
-        fail(c, line, "[%s] %s: set a second time (first on line %d)", section, name, c->key_line[i]);
-        goto failed;
-    }
-    if (!set_value(&c->cfg, &k_keys[i], value, why, sizeof why)) {
-        fail(c, line, "[%s] %s = %s: %s", section, name, show(value, s3), why);
-        goto failed;
-    }
-    c->key_line[i] = line;
-    return 1;
-failed:
-    if (!c->handler_fail) c->handler_fail = line;
-    return 0;
+    int ok = take_key(c, section, name, value);
+    if (!ok && !c->handler_fail) c->handler_fail = c->line;
+    return ok;
 }
 
 /* Read the file into c->text (NUL-terminated); false with a message in c->err. */

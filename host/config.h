@@ -14,7 +14,8 @@
  *     value: values are one line);
  *   - a line may hold at most 197 characters (libinih's 200-byte line buffer);
  *   - every key belongs to a known section, is known, and appears once; a section
- *     appears once; "key = value" or "key: value".
+ *     appears once; "key = value" or "key: value"; nothing after "[section]" but
+ *     a comment. Values are not quoted; strings cannot hold ';'.
  *
  * Learning-rate and g_scale schedules (wg_config_lr_at, wg_config_g_scale_log2_at):
  * epochs are real numbers, epoch e in [0, epochs] (e = step / steps_per_epoch).
@@ -31,7 +32,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "quant.h"
+#include "act.h" /* wg_act_exponent */
+#include "quant.h" /* wg_quant_bits, wg_e2_mode */
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,8 +58,6 @@ typedef enum wg_data_format { WG_DATA_IDX, WG_DATA_CIFAR } wg_data_format;
 typedef enum wg_train_mode { WG_MODE_INT8, WG_MODE_FP32 } wg_train_mode;
 typedef enum wg_lr_schedule { WG_LR_PIECEWISE, WG_LR_STEP, WG_LR_COSINE } wg_lr_schedule;
 typedef enum wg_quant_preset { WG_PRESET_FULL, WG_PRESET_REFERENCE } wg_quant_preset;
-typedef enum wg_act_exponent { WG_ACT_FIT, WG_ACT_FIXED } wg_act_exponent;
-typedef enum wg_e2_mode { WG_E2_FLAG, WG_E2_SHIFT } wg_e2_mode;
 
 /* A comma-separated list of numbers: v[0..n-1]. */
 typedef struct wg_config_list {
@@ -125,13 +125,16 @@ bool wg_config_load(wg_config *cfg, const char *path, const char *const *overrid
                     size_t errlen, char *warn, size_t warnlen);
 
 /* Apply one override "section.key=value" with the checks a file value gets (not the
- * cross-field ones). On failure cfg is unchanged and err names the override:
+ * cross-field ones: call wg_config_validate after a series of these, and note that
+ * quant.bits.g_scale_log2 is only refreshed by wg_config_load). On failure cfg is
+ * unchanged and err names the override:
  * "--set train.epochs=abc: expected an integer in 1..10000". */
 bool wg_config_set(wg_config *cfg, const char *assignment, char *err, size_t errlen);
 
 /* The cross-field checks: list lengths against lr_boundaries, boundaries below epochs,
- * learning rates that vanish on the integer grid in int8 mode (an error for lr, a
- * warning for a multiplier), val_split against limit_train, warmup, output.dir set. */
+ * cosine without multipliers, warmup_epochs <= epochs, val_split below limit_train,
+ * and in int8 mode learning rates on the bits_lr grid: lr that rounds to 0 is an
+ * error; lr x a multiplier that rounds to 0, or any that saturates, a warning. */
 bool wg_config_validate(const wg_config *cfg, char *err, size_t errlen, char *warn, size_t warnlen);
 
 /* Write cfg as an INI file: every key, each after a comment line with its help, range

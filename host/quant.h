@@ -52,6 +52,10 @@ typedef struct wg_quant_bits {
 
 wg_quant_bits wg_quant_bits_reference(void);
 
+/* How errors at conv outputs are quantized ([quant] e2): E2's flag format (two int8
+ * parts, the reference) or E1's single-grid rule (one part: the ablation). */
+typedef enum wg_e2_mode { WG_E2_FLAG = 0, WG_E2_SHIFT } wg_e2_mode;
+
 /* Direct quantization Q(x, bits): dst on the grid 2^-(bits-1), rounded half to
  * even. clip = true also clamps to +-(1 - 2^-(bits-1)) (the reference's clip, used
  * for W); clip = false saturates only at dst's container (the reference is

@@ -8,7 +8,7 @@ set -euo pipefail
 
 # What the build and the tests need. The CUDA toolkit is not a Debian package here:
 # the CUDA backend is built when nvcc is found (see CMakeLists.txt).
-PACKAGES=(cmake make gcc libc6-dev libcmocka-dev zlib1g-dev)
+PACKAGES=(cmake make gcc libc6-dev libcmocka-dev zlib1g-dev libinih-dev)
 # `make train` also needs the default dataset: scripts/install-deps.sh train
 if [ "${1:-}" = train ]; then PACKAGES+=(dataset-fashion-mnist); fi
 

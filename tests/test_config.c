@@ -221,6 +221,8 @@ static const struct {
      "%s:5: [train] appears a second time (first on line 1): one section per concern"},
     {"epochs = 3\n[train]\n", "%s:1: epochs = 3: a key before any [section]"},
     {"[train]\nepochs 5\n", "%s:2: expected '[section]' or 'key = value', not 'epochs 5'"},
+    {"[model]\n[train] epochs = 5\n", "%s:2: text after the section name: one '[section]' or 'key = value' per line"},
+    {"[train] ; fine\nepochs = 5\n[data] \r\nroot = x\n[train\nepochs = 5\n", "%s:5: expected '[section]' or 'key = value', not '[train'"},
     {"[train\nepochs = 5\n", "%s:1: expected '[section]' or 'key = value', not '[train'"},
     {"[train]\n= 5\n", "%s:2: [train] = 5: the key name is missing"},
     {"[model]\nname = resnet21\n",
@@ -232,7 +234,7 @@ static const struct {
     {"[train]\nlr = 0\n", "%s:2: [train] lr = 0: expected a number in (0, 1000]"},
     {"[train]\nlr = nan\n", "%s:2: [train] lr = nan: expected a number in (0, 1000]"},
     {"[train]\nlr = 0.1 # fast\n",
-     "%s:2: [train] lr = 0.1 # fast: expected a number in (0, 1000] (comments after a value start with ' ;')"},
+     "%s:2: [train] lr = 0.1 # fast: expected a number in (0, 1000] (a comment after a value starts with ' ;')"},
     {"[train]\nmomentum = 1\n", "%s:2: [train] momentum = 1: expected a number in [0, 1)"},
     {"[train]\nseed = -1\n", "%s:2: [train] seed = -1: expected an integer in 0..18446744073709551615"},
     {"[train]\ng_scale = 128, 100\n",
@@ -255,7 +257,11 @@ static const struct {
      "%s:2: [train] lr_multipliers = 0.1234567890123,0.1234567890124,0.1234567890125,...: too long: at most 160 "
      "characters when written"},
     {"[data]\nroot =\n", "%s:2: [data] root = : expected non-empty text of at most 160 characters, without ';'"},
-    {"[data]\nroot = a;b\n", "%s:2: [data] root = a;b: expected non-empty text of at most 160 characters, without ';'"},
+    {"[data]\nroot = a;b\n",
+     "%s:2: [data] root = a;b: expected non-empty text of at most 160 characters, without ';' (a comment after a "
+     "value starts with ' ;')"},
+    {"[train]\nepochs = 5;five\n",
+     "%s:2: [train] epochs = 5;five: expected an integer in 1..10000 (a comment after a value starts with ' ;')"},
     {"[quant]\nbits_lr = 17\n", "%s:2: [quant] bits_lr = 17: expected an integer in 2..16"},
     {"[quant]\nbits_u = 8\n", "%s:2: [quant] bits_u = 8: expected an integer in 9..31"},
     {"[quant]\nmomentum_shift = 9\n", "%s:2: [quant] momentum_shift = 9: expected an integer in 0..8"},
@@ -339,9 +345,9 @@ static void test_overrides(void **state)
         const char *set, *message;
     } bad[] = {
         {"train.epochs=abc", "--set train.epochs=abc: expected an integer in 1..10000"},
-        {"train.epoch=2", "--set train.epoch=2: unknown key [train] epoch; did you mean 'epochs'?"},
+        {"train.epoch=2", "--set train.epoch=2: [train] epoch: unknown key; did you mean 'epochs'?"},
         {"trian.epochs=2", "--set trian.epochs=2: unknown section [trian]; did you mean [train]?"},
-        {"data.lr=2", "--set data.lr=2: unknown key [data] lr; 'lr' belongs in [train]"},
+        {"data.lr=2", "--set data.lr=2: [data] lr: unknown key; 'lr' belongs in [train]"},
         {"epochs=2", "--set epochs=2: expected section.key=value (e.g. train.epochs=1)"},
         {"train.epochs", "--set train.epochs: expected section.key=value (e.g. train.epochs=1)"},
         {"", "--set : expected section.key=value (e.g. train.epochs=1)"},
@@ -367,7 +373,7 @@ static void test_overrides(void **state)
     expect_error(path, mult, 1, "--set train.lr_multipliers=1, 2, 3: [train] lr_multipliers has 3 values: with 1 "
                                 "lr_boundaries it needs 2");
     const char *const typo[] = {"train.batch=64", "train.bach=64"};
-    expect_error(path, typo, 2, "--set train.bach=64: unknown key [train] bach; did you mean 'batch'?");
+    expect_error(path, typo, 2, "--set train.bach=64: [train] bach: unknown key; did you mean 'batch'?");
     /* without a file: the defaults and the overrides */
     load_ok(NULL, quick, 1, &c, NULL);
     assert_int_equal(c.train.epochs, 1);

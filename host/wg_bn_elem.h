@@ -1,0 +1,282 @@
+/* wg_bn_elem.h: the integer formulas of batch normalization (docs/numerics.md,
+ * sections 7.3 and 7.5), one per element or per channel.
+ *
+ * Shared by the CPU loops (bn_int.c) and the CUDA kernels (design principle 2,
+ * "one formula, two launchers"), so they use integer operations only. 128-bit
+ * intermediates are `unsigned __int128` / `__int128`, which gcc and nvcc (device
+ * code too) both provide. Every division by a number that is not a power of two is
+ * the exact rational rounded half to even: the quotient and remainder come from an
+ * exact division by a per-channel constant (Moller & Granlund, "Improved division
+ * by invariant integers", 2011: a precomputed reciprocal, then at most two
+ * corrections), and the remainder decides the rounding. The reciprocal only speeds
+ * the division up: the quotient and remainder are exact whatever computes them.
+ *
+ * Units: x16 on the grid 2^e_x (the narrowed input); mu, sigma on 2^-15; x-hat,
+ * gamma, beta on 2^-7; y on 2^-14; running statistics on 2^-31. count = N*H*W, the
+ * number of values of one channel. */
+#ifndef WG_BN_ELEM_H
+#define WG_BN_ELEM_H
+
+#include <stdint.h>
+
+#include "wg_hd.h"
+#include "wg_intmath.h"
+
+__extension__ typedef unsigned __int128 wg_u128;
+__extension__ typedef __int128 wg_i128;
+
+enum {
+    WG_BN_STAT_EXP = -15,     /* mu and sigma: Q(., 16) */
+    WG_BN_XHAT_EXP = -7,      /* x-hat, and gamma and beta in the forward pass: Q(., 8) */
+    WG_BN_Y_EXP = -14,        /* y = xhat * gamma + beta */
+    WG_BN_RUNNING_EXP = -31,  /* running mean and running sigma (int64) */
+    WG_BN_XHAT_BOUND = 32767, /* x-hat saturates here (int16) */
+    WG_BN_DECAY_NUM = 197,    /* 1 - decay = 197 / 2^16: decay 0.99699... (the reference's 0.997) */
+    WG_BN_DECAY_SHIFT = 16,
+    WG_BN_EX_MIN = -54,       /* smallest exponent of the narrowed input: keeps every divisor < 2^63 */
+    WG_BN_DY_MAX = 32767,     /* backward: |dy| must not exceed this (E1 gives at most 127) */
+    WG_BN_DX_BITS = 62,       /* backward: |dx| <= 2^62 on the grid the exponent rule picks */
+    WG_BN_DX_NO_BOUND = -1000 /* wg_bn_dx_bound_exp of a channel whose dx is identically 0 */
+};
+#define WG_BN_SIGMA_MAX INT64_C(2147483647) /* sigma = min(r, 2^31 - 2) + 1 */
+#define WG_BN_COUNT_MAX INT64_C(4294967295) /* count < 2^32: s * count and sigma * count fit 64 bits */
+
+/* ---- 128-bit helpers, exact division by a per-channel constant ---------------- */
+
+WG_HD int wg_bn_bitlen_u64(uint64_t x) { return x ? wg_msb_u64(x) + 1 : 0; }
+
+WG_HD int wg_bn_bitlen_u128(wg_u128 x)
+{
+    uint64_t hi = (uint64_t)(x >> 64);
+    return hi ? 64 + wg_bn_bitlen_u64(hi) : wg_bn_bitlen_u64((uint64_t)x);
+}
+
+/* A divisor d >= 1 with what the exact division needs: d normalized (shifted left
+ * until its top bit is set) and its reciprocal v = floor((2^128 - 1) / dn) - 2^64. */
+typedef struct wg_bn_div {
+    uint64_t d;
+    uint64_t dn;
+    uint64_t v;
+    int lz;
+} wg_bn_div;
+
+/* floor(((~dn) * 2^64 + 2^64 - 1) / dn) for a normalized dn, by restoring division
+ * (once per channel, so speed does not matter; no 128-bit division needed). */
+WG_HD uint64_t wg_bn_recip(uint64_t dn)
+{
+    uint64_t r = ~dn, q = 0; /* r < dn throughout */
+    for (int i = 0; i < 64; i++) {
+        uint64_t top = r >> 63;
+        r = (r << 1) | 1; /* the next bit of the low word, all ones */
+        q <<= 1;
+        if (top || r >= dn) {
+            r -= dn; /* the true value 2r + 1 - dn < dn fits even when 2r + 1 did not */
+            q |= 1;
+        }
+    }
+    return q;
+}
+
+WG_HD wg_bn_div wg_bn_div_init(uint64_t d)
+{
+    wg_bn_div r;
+    r.d = d;
+    r.lz = 63 - wg_msb_u64(d);
+    r.dn = d << r.lz;
+    r.v = wg_bn_recip(r.dn);
+    return r;
+}
+
+/* floor(n / d) and the remainder, for n < d * 2^64 (the quotient fits 64 bits). */
+WG_HD uint64_t wg_bn_divmod(wg_u128 n, const wg_bn_div *dv, uint64_t *rem)
+{
+    wg_u128 nn = n << dv->lz; /* < dn * 2^64: no bit is lost */
+    uint64_t u1 = (uint64_t)(nn >> 64), u0 = (uint64_t)nn;
+    wg_u128 p = (wg_u128)dv->v * u1 + nn; /* <= u1 * floor((2^128-1)/dn) + u0 < 2^128 */
+    uint64_t q1 = (uint64_t)(p >> 64) + 1, q0 = (uint64_t)p;
+    uint64_t r = u0 - q1 * dv->dn;
+    if (r > q0) {
+        q1 -= 1;
+        r += dv->dn;
+    }
+    if (r >= dv->dn) {
+        q1 += 1;
+        r -= dv->dn;
+    }
+    *rem = r >> dv->lz;
+    return q1;
+}
+
+/* round(n / d), ties to even, for n < d * 2^64 with a quotient below 2^64 - 1. */
+WG_HD uint64_t wg_bn_rne_div(wg_u128 n, const wg_bn_div *dv)
+{
+    uint64_t r, q = wg_bn_divmod(n, dv, &r);
+    uint64_t rest = dv->d - r; /* compare 2r with d without overflow: r vs d - r */
+    return q + (uint64_t)((r > rest) | ((r == rest) & (q & 1)));
+}
+
+/* ---- forward, per channel ------------------------------------------------------ */
+
+/* mu = RNE(S1 * 2^(e_x+15) / count), saturated at +-(2^31 - 1). Needs
+ * |S1| <= 32767 * count (x16 is int16) and 1 <= count < 2^32. */
+WG_HD int64_t wg_bn_mean(int64_t s1, uint64_t count, int e_x)
+{
+    int k = e_x - WG_BN_STAT_EXP;
+    uint64_t a = wg_abs_u64(s1), q;
+    if (a == 0) return 0;
+    if (k >= 0) {
+        /* saturated when RNE(a 2^k / count) >= 2^31, i.e. 2 a 2^k >= (2^32 - 1) count
+         * (a tie at 2^31 - 1/2 goes to the even 2^31); a >= 1 and k >= 64 give >= 2^32 */
+        if (k >= 64) return s1 < 0 ? -WG_BN_SIGMA_MAX : WG_BN_SIGMA_MAX;
+        wg_u128 n = (wg_u128)a << k; /* a < 2^47: < 2^111 */
+        if (2 * n >= (wg_u128)UINT32_MAX * count) return s1 < 0 ? -WG_BN_SIGMA_MAX : WG_BN_SIGMA_MAX;
+        wg_bn_div dv = wg_bn_div_init(count);
+        q = wg_bn_rne_div(n, &dv);
+    } else {
+        /* |mean| < 2^15 units of 2^e_x, so for k <= -16 it is below 1/2 unit of 2^-15 */
+        if (k <= -16) return 0;
+        wg_bn_div dv = wg_bn_div_init(count << -k);
+        q = wg_bn_rne_div(a, &dv);
+    }
+    return s1 < 0 ? -(int64_t)q : (int64_t)q;
+}
+
+/* Compare (s * count)^2 with dd * 2^j: -1, 0 or 1 (s * count < 2^64). */
+WG_HD int wg_bn_cmp_sq(uint64_t s, uint64_t count, wg_u128 dd, int j)
+{
+    uint64_t sc = s * count;
+    wg_u128 a = (wg_u128)sc * sc;
+    if (j >= 0) {
+        if (dd == 0) return a != 0;
+        if (j >= 128 || dd > (~(wg_u128)0 >> j)) return -1; /* dd 2^j >= 2^128 > a */
+        wg_u128 b = dd << j;
+        return a < b ? -1 : (a > b);
+    }
+    int k = -j; /* a 2^k against dd: against floor(dd / 2^k), then the low bits */
+    if (k >= 128) return a != 0 ? 1 : (dd != 0 ? -1 : 0);
+    wg_u128 hi = dd >> k;
+    if (a != hi) return a < hi ? -1 : 1;
+    return (dd & ((((wg_u128)1) << k) - 1)) != 0 ? -1 : 0;
+}
+
+/* sigma = min(RNE(sqrt(V)), 2^31 - 2) + 1 with V = (count S2 - S1^2) 2^(2e_x+30) /
+ * count^2, the variance in units of 2^-30, ties to even. With s2 = floor(2 sqrt(V))
+ * (binary search on (s count)^2 <= 4 (count S2 - S1^2) 2^(2e_x+30), exact): an even
+ * s2 = 2r means sqrt(V) < r + 1/2, so r; an odd s2 = 2r + 1 means r + 1, except at
+ * the exact tie 4V = (2r+1)^2, which goes to the even of r and r + 1. Searching s2
+ * up to 2^32 - 1 covers the saturation: s2 >= 2^32 - 2 gives sigma = 2^31 - 1. */
+WG_HD int64_t wg_bn_sigma(int64_t s1, int64_t s2, uint64_t count, int e_x)
+{
+    uint64_t a = wg_abs_u64(s1);
+    wg_u128 dd = (wg_u128)count * (uint64_t)s2 - (wg_u128)a * a; /* >= 0 (Cauchy-Schwarz), < 2^94 */
+    if (dd == 0) return 1;
+    int j = 2 * e_x + 32; /* 4 V count^2 = dd 2^j */
+    uint64_t lo = 0, hi = UINT32_MAX;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        if (wg_bn_cmp_sq(mid, count, dd, j) <= 0) lo = mid;
+        else hi = mid - 1;
+    }
+    uint64_t r = lo >> 1;
+    if ((lo & 1) && (wg_bn_cmp_sq(lo, count, dd, j) != 0 || (r & 1))) r += 1;
+    if (r > (uint64_t)WG_BN_SIGMA_MAX - 1) r = (uint64_t)WG_BN_SIGMA_MAX - 1;
+    return (int64_t)r + 1;
+}
+
+/* The divisor of x-hat: sigma, or sigma * 2^-(e_x+22) when e_x + 22 < 0 (both
+ * sides of the rational are then scaled by that power of two). e_x >= -54 keeps it
+ * below 2^63. */
+WG_HD wg_bn_div wg_bn_xhat_div(int64_t sigma, int e_x)
+{
+    int m = e_x - WG_BN_STAT_EXP - WG_BN_XHAT_EXP; /* e_x + 22 */
+    return wg_bn_div_init((uint64_t)sigma << (m < 0 ? -m : 0));
+}
+
+/* ---- forward, per element ------------------------------------------------------ */
+
+/* x-hat = RNE((x16 2^(e_x+22) - mu 2^7) / sigma), clamped to +-32767; *clamped is
+ * set to 1 when the clamp acted (left alone otherwise). dv = wg_bn_xhat_div(sigma,
+ * e_x). With m = e_x + 22 >= 48 and x16 != 0 the first term alone exceeds
+ * 32768 sigma by more than |mu 2^7| (< 2^38): clamped. */
+WG_HD int64_t wg_bn_xhat(int64_t x16, int64_t mu, int e_x, const wg_bn_div *dv, int *clamped)
+{
+    int m = e_x - WG_BN_STAT_EXP - WG_BN_XHAT_EXP;
+    int64_t bound = WG_BN_XHAT_BOUND;
+    wg_i128 num;
+    if (m >= 0) {
+        if (m >= 48 && x16 != 0) {
+            *clamped = 1;
+            return x16 > 0 ? bound : -bound;
+        }
+        num = (m >= 48 ? 0 : (wg_i128)x16 * ((wg_i128)1 << m)) - (wg_i128)mu * 128;
+    } else {
+        num = (wg_i128)x16 - (wg_i128)mu * ((wg_i128)1 << (7 - m)); /* 7 - m <= 39 */
+    }
+    wg_u128 mag = num < 0 ? (wg_u128)(-num) : (wg_u128)num;
+    /* |num / d| >= 32767.5 rounds to at least 32768 (the tie goes to the even 32768) */
+    if (2 * mag >= (wg_u128)(2 * bound + 1) * dv->d) {
+        *clamped = 1;
+        return num < 0 ? -bound : bound;
+    }
+    int64_t q = (int64_t)wg_bn_rne_div(mag, dv); /* mag < 32768 d: the quotient fits */
+    return num < 0 ? -q : q;
+}
+
+/* y = xhat * gamma + beta * 2^7 on the grid 2^-14: |y| <= 32767^2 + 32767 * 2^7 < 2^31. */
+WG_HD int64_t wg_bn_y(int64_t xhat, int64_t gamma, int64_t beta) { return xhat * gamma + beta * 128; }
+
+/* ---- running statistics (per channel) ------------------------------------------ */
+
+/* r' = RNE((65339 r + 197 b) / 65536) = r + RNE(197 (b - r) / 2^16): decay 1 - 197/2^16.
+ * r and b on the grid 2^-31 with |r|, |b| < 2^48, so 197 (b - r) < 2^57. */
+WG_HD int64_t wg_bn_running_step(int64_t r, int64_t b)
+{
+    return r + wg_rshift_rne(WG_BN_DECAY_NUM * (b - r), WG_BN_DECAY_SHIFT);
+}
+
+/* A running statistic back on the grid 2^-15, RNE, clamped to [lo, 2^31 - 1]
+ * (lo = -(2^31 - 1) for the mean, 1 for sigma). */
+WG_HD int64_t wg_bn_running_to_stat(int64_t r, int64_t lo)
+{
+    int64_t q = wg_rshift_rne(r, WG_BN_STAT_EXP - WG_BN_RUNNING_EXP);
+    return q < lo ? lo : (q > WG_BN_SIGMA_MAX ? WG_BN_SIGMA_MAX : q);
+}
+
+/* ---- backward -------------------------------------------------------------------- */
+
+/* Per-channel constants of the dx element. */
+typedef struct wg_bn_bwd_chan {
+    int64_t gamma; /* gamma16, grid 2^-7 */
+    int64_t b;     /* B = sum dy, grid 2^e */
+    int64_t g;     /* G = sum dy * xhat, grid 2^(e-7) */
+    wg_bn_div den; /* sigma * count */
+} wg_bn_bwd_chan;
+
+/* An exponent E with |dx| < 2^(E+F) on the grid 2^(e-6-F), for every element of the
+ * channel: |gamma| < 2^bitlen(gamma), |P| <= count 2^14 dmax + 2^14 |B| + hmax |G|
+ * < 2^bitlen(that), sigma count >= 2^(bitlen(sigma count) - 1). dmax, hmax: the
+ * channel's max |dy| and max |xhat|. WG_BN_DX_NO_BOUND when dx is identically 0. */
+WG_HD int wg_bn_dx_bound_exp(int64_t gamma, int64_t sigma, uint64_t count, int64_t b, int64_t g, uint64_t dmax,
+                             uint64_t hmax)
+{
+    wg_u128 pb = (wg_u128)count * dmax * 16384 + (wg_u128)wg_abs_u64(b) * 16384 + (wg_u128)hmax * wg_abs_u64(g);
+    if (gamma == 0 || pb == 0) return WG_BN_DX_NO_BOUND;
+    return wg_bn_bitlen_u64(wg_abs_u64(gamma)) + wg_bn_bitlen_u128(pb) -
+           wg_bn_bitlen_u64((uint64_t)sigma * count) + 1;
+}
+
+/* dx = RNE(gamma P 2^f / (sigma count)) on the grid 2^(e-6-f), with
+ * P = 2^14 count dy - 2^14 B - xhat G: the exact gamma/sigma (dy - B/count -
+ * xhat G / count) of section 7.5. f comes from the exponent rule, which keeps
+ * |dx| <= 2^62 and the numerator below 2^125. */
+WG_HD int64_t wg_bn_dx(int64_t dy, int64_t xhat, uint64_t count, const wg_bn_bwd_chan *k, int f)
+{
+    wg_i128 p = (wg_i128)count * 16384 * dy - (wg_i128)k->b * 16384 - (wg_i128)xhat * k->g;
+    if (p == 0 || k->gamma == 0) return 0;
+    wg_u128 mag = (p < 0 ? (wg_u128)(-p) : (wg_u128)p) * wg_abs_u64(k->gamma);
+    int neg = (p < 0) != (k->gamma < 0);
+    int64_t q = (int64_t)wg_bn_rne_div(mag << f, &k->den);
+    return neg ? -q : q;
+}
+
+#endif

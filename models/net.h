@@ -1,0 +1,65 @@
+/* net.h: the networks the trainer can build (models/), behind one small interface.
+ *
+ * A network owns its parameters (wg_param: masters, momentum, gradients) and the
+ * activations it keeps for the backward pass, all allocated through the backend for
+ * a maximum batch size. The trainer feeds a batch, asks for the loss (and, when
+ * training, the backward pass that fills every parameter's gradient), then steps the
+ * optimizer over wg_net_params. Models never include a kernel: they call the layer
+ * functions of host/.
+ *
+ * Models: pre-activation ResNet v2 (wageubn.md) — CIFAR-style resnet20/32/56
+ * (6n+2 layers, widths 16/32/64) for 28x28x1 and 32x32x3 inputs, and plaincnn (the
+ * stem convolution and the head alone: the smallest network, for quick tests). */
+#ifndef WG_NET_H
+#define WG_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "act.h"
+#include "backend.h"
+#include "optim.h"
+#include "quant.h"
+#include "softmax.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wg_net_opts {
+    const char *model;   /* "resnet20", "resnet32", "resnet56", "resnet8", "plaincnn" */
+    bool int8;           /* int8 mode (else the fp32 baseline) */
+    wg_quant_bits bits;  /* int8 mode */
+    wg_act_exponent act; /* int8 mode: A's exponent rule */
+    wg_e2_mode e2;       /* int8 mode: errors at conv outputs */
+    int64_t batch;       /* the largest batch the network will see */
+    int64_t h, w, c;     /* input images */
+    int64_t classes;
+    uint64_t seed;       /* initialization */
+} wg_net_opts;
+
+typedef struct wg_net wg_net;
+
+/* NULL with a message in err for an unknown model or an input it cannot take. */
+wg_net *wg_net_create(const wg_net_opts *o, wg_backend *b, char *err, size_t errlen);
+void wg_net_free(wg_net *net);
+
+/* Forward n <= batch images: int8 NHWC at exponent x_exp (int8 mode) or float NHWC
+ * (fp32 mode). train = true keeps what the backward pass needs (and updates the BN
+ * running statistics); false evaluates with the running statistics. */
+void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train);
+
+/* The loss of the last forward's n images; with backward = true, the backward pass
+ * then fills every parameter's gradient. Adds to *st. */
+void wg_net_loss(wg_net *net, const int32_t *labels, bool backward, wg_loss_stats *st);
+
+wg_param *wg_net_params(wg_net *net, int *count);
+int64_t wg_net_param_scalars(const wg_net *net);
+const char *wg_net_name(const wg_net *net);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
