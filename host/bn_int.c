@@ -6,9 +6,9 @@
  * (wg_bn_elem.h):
  *
  *   forward   narrow x to int16 (wg_quant_fit_exp) -> pass_sums (per channel S1, S2)
- *             -> pass_stats (mu, sigma) -> pass_running_update -> pass_xhat_div
- *             (per-channel divisors) -> pass_normalize (x-hat, y; elementwise)
- *   eval      narrow -> pass_running_stats -> pass_xhat_div -> pass_normalize
+ *             -> pass_stats (mu, sigma) -> pass_running_update -> pass_xhat_chan
+ *             (per-channel constants) -> pass_normalize (x-hat, y; elementwise)
+ *   eval      narrow -> pass_running_stats -> pass_xhat_chan -> pass_normalize
  *   backward  pass_bwd_sums (per channel B, G, max |dy|, max |xhat|) -> bwd_exponent
  *             (host: the per-tensor exponent F) -> pass_bwd_chan (per-channel
  *             constants) -> pass_bwd_dx (elementwise)
@@ -183,24 +183,23 @@ static void pass_running_stats(const int64_t *rmean, const int64_t *rsigma, int6
     }
 }
 
-/* Per channel divisor of x-hat (with its reciprocal). */
-static void pass_xhat_div(const int32_t *sigma, int64_t c, int e_x, wg_bn_div *div)
+/* Per channel constants of x-hat: mu, the divisor and its reciprocals. */
+static void pass_xhat_chan(const int32_t *mu, const int32_t *sigma, int64_t c, int e_x, wg_bn_xhat_chan *chan)
 {
-    for (int64_t ch = 0; ch < c; ch++) div[ch] = wg_bn_xhat_div(sigma[ch], e_x);
+    for (int64_t ch = 0; ch < c; ch++) chan[ch] = wg_bn_xhat_chan_init(mu[ch], sigma[ch], e_x);
 }
 
 /* Elementwise x-hat and y; xhat may be the x16 array itself (in place). Returns the
  * number of clamped x-hat elements. */
-static int64_t pass_normalize(const int16_t *x16, int64_t m, int64_t c, int e_x, const int32_t *mu,
-                              const wg_bn_div *div, const int16_t *gamma, const int16_t *beta, int16_t *xhat,
-                              int32_t *y)
+static int64_t pass_normalize(const int16_t *x16, int64_t m, int64_t c, int e_x, const wg_bn_xhat_chan *chan,
+                              const int16_t *gamma, const int16_t *beta, int16_t *xhat, int32_t *y)
 {
     int64_t clamps = 0;
     for (int64_t i = 0; i < m; i++) {
         for (int64_t ch = 0; ch < c; ch++) {
             int64_t k = i * c + ch;
             int clamped = 0;
-            int64_t h = wg_bn_xhat(x16[k], mu[ch], e_x, &div[ch], &clamped);
+            int64_t h = wg_bn_xhat(x16[k], e_x, &chan[ch], &clamped);
             clamps += clamped;
             xhat[k] = (int16_t)h;
             y[k] = (int32_t)wg_bn_y(h, gamma[ch], beta[ch]);
@@ -223,11 +222,11 @@ static int narrow_input(const wg_tensor *x, wg_bn_int_saved *work)
 static void normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, const wg_tensor *gamma16,
                       const wg_tensor *beta16, wg_tensor *y)
 {
-    wg_bn_div *div = xmalloc((size_t)c * sizeof *div);
-    pass_xhat_div(work->sigma.data, c, e_x, div);
-    work->clamps = pass_normalize(work->xhat.data, count, c, e_x, work->mu.data, div, gamma16->data, beta16->data,
-                                  work->xhat.data, y->data);
-    free(div);
+    wg_bn_xhat_chan *chan = xmalloc((size_t)c * sizeof *chan);
+    pass_xhat_chan(work->mu.data, work->sigma.data, c, e_x, chan);
+    work->clamps =
+        pass_normalize(work->xhat.data, count, c, e_x, chan, gamma16->data, beta16->data, work->xhat.data, y->data);
+    free(chan);
     work->e_x = e_x;
     work->xhat.exp = WG_BN_XHAT_EXP;
     work->mu.exp = WG_BN_STAT_EXP;
@@ -324,14 +323,10 @@ static int bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t coun
 
 /* Per channel constants of the dx element. */
 static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
-                          const int64_t *gsum, wg_bn_bwd_chan *chan)
+                          const int64_t *gsum, const uint64_t *dmax, const uint64_t *hmax, wg_bn_bwd_chan *chan)
 {
-    for (int64_t ch = 0; ch < c; ch++) {
-        chan[ch].gamma = gamma[ch];
-        chan[ch].b = bsum[ch];
-        chan[ch].g = gsum[ch];
-        chan[ch].den = wg_bn_div_init((uint64_t)sigma[ch] * (uint64_t)count);
-    }
+    for (int64_t ch = 0; ch < c; ch++)
+        chan[ch] = wg_bn_bwd_chan_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], hmax[ch]);
 }
 
 /* Elementwise dx (int64). */
@@ -373,7 +368,7 @@ void wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_
     int64_t *bsum = dbeta->data, *gsum = dgamma->data;
     pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, bsum, gsum, dmax, hmax, row);
     int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
-    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, chan);
+    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax, chan);
     pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, chan, f, dx->data, row);
     free(row);
     free(dmax);
@@ -381,5 +376,5 @@ void wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_
     free(chan);
     dbeta->exp = dy->exp;
     dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
-    dx->exp = dy->exp - 6 - f;
+    dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
 }

@@ -49,7 +49,7 @@ typedef struct key_def {
 } key_def;
 
 static const char *const k_models[] = {"resnet20", "resnet32", "resnet56", "resnet18",
-                                       "resnet34", "resnet50", "plaincnn", NULL};
+                                       "resnet34", "resnet50", "plaincnn", "resnet8", NULL};
 static const char *const k_formats[] = {"idx", "cifar", NULL};
 static const char *const k_modes[] = {"int8", "fp32", NULL};
 static const char *const k_schedules[] = {"piecewise", "step", "cosine", NULL};
@@ -88,7 +88,7 @@ static const key_def k_keys[] = {
     LIST("lr_multipliers", lr_multipliers, 1, 0, 1000, LO_OPEN, "1", "lr factor per interval (lr_boundaries + 1 values)"),
     LIST("g_scale", g_scale, 1, 2, 32768, POW2, "128", "G's scale per interval (1 or lr_boundaries + 1 values)"),
     FLT("train", "momentum", train.momentum, 0, 1, HI_OPEN, "0.9", "SGD momentum, fp32 mode (int8: [quant] momentum_shift)"),
-    FLT("train", "weight_decay", train.weight_decay, 0, HUGE_VAL, 0, "0.0001", "weight decay"),
+    FLT("train", "weight_decay", train.weight_decay, 0, 0.0039, 0, "0.0001", "weight decay (L2; below 2^-8)"),
     FLT("train", "warmup_epochs", train.warmup_epochs, 0, 10000, 0, "0", "linear learning-rate warmup, in epochs"),
     INT("train", "log_every", train.log_every, 1, INT_MAX, "50", "steps between log lines"),
     INT("train", "eval_every", train.eval_every, 1, 10000, "1", "epochs between evaluations"),

@@ -53,6 +53,7 @@ typedef enum wg_model_name {
     WG_MODEL_RESNET34,
     WG_MODEL_RESNET50,
     WG_MODEL_PLAINCNN,
+    WG_MODEL_RESNET8, /* the smallest ResNet (one block per stage), for quick runs and tests */
 } wg_model_name;
 typedef enum wg_data_format { WG_DATA_IDX, WG_DATA_CIFAR } wg_data_format;
 typedef enum wg_train_mode { WG_MODE_INT8, WG_MODE_FP32 } wg_train_mode;

@@ -2,14 +2,18 @@
  *
  *   wageubn version          version, and the backends and libraries built in
  *   wageubn devices          where training can run on this machine
- *   wageubn train CONFIG     train (arrives with the CPU training engine)
+ *   wageubn train CONFIG     train a network (see host/train.h) [--set k=v] [--out DIR]
  *
  * Bad command lines get a message naming what was wrong and exit 2. */
 #include <stdio.h>
 #include <string.h>
 
+#include <stdbool.h>
+
 #include "backend.h"
+#include "config.h"
 #include "quant.h"
+#include "train.h"
 #if defined(WG_HAVE_CUDA)
 #include "backend_cuda.h"
 #endif
@@ -30,7 +34,8 @@ static void usage(FILE *out)
             "commands:\n"
             "  version          print the version and what this build contains\n"
             "  devices          list the backends this machine can run\n"
-            "  train CONFIG     train a network (not available yet: see README.md, Status)\n"
+            "  train CONFIG [--set section.key=value ...] [--out DIR] [--threads N]\n"
+            "                   train the network CONFIG describes (configs/*.ini)\n"
             "  help             this message\n");
 }
 
@@ -69,6 +74,62 @@ static int cmd_devices(void)
     return WG_EXIT_OK;
 }
 
+enum { WG_MAX_OVERRIDES = 64 };
+
+/* wageubn train CONFIG [--set section.key=value ...] [--out DIR] [--threads N] */
+static int cmd_train(int argc, char **argv)
+{
+    const char *path = NULL;
+    const char *overrides[WG_MAX_OVERRIDES];
+    char owned[2][WG_CONFIG_MAX_STR + 32];
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_value = i + 1 < argc;
+        if (!strcmp(a, "--set") || !strcmp(a, "--out") || !strcmp(a, "--threads")) {
+            if (!has_value) {
+                fprintf(stderr, "wageubn train: %s needs a value\n", a);
+                return WG_EXIT_USAGE;
+            }
+            if (n == WG_MAX_OVERRIDES) {
+                fprintf(stderr, "wageubn train: more than %d overrides\n", WG_MAX_OVERRIDES);
+                return WG_EXIT_USAGE;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--set")) {
+                overrides[n++] = v;
+            } else {
+                char *o = owned[!strcmp(a, "--out") ? 0 : 1];
+                snprintf(o, sizeof(owned[0]), "%s=%s", !strcmp(a, "--out") ? "output.dir" : "train.threads", v);
+                overrides[n++] = o;
+            }
+        } else if (a[0] == '-') {
+            fprintf(stderr, "wageubn train: unknown option '%s' (expected --set, --out or --threads)\n", a);
+            return WG_EXIT_USAGE;
+        } else if (path == NULL) {
+            path = a;
+        } else {
+            fprintf(stderr, "wageubn train: one config file expected, got '%s' and '%s'\n", path, a);
+            return WG_EXIT_USAGE;
+        }
+    }
+    if (path == NULL) {
+        fprintf(stderr, "usage: wageubn train CONFIG.ini [--set section.key=value ...] [--out DIR] [--threads N]\n");
+        return WG_EXIT_USAGE;
+    }
+    wg_config cfg;
+    char err[WG_CONFIG_ERR_LEN];
+    if (!wg_config_load(&cfg, path, overrides, n, err, sizeof(err), NULL, 0)) {
+        fprintf(stderr, "wageubn train: %s\n", err);
+        return WG_EXIT_USAGE;
+    }
+    printf("# wageubn %s: resolved configuration of %s\n", WG_VERSION, path);
+    wg_config_write(&cfg, stdout);
+    fflush(stdout);
+    wg_train_result res;
+    return wg_train_run(&cfg, &res) == 0 ? WG_EXIT_OK : WG_EXIT_FAILED;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -82,12 +143,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "devices")) return cmd_devices();
-    if (!strcmp(cmd, "train")) {
-        fprintf(stderr, "wageubn train: not available yet. This build holds the integer core (fixed-point\n"
-                        "tensors, the WAGEUBN quantizers, the CPU backend and the CUDA backend's quantizer\n"
-                        "ops); the layers and the trainer come next. See README.md, Status.\n");
-        return WG_EXIT_FAILED;
-    }
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     fprintf(stderr, "wageubn: unknown command '%s' (expected version, devices, train or help)\n", cmd);
     usage(stderr);
     return WG_EXIT_USAGE;

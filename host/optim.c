@@ -10,7 +10,7 @@
 
 int64_t wg_weight_decay_q(double wd)
 {
-    WG_ASSERT(isfinite(wd) && wd >= 0 && wd < 1, "weight decay %g", wd);
+    WG_ASSERT(isfinite(wd) && wd >= 0 && wd < WG_WD_MAX, "weight decay %g (expected [0, 2^-8))", wd);
     return (int64_t)nearbyint(ldexp(wd, WG_WD_FRAC_BITS));
 }
 
@@ -68,6 +68,7 @@ static void add_weight_decay(wg_param *p, int64_t wd_q)
     int64_t n = wg_tensor_numel(&p->grad), *g = p->grad.data;
     const int32_t *w = p->master.data;
     int shift = p->grad.exp - p->master.exp + WG_WD_FRAC_BITS; /* product grid -> g grid */
+    /* wd < 2^-8 (wg_weight_decay_q), so wd_q < 2^32 and |w * wd_q| < 2^63 */
     for (int64_t i = 0; i < n; i++) g[i] += wg_shift_rne((int64_t)w[i] * wd_q, shift);
 }
 

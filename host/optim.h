@@ -56,6 +56,7 @@ void wg_optim_step(wg_param *params, int n, const wg_optim_step_args *a);
 
 /* Weight decay as an integer fraction wd_q * 2^-WG_WD_FRAC_BITS (wd = 1e-4 -> 109951163). */
 #define WG_WD_FRAC_BITS 40
+#define WG_WD_MAX 0.00390625 /* 2^-8: keeps w * wd_q inside int64 */
 int64_t wg_weight_decay_q(double wd);
 
 #ifdef __cplusplus

@@ -37,8 +37,10 @@ void wg_gap_s8_backward(const wg_tensor *dout, const wg_tensor *a, wg_tensor *da
     int64_t *dx = da->data;
     for (int64_t b = 0; b < n; b++)
         for (int64_t ch = 0; ch < c; ch++) {
-            int64_t e = wg_shl_sat(wg_load_i64(dout->data, dout->dtype, b * c + ch), WG_GAP_EXTRA_BITS);
-            int64_t v = wg_div_rne(e, hw);
+            /* RNE(d * 2^8 / hw) without forming d * 2^8: d = q hw + r, so the result is
+             * q 2^8 + RNE(r 2^8 / hw) exactly (r < hw keeps r 2^8 small) */
+            int64_t d = wg_load_i64(dout->data, dout->dtype, b * c + ch), q = d / hw, r = d % hw;
+            int64_t v = wg_shl_sat(q, WG_GAP_EXTRA_BITS) + wg_div_rne(r * (1 << WG_GAP_EXTRA_BITS), hw);
             for (int64_t p = 0; p < hw; p++) dx[(b * hw + p) * c + ch] = v;
         }
     da->exp = dout->exp - WG_GAP_EXTRA_BITS;

@@ -32,9 +32,9 @@ void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
     int e = finer(acc->exp, add->exp), sa = acc->exp - e, sb = add->exp - e;
     int64_t *t = acc->data;
     for (int64_t i = 0; i < n; i++) {
-        int64_t x = wg_shl_sat(t[i], sa), y = wg_shl_sat(wg_load_i64(add->data, add->dtype, i), sb);
-        /* saturating add: the sum of two saturated values must not wrap */
-        t[i] = (y > 0 && x > INT64_MAX - y) ? INT64_MAX : (y < 0 && x < -INT64_MAX - y) ? -INT64_MAX : x + y;
+        /* exact in 128 bits (shifts <= 31), then saturated once */
+        wg_i128 sum = (wg_i128)t[i] * ((wg_i128)1 << sa) + (wg_i128)wg_load_i64(add->data, add->dtype, i) * ((wg_i128)1 << sb);
+        t[i] = sum > INT64_MAX ? INT64_MAX : sum < -INT64_MAX ? -INT64_MAX : (int64_t)sum;
     }
     acc->exp = e;
 }

@@ -54,9 +54,9 @@ void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
         if (dz != NULL) {
             int32_t *g = (int32_t *)dz->data + b * k;
             for (int64_t j = 0; j < k; j++) {
-                int64_t p = wg_div_rne(e[j] << WG_SOFTMAX_PROB_BITS, sum);
+                int64_t p = wg_div_rne(e[j] * ((int64_t)1 << WG_SOFTMAX_PROB_BITS), sum);
                 int64_t diff = p - (j == label ? (int64_t)1 << WG_SOFTMAX_PROB_BITS : 0);
-                g[j] = (int32_t)wg_div_rne(diff << WG_SOFTMAX_GRAD_EXTRA, n);
+                g[j] = (int32_t)wg_div_rne(diff * ((int64_t)1 << WG_SOFTMAX_GRAD_EXTRA), n);
             }
         }
         for (int64_t j = 0; j < k; j++) row[j] = ldexp((double)r[j], z->exp);

@@ -22,8 +22,6 @@
 #include "wg_hd.h"
 #include "wg_intmath.h"
 
-__extension__ typedef unsigned __int128 wg_u128;
-__extension__ typedef __int128 wg_i128;
 
 enum {
     WG_BN_STAT_EXP = -15,     /* mu and sigma: Q(., 16) */
@@ -95,14 +93,13 @@ WG_HD uint64_t wg_bn_divmod(wg_u128 n, const wg_bn_div *dv, uint64_t *rem)
     wg_u128 p = (wg_u128)dv->v * u1 + nn; /* <= u1 * floor((2^128-1)/dn) + u0 < 2^128 */
     uint64_t q1 = (uint64_t)(p >> 64) + 1, q0 = (uint64_t)p;
     uint64_t r = u0 - q1 * dv->dn;
-    if (r > q0) {
+    if (r > q0) { /* rare (Moller & Granlund: the unlikely adjustment) */
         q1 -= 1;
         r += dv->dn;
     }
-    if (r >= dv->dn) {
-        q1 += 1;
-        r -= dv->dn;
-    }
+    uint64_t fix = r >= dv->dn; /* data-dependent: masks, not branches */
+    q1 += fix;
+    r -= dv->dn & (0 - fix);
     *rem = r >> dv->lz;
     return q1;
 }
@@ -183,42 +180,71 @@ WG_HD int64_t wg_bn_sigma(int64_t s1, int64_t s2, uint64_t count, int e_x)
     return (int64_t)r + 1;
 }
 
-/* The divisor of x-hat: sigma, or sigma * 2^-(e_x+22) when e_x + 22 < 0 (both
- * sides of the rational are then scaled by that power of two). e_x >= -54 keeps it
- * below 2^63. */
-WG_HD wg_bn_div wg_bn_xhat_div(int64_t sigma, int e_x)
+/* Per-channel constants of the x-hat element. */
+typedef struct wg_bn_xhat_chan {
+    int64_t mu;    /* grid 2^-15 */
+    wg_bn_div div; /* d = sigma, or sigma * 2^-(e_x+22) when e_x + 22 < 0 (both sides of the
+                    * rational are then scaled by that power of two); < 2^63 for e_x >= -54 */
+    uint64_t recip; /* floor((2^64 - 1) / d): the quotient hint of the 64-bit path */
+} wg_bn_xhat_chan;
+
+WG_HD wg_bn_xhat_chan wg_bn_xhat_chan_init(int64_t mu, int64_t sigma, int e_x)
 {
     int m = e_x - WG_BN_STAT_EXP - WG_BN_XHAT_EXP; /* e_x + 22 */
-    return wg_bn_div_init((uint64_t)sigma << (m < 0 ? -m : 0));
+    wg_bn_xhat_chan k;
+    k.mu = mu;
+    k.div = wg_bn_div_init((uint64_t)sigma << (m < 0 ? -m : 0));
+    k.recip = UINT64_MAX / k.div.d;
+    return k;
+}
+
+/* round(n / d), ties to even, for n < 2^64, from the hint floor(n recip / 2^64), which is
+ * floor(n / d) or one less (recip >= (2^64 - d) / d, so n recip / 2^64 > n / d - 1). */
+WG_HD uint64_t wg_bn_rne_div64(uint64_t n, uint64_t d, uint64_t recip)
+{
+    uint64_t q = (uint64_t)(((wg_u128)n * recip) >> 64);
+    uint64_t r = n - q * d;
+    uint64_t fix = r >= d; /* data-dependent: masks, not branches (the compiler would branch on ?:) */
+    q += fix;
+    r -= d & (0 - fix);
+    uint64_t rest = d - r;
+    return q + (uint64_t)((r > rest) | ((r == rest) & (q & 1)));
 }
 
 /* ---- forward, per element ------------------------------------------------------ */
 
 /* x-hat = RNE((x16 2^(e_x+22) - mu 2^7) / sigma), clamped to +-32767; *clamped is
- * set to 1 when the clamp acted (left alone otherwise). dv = wg_bn_xhat_div(sigma,
- * e_x). With m = e_x + 22 >= 48 and x16 != 0 the first term alone exceeds
- * 32768 sigma by more than |mu 2^7| (< 2^38): clamped. */
-WG_HD int64_t wg_bn_xhat(int64_t x16, int64_t mu, int e_x, const wg_bn_div *dv, int *clamped)
+ * set to 1 when the clamp acted (left alone otherwise). |num / d| >= 32767.5 rounds
+ * to at least 32768 (the tie goes to the even 32768): clamped. With m = e_x + 22 in
+ * [0, 47] the numerator fits int64 and d = sigma < 2^31 (the common path). With
+ * m >= 48 and x16 != 0 the first term alone exceeds 32768 sigma by more than
+ * |mu 2^7| (< 2^38): clamped. Below m = 0 the 128-bit path. */
+WG_HD int64_t wg_bn_xhat(int64_t x16, int e_x, const wg_bn_xhat_chan *k, int *clamped)
 {
     int m = e_x - WG_BN_STAT_EXP - WG_BN_XHAT_EXP;
-    int64_t bound = WG_BN_XHAT_BOUND;
-    wg_i128 num;
+    const int64_t bound = WG_BN_XHAT_BOUND;
+    uint64_t d = k->div.d;
     if (m >= 0) {
         if (m >= 48 && x16 != 0) {
             *clamped = 1;
             return x16 > 0 ? bound : -bound;
         }
-        num = (m >= 48 ? 0 : (wg_i128)x16 * ((wg_i128)1 << m)) - (wg_i128)mu * 128;
-    } else {
-        num = (wg_i128)x16 - (wg_i128)mu * ((wg_i128)1 << (7 - m)); /* 7 - m <= 39 */
+        int64_t num = (m >= 48 ? 0 : x16 * ((int64_t)1 << m)) - k->mu * 128; /* |.| < 2^62 + 2^38 */
+        uint64_t sg = (uint64_t)(num >> 63);   /* the sign as a mask: the sign is data, so no branch */
+        uint64_t mag = ((uint64_t)num ^ sg) - sg; /* |num| */
+        if (2 * mag >= (uint64_t)(2 * bound + 1) * d) { /* d < 2^31: no overflow */
+            *clamped = 1;
+            return num < 0 ? -bound : bound;
+        }
+        return (int64_t)((wg_bn_rne_div64(mag, d, k->recip) ^ sg) - sg);
     }
+    wg_i128 num = (wg_i128)x16 - (wg_i128)k->mu * ((wg_i128)1 << (7 - m)); /* 7 - m <= 39 */
     wg_u128 mag = num < 0 ? (wg_u128)(-num) : (wg_u128)num;
-    /* |num / d| >= 32767.5 rounds to at least 32768 (the tie goes to the even 32768) */
-    if (2 * mag >= (wg_u128)(2 * bound + 1) * dv->d) {
+    if (2 * mag >= (wg_u128)(2 * bound + 1) * d) {
         *clamped = 1;
         return num < 0 ? -bound : bound;
     }
-    int64_t q = (int64_t)wg_bn_rne_div(mag, dv); /* mag < 32768 d: the quotient fits */
+    int64_t q = (int64_t)wg_bn_rne_div(mag, &k->div); /* mag < 32768 d: the quotient fits */
     return num < 0 ? -q : q;
 }
 
@@ -244,39 +270,66 @@ WG_HD int64_t wg_bn_running_to_stat(int64_t r, int64_t lo)
 
 /* ---- backward -------------------------------------------------------------------- */
 
-/* Per-channel constants of the dx element. */
-typedef struct wg_bn_bwd_chan {
-    int64_t gamma; /* gamma16, grid 2^-7 */
-    int64_t b;     /* B = sum dy, grid 2^e */
-    int64_t g;     /* G = sum dy * xhat, grid 2^(e-7) */
-    wg_bn_div den; /* sigma * count */
-} wg_bn_bwd_chan;
-
 /* An exponent E with |dx| < 2^(E+F) on the grid 2^(e-6-F), for every element of the
- * channel: |gamma| < 2^bitlen(gamma), |P| <= count 2^14 dmax + 2^14 |B| + hmax |G|
- * < 2^bitlen(that), sigma count >= 2^(bitlen(sigma count) - 1). dmax, hmax: the
+ * channel: |gamma| < 2^bitlen(gamma), |P| <= pb = count 2^14 dmax + 2^14 |B| + hmax |G|
+ * < 2^bitlen(pb), sigma count >= 2^(bitlen(sigma count) - 1). dmax, hmax: the
  * channel's max |dy| and max |xhat|. WG_BN_DX_NO_BOUND when dx is identically 0. */
+WG_HD wg_u128 wg_bn_dx_pbound(uint64_t count, int64_t b, int64_t g, uint64_t dmax, uint64_t hmax)
+{
+    return (wg_u128)count * dmax * 16384 + (wg_u128)wg_abs_u64(b) * 16384 + (wg_u128)hmax * wg_abs_u64(g);
+}
+
 WG_HD int wg_bn_dx_bound_exp(int64_t gamma, int64_t sigma, uint64_t count, int64_t b, int64_t g, uint64_t dmax,
                              uint64_t hmax)
 {
-    wg_u128 pb = (wg_u128)count * dmax * 16384 + (wg_u128)wg_abs_u64(b) * 16384 + (wg_u128)hmax * wg_abs_u64(g);
+    wg_u128 pb = wg_bn_dx_pbound(count, b, g, dmax, hmax);
     if (gamma == 0 || pb == 0) return WG_BN_DX_NO_BOUND;
     return wg_bn_bitlen_u64(wg_abs_u64(gamma)) + wg_bn_bitlen_u128(pb) -
            wg_bn_bitlen_u64((uint64_t)sigma * count) + 1;
 }
 
+/* Per-channel constants of the dx element. */
+typedef struct wg_bn_bwd_chan {
+    int64_t gamma; /* gamma16, grid 2^-7 */
+    int64_t b;     /* B = sum dy, grid 2^e */
+    int64_t g;     /* G = sum dy * xhat, grid 2^(e-7) */
+    int p64;       /* every P of the channel fits int64 (its bound pb < 2^63) */
+    wg_bn_div den; /* sigma * count */
+} wg_bn_bwd_chan;
+
+WG_HD wg_bn_bwd_chan wg_bn_bwd_chan_init(int64_t gamma, int64_t sigma, uint64_t count, int64_t b, int64_t g,
+                                         uint64_t dmax, uint64_t hmax)
+{
+    wg_bn_bwd_chan k;
+    k.gamma = gamma;
+    k.b = b;
+    k.g = g;
+    k.p64 = wg_bn_dx_pbound(count, b, g, dmax, hmax) < ((wg_u128)1 << 63);
+    k.den = wg_bn_div_init((uint64_t)sigma * count);
+    return k;
+}
+
 /* dx = RNE(gamma P 2^f / (sigma count)) on the grid 2^(e-6-f), with
  * P = 2^14 count dy - 2^14 B - xhat G: the exact gamma/sigma (dy - B/count -
  * xhat G / count) of section 7.5. f comes from the exponent rule, which keeps
- * |dx| <= 2^62 and the numerator below 2^125. */
+ * |dx| <= 2^62 and the numerator below 2^125. When the channel's bound pb < 2^63,
+ * every partial sum of P fits int64 (each term is at most pb). */
 WG_HD int64_t wg_bn_dx(int64_t dy, int64_t xhat, uint64_t count, const wg_bn_bwd_chan *k, int f)
 {
-    wg_i128 p = (wg_i128)count * 16384 * dy - (wg_i128)k->b * 16384 - (wg_i128)xhat * k->g;
-    if (p == 0 || k->gamma == 0) return 0;
-    wg_u128 mag = (p < 0 ? (wg_u128)(-p) : (wg_u128)p) * wg_abs_u64(k->gamma);
-    int neg = (p < 0) != (k->gamma < 0);
-    int64_t q = (int64_t)wg_bn_rne_div(mag << f, &k->den);
-    return neg ? -q : q;
+    wg_u128 pmag;
+    uint64_t sg; /* the sign of gamma P as a mask: the sign is data, so no branch */
+    if (k->p64) {
+        int64_t p = (int64_t)count * 16384 * dy - k->b * 16384 - xhat * k->g;
+        sg = (uint64_t)(p >> 63);
+        pmag = ((uint64_t)p ^ sg) - sg;
+    } else {
+        wg_i128 p = (wg_i128)count * 16384 * dy - (wg_i128)k->b * 16384 - (wg_i128)xhat * k->g;
+        sg = p < 0 ? UINT64_MAX : 0;
+        pmag = p < 0 ? (wg_u128)(-p) : (wg_u128)p;
+    }
+    sg ^= (uint64_t)(k->gamma >> 63);
+    uint64_t q = wg_bn_rne_div((pmag * wg_abs_u64(k->gamma)) << f, &k->den); /* 0 when gamma P = 0 */
+    return (int64_t)((q ^ sg) - sg);
 }
 
 #endif

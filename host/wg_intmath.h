@@ -16,6 +16,10 @@
 
 #include "wg_hd.h"
 
+/* 128-bit integers for exact intermediates (gcc, clang and nvcc device code have them). */
+__extension__ typedef __int128 wg_i128;
+__extension__ typedef unsigned __int128 wg_u128;
+
 /* 2^(k-1) - 1: the largest magnitude of a k-bit symmetric integer (k in 2..64). */
 WG_HD int64_t wg_bound_bits(int k) { return (int64_t)((UINT64_C(1) << (k - 1)) - 1); }
 

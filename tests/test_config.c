@@ -227,7 +227,7 @@ static const struct {
     {"[train]\n= 5\n", "%s:2: [train] = 5: the key name is missing"},
     {"[model]\nname = resnet21\n",
      "%s:2: [model] name = resnet21: expected one of resnet20 | resnet32 | resnet56 | resnet18 | resnet34 | resnet50 | "
-     "plaincnn; did you mean 'resnet20'?"},
+     "plaincnn | resnet8; did you mean 'resnet20'?"},
     {"[train]\nmode = float\n", "%s:2: [train] mode = float: expected one of int8 | fp32"},
     {"[data]\naugment_flip = maybe\n",
      "%s:2: [data] augment_flip = maybe: expected true or false (also yes/no, on/off, 1/0)"},
@@ -352,7 +352,7 @@ static void test_overrides(void **state)
         {"train.epochs", "--set train.epochs: expected section.key=value (e.g. train.epochs=1)"},
         {"", "--set : expected section.key=value (e.g. train.epochs=1)"},
         {"model.name=", "--set model.name=: expected one of resnet20 | resnet32 | resnet56 | resnet18 | resnet34 | "
-                        "resnet50 | plaincnn"},
+                        "resnet50 | plaincnn | resnet8"},
         {"train.g_scale=3", "--set train.g_scale=3: value 1 (3) is not allowed: expected 1 to 16 comma-separated "
                             "powers of two in [2, 32768]"},
     };

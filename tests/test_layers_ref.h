@@ -4,8 +4,13 @@
  * - tl_div_rne: the exact rational n / d rounded half to even, in 128-bit integers
  *   with '/' and '%' (never wg_rational.h, which is under test).
  * - tl_shift_exact: n * 2^-s rounded half to even for any sign of s, exact.
+ * - tl_fit_exp: the fit rule's exponent, in value space.
+ * - references of ReLU + A, global average pooling and the residual sum.
  * - tensor builders with an explicit layout and shape (integer and float32), and a
  *   float32 download.
+ * - the error bound of the fixed-point exp (wg_softmax_elem.h), the long double
+ *   softmax of a row of integer logits with the bound the exp error propagates to, and
+ *   a long double cross-entropy.
  *
  * Include <cmocka.h>, tensor.h, backend.h and test_ref.h before this header. */
 #ifndef TEST_LAYERS_REF_H
@@ -43,6 +48,48 @@ static inline int tl_fit_exp(const i128 *v, int64_t n, int e_in, int e_min, i128
         if (fits) return e;
     }
 }
+
+/* ReLU, then A (int8) in value space: the exponent by the fit rule (floor -(bits-1)) or
+ * fixed at -(bits-1); a[i] = clamp(RNE(max(y, 0) 2^(e_y - e_a)), 127). Returns e_a. */
+static inline int tl_relu_quant_ref(const int64_t *y, int64_t n, int e_y, int bits, bool fit, int64_t *a)
+{
+    i128 *v = malloc((size_t)n * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = y[i] > 0 ? y[i] : 0;
+    int e_a = fit ? tl_fit_exp(v, n, e_y, -(bits - 1), 127) : -(bits - 1);
+    for (int64_t i = 0; i < n; i++)
+        a[i] = (int64_t)ref_clampl(rintl(ldexpl(ldexpl((long double)v[i], e_y), -e_a)), 127);
+    free(v);
+    return e_a;
+}
+
+/* Global average pooling of q [N][HW][C]: mean[b][c] = RNE(exact sum / HW). */
+static inline void tl_gap_ref(const int64_t *q, int64_t n, int64_t hw, int64_t c, int64_t *mean)
+{
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            i128 s = 0;
+            for (int64_t p = 0; p < hw; p++) s += q[(b * hw + p) * c + ch];
+            mean[b * c + ch] = (int64_t)tl_div_rne(s, hw);
+        }
+}
+
+/* a 2^ea + b 2^eb, exact at the finer exponent, then by the fit rule into int32 with that
+ * exponent as the floor (RNE, in value space). Returns the output exponent. */
+static inline int tl_residual_ref(const int64_t *qa, int ea, const int64_t *qb, int eb, int64_t n, int64_t *out)
+{
+    int e = ea < eb ? ea : eb;
+    i128 *s = malloc((size_t)n * sizeof *s);
+    for (int64_t i = 0; i < n; i++) s[i] = (i128)qa[i] * ((i128)1 << (ea - e)) + (i128)qb[i] * ((i128)1 << (eb - e));
+    int e_out = tl_fit_exp(s, n, e, e, INT32_MAX);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (int64_t)rintl(ldexpl(ldexpl((long double)s[i], e), -e_out)); /* |s| < 2^63 */
+    free(s);
+    return e_out;
+}
+
+/* gcc 12 at -O3 reports q[] "maybe uninitialized" where callers pass q = NULL and the
+ * loop cannot run: a known false positive of its inliner. */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 /* A tensor of the given layout and shape; q (widened integers) or f (float32) may be
  * NULL for an uninitialised output. Fails the test on error. */
@@ -99,6 +146,65 @@ static inline void tl_expect_unchanged(const wg_tensor *t, const int64_t *q, int
     for (int64_t i = 0; i < n; i++) TR_EXPECT_I64(q[i], now[i], "%s modified its input at %" PRId64, what, i);
     TR_EXPECT_I64(exp, t->exp, "%s changed the input's exponent%s", what, "");
     free(now);
+}
+
+/* ---- softmax references ---- */
+
+#define TL_EXP2_FRAC_BOUND 6e-9L /* wg_softmax_elem.h: |error| < 5.2e-9 relative to 2^f; checked with margin */
+
+/* |log2(e) - RNE(log2(e) 2^30) / 2^30| in units of 2^-30 (0.32; test_layers.c checks that
+ * WG_LOG2E_Q30 is that constant). */
+static inline long double tl_log2e_err_units(void)
+{
+    long double v = ldexpl(1.0L / logl(2.0L), 30);
+    return fabsl(rintl(v) - v);
+}
+
+/* Relative error bound of wg_exp_q30 at x <= 0 nats, besides the half unit of its final
+ * rounding: the 2^f polynomial, plus ln 2 times the error of t = x log2(e) in Q30 (half a
+ * unit of its rounding and |x| times the error of the Q30 constant). */
+static inline long double tl_exp_rel_bound(long double x)
+{
+    return TL_EXP2_FRAC_BOUND + logl(2.0L) * (0.5L + fabsl(x) * tl_log2e_err_units()) / ldexpl(1, 30) * 1.001L;
+}
+
+/* The softmax of one row of integer logits z_j 2^e_z, in long double: p[j], the exact
+ * probability in Q15 units, and eta[j], how far the implementation's unrounded
+ * e_j 2^15 / sum e can be from it. With E_j = e^(x_j - max) 2^30 and e_j within
+ * a E_j + b (a = tl_exp_rel_bound over the row's x >= -64, b = 1/2; below e^-64 the exp is
+ * 0, within b), |e_j / S - E_j / sum E| <= (2 a E_j + b (1 + K p_j)) / S with S >= sum E (1 - a) - K b.
+ * Returns -log softmax(label) in nats. */
+static inline long double tl_softmax_row_ref(const int64_t *row, int64_t k, int e_z, int32_t label, long double *p,
+                                             long double *eta)
+{
+    int64_t m = row[0];
+    for (int64_t j = 1; j < k; j++) m = row[j] > m ? row[j] : m;
+    long double se = 0, a = 0;
+    for (int64_t j = 0; j < k; j++) {
+        long double x = ldexpl(row[j] - m, e_z);
+        p[j] = expl(x), se += p[j];
+        if (x >= -64) a = fmaxl(a, tl_exp_rel_bound(x));
+    }
+    long double s30 = ldexpl(se, 30), s_lo = s30 * (1 - a) - 0.5L * k;
+    for (int64_t j = 0; j < k; j++) {
+        long double pe = p[j] / se;
+        p[j] = ldexpl(pe, 15);
+        eta[j] = ldexpl(2 * a * pe * s30 + 0.5L * (1 + k * pe), 15) / s_lo * 1.01L; /* 1%: second-order terms */
+    }
+    return logl(se) - ldexpl(row[label] - m, e_z);
+}
+
+/* Mean cross-entropy of float logits, in long double. */
+static inline long double tl_ce_mean(const long double *z, const int32_t *lab, int64_t n, int64_t k)
+{
+    long double l = 0;
+    for (int64_t bi = 0; bi < n; bi++) {
+        long double m = z[bi * k], s = 0;
+        for (int64_t j = 1; j < k; j++) m = fmaxl(m, z[bi * k + j]);
+        for (int64_t j = 0; j < k; j++) s += expl(z[bi * k + j] - m);
+        l += logl(s) - (z[bi * k + lab[bi]] - m);
+    }
+    return l / n;
 }
 
 #endif
