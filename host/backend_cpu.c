@@ -67,17 +67,24 @@ static void store_chunk(wg_tensor *t, int64_t i0, int64_t n, const int64_t *buf)
     }
 }
 
-#define WG_FOR_CHUNKS(i0, len, n)                                                             \
-    for (int64_t i0 = 0, len = (n) < WG_CPU_CHUNK ? (n) : WG_CPU_CHUNK; i0 < (n);            \
-         i0 += WG_CPU_CHUNK, len = (n) - i0 < WG_CPU_CHUNK ? (n) - i0 : WG_CPU_CHUNK)
+/* A parallel loop over the chunks of n elements: chunk i0 has len elements. Each
+ * chunk is independent (elementwise ops; the Philox blocks of four never straddle
+ * chunks), so the thread split cannot change a result. Scratch buffers are declared
+ * inside the body, one per chunk. */
+#define WG_FOR_CHUNKS(i0, len, n)                                                   \
+    _Pragma("omp parallel for schedule(static)")                                    \
+    for (int64_t i0 = 0; i0 < (n); i0 += WG_CPU_CHUNK)                              \
+        for (int64_t len = (n) - i0 < WG_CPU_CHUNK ? (n) - i0 : WG_CPU_CHUNK, once_ = 1; once_; once_ = 0)
 
 static uint64_t cpu_max_abs(void *ctx, const wg_tensor *x)
 {
     (void)ctx;
-    int64_t n = wg_tensor_numel(x), buf[WG_CPU_CHUNK];
+    int64_t n = wg_tensor_numel(x);
     uint64_t m = 0;
-    WG_FOR_CHUNKS(i0, len, n)
-    {
+    /* an integer maximum: the same whatever the split */
+#pragma omp parallel for reduction(max : m) schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += WG_CPU_CHUNK) {
+        int64_t buf[WG_CPU_CHUNK], len = n - i0 < WG_CPU_CHUNK ? n - i0 : WG_CPU_CHUNK;
         load_chunk(x, i0, len, buf);
         for (int64_t i = 0; i < len; i++) {
             uint64_t a = wg_abs_u64(buf[i]);
@@ -90,9 +97,10 @@ static uint64_t cpu_max_abs(void *ctx, const wg_tensor *x)
 static void cpu_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound)
 {
     (void)ctx;
-    int64_t n = wg_tensor_numel(src), buf[WG_CPU_CHUNK];
+    int64_t n = wg_tensor_numel(src);
     WG_FOR_CHUNKS(i0, len, n)
     {
+        int64_t buf[WG_CPU_CHUNK];
         load_chunk(src, i0, len, buf);
         for (int64_t i = 0; i < len; i++) buf[i] = wg_round_shift_clamp(buf[i], shift, bound);
         store_chunk(dst, i0, len, buf);
@@ -103,9 +111,10 @@ static void cpu_flag_split(void *ctx, wg_tensor *coarse, wg_tensor *fine, const 
                            int bits)
 {
     (void)ctx;
-    int64_t n = wg_tensor_numel(src), buf[WG_CPU_CHUNK], fbuf[WG_CPU_CHUNK];
+    int64_t n = wg_tensor_numel(src);
     WG_FOR_CHUNKS(i0, len, n)
     {
+        int64_t buf[WG_CPU_CHUNK], fbuf[WG_CPU_CHUNK];
         load_chunk(src, i0, len, buf);
         for (int64_t i = 0; i < len; i++) {
             wg_flag_pair p = wg_flag_split(buf[i], shift_coarse, bits);
@@ -121,9 +130,10 @@ static void cpu_stochastic_shift(void *ctx, wg_tensor *dst, const wg_tensor *src
                                  wg_sr_stream st)
 {
     (void)ctx;
-    int64_t n = wg_tensor_numel(src), buf[WG_CPU_CHUNK];
+    int64_t n = wg_tensor_numel(src);
     WG_FOR_CHUNKS(i0, len, n)
     {
+        int64_t buf[WG_CPU_CHUNK];
         load_chunk(src, i0, len, buf);
         /* One Philox block serves the four elements 4j .. 4j+3 (wg_philox.h); chunks
          * start at multiples of 4, so blocks never straddle them. */
@@ -139,9 +149,10 @@ static void cpu_stochastic_shift(void *ctx, wg_tensor *dst, const wg_tensor *src
 static void cpu_momentum_step(void *ctx, wg_tensor *m, const wg_tensor *g, wg_momentum_shifts s)
 {
     (void)ctx;
-    int64_t n = wg_tensor_numel(m), buf[WG_CPU_CHUNK], gbuf[WG_CPU_CHUNK];
+    int64_t n = wg_tensor_numel(m);
     WG_FOR_CHUNKS(i0, len, n)
     {
+        int64_t buf[WG_CPU_CHUNK], gbuf[WG_CPU_CHUNK];
         load_chunk(m, i0, len, buf);
         load_chunk(g, i0, len, gbuf);
         for (int64_t i = 0; i < len; i++)
@@ -153,9 +164,10 @@ static void cpu_momentum_step(void *ctx, wg_tensor *m, const wg_tensor *g, wg_mo
 static void cpu_update_step(void *ctx, wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s)
 {
     (void)ctx;
-    int64_t n = wg_tensor_numel(w), buf[WG_CPU_CHUNK], mbuf[WG_CPU_CHUNK];
+    int64_t n = wg_tensor_numel(w);
     WG_FOR_CHUNKS(i0, len, n)
     {
+        int64_t buf[WG_CPU_CHUNK], mbuf[WG_CPU_CHUNK];
         load_chunk(w, i0, len, buf);
         load_chunk(m, i0, len, mbuf);
         for (int64_t i = 0; i < len; i++)

@@ -195,6 +195,9 @@ static int64_t pass_normalize(const int16_t *x16, int64_t m, int64_t c, int e_x,
                               const int16_t *gamma, const int16_t *beta, int16_t *xhat, int32_t *y)
 {
     int64_t clamps = 0;
+    /* rows are independent and the clamp count is an integer sum: any thread split
+     * gives the same bits */
+#pragma omp parallel for reduction(+ : clamps) schedule(static)
     for (int64_t i = 0; i < m; i++) {
         for (int64_t ch = 0; ch < c; ch++) {
             int64_t k = i * c + ch;
@@ -333,11 +336,18 @@ static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t co
 static void pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c,
                         const wg_bn_bwd_chan *chan, int f, int64_t *dx, int64_t *row)
 {
-    for (int64_t i = 0; i < m; i++) {
-        load_row(dy, dt, i, c, row);
-        const int16_t *h = xhat + i * c;
-        int64_t *out = dx + i * c;
-        for (int64_t ch = 0; ch < c; ch++) out[ch] = wg_bn_dx(row[ch], h[ch], (uint64_t)m, &chan[ch], f);
+    (void)row;
+#pragma omp parallel
+    {
+        int64_t *r = xmalloc((size_t)c * sizeof *r); /* each thread widens its own rows */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < m; i++) {
+            load_row(dy, dt, i, c, r);
+            const int16_t *h = xhat + i * c;
+            int64_t *out = dx + i * c;
+            for (int64_t ch = 0; ch < c; ch++) out[ch] = wg_bn_dx(r[ch], h[ch], (uint64_t)m, &chan[ch], f);
+        }
+        free(r);
     }
 }
 

@@ -92,6 +92,8 @@ static const key_def k_keys[] = {
     FLT("train", "warmup_epochs", train.warmup_epochs, 0, 10000, 0, "0", "linear learning-rate warmup, in epochs"),
     INT("train", "log_every", train.log_every, 1, INT_MAX, "50", "steps between log lines"),
     INT("train", "eval_every", train.eval_every, 1, 10000, "1", "epochs between evaluations"),
+    INT("train", "bn_recalibrate", train.bn_recalibrate, 0, 1000, "8",
+        "training batches that re-estimate the BN running statistics before each evaluation (0: off)"),
     INT("train", "threads", train.threads, 0, 4096, "0", "CPU threads (0 = all cores)"),
     ENUM("quant", "preset", quant.preset, k_presets, "full", "full (every layer integer) or reference (first conv, last FC in float)"),
     ENUM("quant", "act_exponent", quant.act_exponent, k_act, "fit", "activation exponent: fit (floor -7) or fixed -7"),

@@ -96,6 +96,7 @@ typedef struct wg_config {
         double warmup_epochs;
         int log_every;  /* steps */
         int eval_every; /* epochs */
+        int bn_recalibrate; /* batches that re-estimate BN running statistics before evaluating */
         int threads;    /* 0 = all cores */
     } train;
     struct {

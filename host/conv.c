@@ -64,6 +64,7 @@ static int64_t input_row(const wg_conv_geom *g, int64_t r, int64_t i, int64_t j)
 static void im2col(const wg_conv_geom *g, const void *x, void *col, size_t esz)
 {
     size_t run = (size_t)g->c * esz;
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < g->rows; r++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
@@ -78,7 +79,11 @@ static void im2col(const wg_conv_geom *g, const void *x, void *col, size_t esz)
 static void col2im_add_s64(const wg_conv_geom *g, const int32_t *dcol, int64_t *dx, int shift)
 {
     int64_t scale = INT64_C(1) << shift; /* a multiply: left shifts of negatives are undefined in C */
-    for (int64_t r = 0; r < g->rows; r++)
+    int64_t per_image = g->oh * g->ow;
+    /* threads take whole images: rows of different images never touch the same dx */
+#pragma omp parallel for schedule(static)
+    for (int64_t img = 0; img < g->n; img++)
+    for (int64_t r = img * per_image; r < (img + 1) * per_image; r++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t src = input_row(g, r, i, j);
@@ -91,7 +96,10 @@ static void col2im_add_s64(const wg_conv_geom *g, const int32_t *dcol, int64_t *
 
 static void col2im_add_f32(const wg_conv_geom *g, const float *dcol, float *dx)
 {
-    for (int64_t r = 0; r < g->rows; r++)
+    int64_t per_image = g->oh * g->ow;
+#pragma omp parallel for schedule(static)
+    for (int64_t img = 0; img < g->n; img++)
+    for (int64_t r = img * per_image; r < (img + 1) * per_image; r++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t src = input_row(g, r, i, j);
@@ -166,10 +174,32 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
         WG_ASSERT(dx->dtype == WG_I64 && wg_tensor_numel(dx) == wg_tensor_numel(x), "convolution dx");
         WG_ASSERT(g->o <= WG_GEMM_S8_MAX_K, "backward-data sums over %lld filters", (long long)g->o);
         memset(dx->data, 0, wg_tensor_nbytes(dx));
-        for (int p = 0; p < nparts; p++) {
-            memset(tmp, 0, (size_t)g->rows * (size_t)g->kdim * sizeof(int32_t));
-            wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[p]->data, g->o, w->data, g->kdim, tmp, g->kdim);
-            col2im_add_s64(g, tmp, dx->data, err[p]->exp - e_min);
+        /* The parts can share one int32 column buffer (the coarser one scaled up before
+         * the finer accumulates) when every column sum stays below 2^31: o products of
+         * 127 with a part value below 127 * (2^shift + 1). One col2im pass then serves
+         * both; otherwise each part takes its own. */
+        int64_t span = 0;
+        for (int p = 0; p < nparts; p++) span = err[p]->exp - e_min > span ? err[p]->exp - e_min : span;
+        bool shared = nparts == 2 && span <= 8 && g->o * 127 * 127 * ((INT64_C(1) << span) + 1) < INT64_C(2147483647);
+        size_t tbytes = (size_t)g->rows * (size_t)g->kdim * sizeof(int32_t);
+        if (shared) {
+            int coarse = err[0]->exp >= err[1]->exp ? 0 : 1;
+            int32_t scale = (int32_t)1 << (err[coarse]->exp - e_min);
+            memset(tmp, 0, tbytes);
+            wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[coarse]->data, g->o, w->data, g->kdim, tmp, g->kdim);
+            if (scale != 1) {
+                int64_t nt = g->rows * g->kdim;
+#pragma omp parallel for schedule(static)
+                for (int64_t i = 0; i < nt; i++) tmp[i] *= scale;
+            }
+            wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[1 - coarse]->data, g->o, w->data, g->kdim, tmp, g->kdim);
+            col2im_add_s64(g, tmp, dx->data, 0);
+        } else {
+            for (int p = 0; p < nparts; p++) {
+                memset(tmp, 0, tbytes);
+                wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[p]->data, g->o, w->data, g->kdim, tmp, g->kdim);
+                col2im_add_s64(g, tmp, dx->data, err[p]->exp - e_min);
+            }
         }
         dx->exp = w->exp + e_min;
     }
@@ -185,6 +215,7 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
             int64_t nr = g->rows - r0 < WG_GEMM_S8_MAX_K ? g->rows - r0 : WG_GEMM_S8_MAX_K;
             memset(tmp, 0, (size_t)nw * sizeof(int32_t));
             wg_gemm_s8_tn(g->o, g->kdim, nr, e + r0 * g->o, g->o, col + r0 * g->kdim, g->kdim, tmp, g->kdim);
+#pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < nw; i++) dw64[i] += (int64_t)tmp[i] * ((int64_t)1 << shift);
         }
     }

@@ -1,18 +1,48 @@
 /* gemm.c: int8 and float32 matrix products for the CPU backend (see gemm.h).
  *
- * Loop orders are chosen so the innermost loop runs over contiguous memory and
- * vectorizes (int8 widened to int32 multiply-adds; float FMAs):
+ * int8: where the target has AVX-512 VNNI (WG_GEMM_HAVE_VNNI, e.g. -march=native on
+ * Zen 4/5 or Ice Lake and later) the three products are the kernels of gemm_vnni.c
+ * (vpdpbusd register tiles over packed operands, threaded with OpenMP). Elsewhere they
+ * are the portable loops below, whose innermost loop runs over contiguous memory and
+ * vectorizes (int8 widened to int32 multiply-adds):
  *   nt: a dot product over K for each (m, n), four columns of B at a time so each
  *       row of A is loaded once per four dot products;
  *   nn, tn: a row update C[m][:] += a * B[k][:], skipping a == 0 (the quantized
  *       errors E1/E2 are mostly zeros, so this skips most of the work).
- * The fast CPU kernels (AVX-512 VNNI, cache blocking, threads) replace these later;
- * the _ref versions stay as the reference the tests compare with. */
+ * The _ref versions are the reference the tests compare both with, bit for bit.
+ *
+ * float32: the row updates, with OpenMP threads over rows of C (nn) or slices of its
+ * columns (tn); each element of C still sums its terms in the same order, so the result
+ * does not depend on the thread count. */
 #include "gemm.h"
 
-#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ---- int8 ------------------------------------------------------------------------ */
+
+#if WG_GEMM_HAVE_VNNI
+
+void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc)
+{
+    wg_gemm_s8_nt_vnni(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc)
+{
+    wg_gemm_s8_nn_vnni(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc)
+{
+    wg_gemm_s8_tn_vnni(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+#else /* the portable loops */
 
 static int32_t dot_s8(const int8_t *restrict a, const int8_t *restrict b, int64_t K)
 {
@@ -73,6 +103,8 @@ void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda
         }
 }
 
+#endif
+
 void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                        int32_t *C, int64_t ldc)
 {
@@ -113,9 +145,13 @@ static void axpy_f32(float *restrict c, float a, const float *restrict b, int64_
     for (int64_t n = 0; n < N; n++) c[n] += a * b[n];
 }
 
+/* Below this many multiply-adds, starting threads costs more than they save. */
+#define WG_GEMM_F32_MIN_THREADED (INT64_C(1) << 20)
+
 void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc)
 {
+#pragma omp parallel for schedule(static) if (M * N * K >= WG_GEMM_F32_MIN_THREADED && M > 1)
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < K; k++) {
             float a = A[m * lda + k];
@@ -123,12 +159,25 @@ void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
         }
 }
 
+/* Threads take slices of the columns (multiples of 16 floats), each the whole loop
+ * over k and m: C is small here (M = filters) and K long (rows). */
 void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc)
 {
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t m = 0; m < M; m++) {
-            float a = A[k * lda + m];
-            if (a != 0.0f) axpy_f32(C + m * ldc, a, B + k * ldb, N);
-        }
+    int64_t slices = (N + 15) / 16;
+#pragma omp parallel if (M * N * K >= WG_GEMM_F32_MIN_THREADED && slices > 1)
+    {
+        int64_t t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int64_t n0 = 16 * (slices * t / T), n1 = 16 * (slices * (t + 1) / T);
+        n1 = n1 < N ? n1 : N;
+        for (int64_t k = 0; k < K && n0 < n1; k++)
+            for (int64_t m = 0; m < M; m++) {
+                float a = A[k * lda + m];
+                if (a != 0.0f) axpy_f32(C + m * ldc + n0, a, B + k * ldb + n0, n1 - n0);
+            }
+    }
 }

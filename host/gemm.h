@@ -35,6 +35,21 @@ void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
 void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc);
 
+/* The int8 kernels behind the three above on AVX-512 VNNI (gemm_vnni.c), compiled
+ * where the target has it (-march=native on Zen 4/5, Ice Lake and later); elsewhere
+ * the three use portable loops. Same contract as the three. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define WG_GEMM_HAVE_VNNI 1
+void wg_gemm_s8_nt_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                        int32_t *C, int64_t ldc);
+void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                        int32_t *C, int64_t ldc);
+void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                        int32_t *C, int64_t ldc);
+#else
+#define WG_GEMM_HAVE_VNNI 0
+#endif
+
 /* Scalar references: the plain triple loops. */
 void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                        int32_t *C, int64_t ldc);

@@ -109,6 +109,24 @@ static wg_loss_stats evaluate(run *r, const wg_dataset *ds)
     return st;
 }
 
+/* Re-estimate the BN running statistics for the current weights: forward passes in
+ * training mode (no backward, no update) over the first batches of the training set,
+ * in order and without augmentation. During training the weights move faster than a
+ * 0.997 running average follows (their scale grows step by step under BN), so the
+ * averages lag; re-estimating them makes evaluation reflect the weights evaluated.
+ * Deterministic: the same images every time. */
+static void recalibrate_bn(run *r)
+{
+    int64_t batch = r->cfg->train.batch, nb = r->cfg->train.bn_recalibrate;
+    if (nb == 0) return;
+    wg_net_reset_bn_stats(r->net);
+    for (int64_t k = 0; k < nb && (k + 1) * batch <= r->train.n; k++) {
+        for (int64_t i = 0; i < batch; i++) r->order[i] = k * batch + i;
+        int exp = load_batch(r, &r->train, r->order, batch, false, 0);
+        wg_net_forward(r->net, r->images, exp, batch, true);
+    }
+}
+
 static void progress(run *r, int epoch, int64_t s, int64_t spe, const wg_loss_stats *st, double lr, double ips,
                      double eta_s)
 {
@@ -125,6 +143,7 @@ static void eval_report(run *r, int epoch, int64_t step, wg_train_result *res)
         const char *split;
         const wg_dataset *ds;
     } sets[] = {{"val", &r->val}, {"test", &r->test}};
+    recalibrate_bn(r);
     for (int k = 0; k < 2; k++) {
         if (sets[k].ds->n == 0) continue;
         wg_loss_stats st = evaluate(r, sets[k].ds);

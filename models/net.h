@@ -54,6 +54,10 @@ void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train
  * then fills every parameter's gradient. Adds to *st. */
 void wg_net_loss(wg_net *net, const int32_t *labels, bool backward, wg_loss_stats *st);
 
+/* Forget the BN running statistics: the next training-mode forward pass sets them
+ * from its batch (the trainer re-estimates them this way before evaluating). */
+void wg_net_reset_bn_stats(wg_net *net);
+
 wg_param *wg_net_params(wg_net *net, int *count);
 int64_t wg_net_param_scalars(const wg_net *net);
 const char *wg_net_name(const wg_net *net);

@@ -239,6 +239,21 @@ void wg_net_free(wg_net *net)
     free(net);
 }
 
+static void reset_point(act_point *p)
+{
+    p->bn.ri.initialized = false;
+    p->bn.rf.initialized = false;
+}
+
+void wg_net_reset_bn_stats(wg_net *net)
+{
+    for (int i = 0; i < net->nblocks; i++) {
+        reset_point(&net->blocks[i].p1);
+        reset_point(&net->blocks[i].p2);
+    }
+    reset_point(&net->head);
+}
+
 wg_param *wg_net_params(wg_net *net, int *count)
 {
     *count = net->nparams;

@@ -469,7 +469,7 @@ static void test_int_ties_clamps(void **state)
  * e_x = -54, and |dy| above 32767. */
 static void expect_abort(wg_backend *b, int which)
 {
-    pid_t pid = fork();
+    pid_t pid = tr_fork_death_test();
     TR_FAIL_IF(pid < 0, "fork failed%s", "");
     if (pid == 0) {
         TR_FAIL_IF(freopen("/dev/null", "w", stderr) == NULL, "freopen%s", ""); /* the expected message */

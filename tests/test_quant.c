@@ -554,7 +554,7 @@ static void test_update_rejects_int64_master(void **state)
     wg_backend *b = *state;
     const int64_t wq[2] = {INT64_C(1) << 62, -(INT64_C(1) << 62)}, mq[2] = {1, -1};
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = tr_fork_death_test();
     TR_FAIL_IF(pid < 0, "fork failed%s", "");
     if (pid == 0) {
         tr_src m = tr_src_hand(WG_I16, mq, 2, -15);

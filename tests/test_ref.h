@@ -356,4 +356,20 @@ static inline void tr_expect_q(const wg_tensor *t, const int64_t *want, int64_t 
 
 #endif /* WG_TENSOR_H */
 
+/* fork() for a death test. libgomp's thread pool does not survive fork(): a child
+ * that enters a parallel region with the parent's thread count waits for threads
+ * that do not exist, so the child runs single-threaded. */
+#if defined(_POSIX_C_SOURCE) /* the death tests define it for fork() */
+#include <omp.h>
+#include <sys/types.h>
+#include <unistd.h>
+static inline pid_t tr_fork_death_test(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) omp_set_num_threads(1);
+    return pid;
+}
+#endif
+
 #endif

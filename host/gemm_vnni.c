@@ -1,0 +1,441 @@
+/* gemm_vnni.c: the int8 products of gemm.h on AVX-512 VNNI, threaded with OpenMP
+ * (compiled where WG_GEMM_HAVE_VNNI; gemm.c calls them).
+ *
+ * vpdpbusd multiplies unsigned bytes by signed bytes, four adjacent pairs summed into
+ * each int32 lane. B is packed so that one zmm holds four consecutive k of 16 columns:
+ *   packed B: [ceil(K/4)][np][4] int8, np = N rounded up to 16, zero padded,
+ * and four bytes of a row of A, a[m][k..k+3], are broadcast to all lanes. One of the
+ * two is made unsigned by u = x + 128 (x XOR 0x80), and the bias is taken back exactly:
+ *   nt, nn: A unpacked, flipped as it is broadcast; sum_k u_k b_k = sum_k a_k b_k
+ *       + 128 sum_k b_k, so each column of C starts from -128 sum_k b[k][n];
+ *   tn: A^T and B both packed from chunks of rows, B flipped while packing; each row
+ *       of C starts from -128 sum_k a[k][m].
+ * A register tile keeps MR rows x NZ zmm of C (up to 24 accumulators), so each load of
+ * B serves MR rows and each broadcast NZ zmm; masked loads and stores cover a ragged
+ * N, a masked load the last K % 4 bytes of a row of A (nothing past a row is read).
+ *
+ * Exactness: vpdpbusd does not saturate (its byte products fit in 16 bits), so
+ * everything here, the bias, its correction and the sum of threads' partial results,
+ * is arithmetic modulo 2^32 and gives the exact sum modulo 2^32: the exact int32 when
+ * that fits (gemm.h's bound on K), and the _ref's value in any case. Integer sums do
+ * not depend on their order, so the result is the same for every thread count.
+ *
+ * Threads: nt and nn split the rows of C (B is packed once and shared); tn splits K,
+ * each thread adding its chunks into a partial C, and the partials are added at the
+ * end. Tiles: nt and tn use 8 x 3 or 6 x 4 (C stays in cache or is written once); nn,
+ * which reads and writes a large C for few k, walks C one row at a time (1 x up to 12
+ * zmm): the hardware prefetchers follow one stream well and the 6 or 8 of a taller
+ * tile badly, at half the bandwidth or less. */
+#include "gemm.h"
+
+#if WG_GEMM_HAVE_VNNI
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_max_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+#endif
+
+#define WG_INLINE static inline __attribute__((always_inline))
+
+enum {
+    ROWS_PER_TASK = 96, /* nt, nn: rows of C per unit of work for the threads (a multiple of every MR) */
+    TN_CHUNK = 256,     /* tn: rows of A and B packed at a time (a multiple of 4) */
+    TN_BATCH = 8        /* tn: chunks per unit of work for the threads */
+};
+
+/* Below 2^18 multiply-adds (about a microsecond), threads cost more than they save. */
+static bool worth_threads(int64_t M, int64_t N, int64_t K) { return (double)M * (double)N * (double)K >= 262144.0; }
+
+static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+static uint32_t load_u32(const int8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
+static void *alloc64(size_t nbytes)
+{
+    void *p = aligned_alloc(64, (nbytes + 63) / 64 * 64 + 64);
+    WG_ASSERT(p != NULL, "out of memory for %zu bytes of GEMM packing buffers", nbytes);
+    return p;
+}
+
+/* ---- packing ------------------------------------------------------------------ */
+
+/* nt: B[N][K] -> bp[ceil(K/4)][np][4] (zero padded), colsum[n] = sum_k B[n][k]. */
+static void pack_nt(const int8_t *B, int64_t ldb, int64_t N, int64_t K, int8_t *bp, int64_t np, int32_t *colsum)
+{
+    int64_t g4 = (K + 3) / 4;
+    memset(bp, 0, (size_t)(g4 * np * 4));
+    memset(colsum, 0, (size_t)np * sizeof(int32_t));
+    for (int64_t n = 0; n < N; n++) {
+        const int8_t *b = B + n * ldb;
+        int32_t s = 0; /* modulo 2^32, like all of this */
+        for (int64_t g = 0; g < g4; g++) {
+            int64_t kr = K - 4 * g < 4 ? K - 4 * g : 4;
+            int8_t *d = bp + (g * np + n) * 4;
+            for (int64_t j = 0; j < kr; j++) {
+                d[j] = b[4 * g + j];
+                s = (int32_t)((uint32_t)s + (uint32_t)(int32_t)b[4 * g + j]);
+            }
+        }
+        colsum[n] = s;
+    }
+}
+
+/* Rows k < kr of src[k][n] (n < N) -> dst[ceil(kr/4)][np][4], zero padded; flipped
+ * (XOR 0x80, padding included) when flip; colsum[n] += sum_k src[k][n] when colsum. */
+static void pack_rows(const int8_t *src, int64_t ld, int64_t kr, int64_t N, int8_t *dst, int64_t np, bool flip,
+                      int32_t *colsum)
+{
+    const __m512i ones = _mm512_set1_epi8(1), x80 = _mm512_set1_epi8((char)0x80);
+    for (int64_t g = 0; 4 * g < kr; g++) {
+        const int8_t *r[4];
+        for (int j = 0; j < 4; j++) r[j] = 4 * g + j < kr ? src + (4 * g + j) * ld : NULL;
+        int8_t *d = dst + g * np * 4;
+        int64_t n = 0;
+        for (; n + 64 <= N; n += 64) {
+            __m512i x[4];
+            for (int j = 0; j < 4; j++) x[j] = r[j] ? _mm512_loadu_si512(r[j] + n) : _mm512_setzero_si512();
+            /* within each 128-bit lane L: o_q holds columns 16L + 4q .. 16L + 4q + 3, 4 rows each */
+            __m512i t0 = _mm512_unpacklo_epi8(x[0], x[1]), t1 = _mm512_unpackhi_epi8(x[0], x[1]);
+            __m512i t2 = _mm512_unpacklo_epi8(x[2], x[3]), t3 = _mm512_unpackhi_epi8(x[2], x[3]);
+            __m512i o0 = _mm512_unpacklo_epi16(t0, t2), o1 = _mm512_unpackhi_epi16(t0, t2);
+            __m512i o2 = _mm512_unpacklo_epi16(t1, t3), o3 = _mm512_unpackhi_epi16(t1, t3);
+            /* transpose the 4x4 lanes: v_L = [o0.L, o1.L, o2.L, o3.L] = columns 16L .. 16L + 15 */
+            __m512i u0 = _mm512_shuffle_i32x4(o0, o1, 0x44), u1 = _mm512_shuffle_i32x4(o2, o3, 0x44);
+            __m512i u2 = _mm512_shuffle_i32x4(o0, o1, 0xee), u3 = _mm512_shuffle_i32x4(o2, o3, 0xee);
+            __m512i v[4] = {_mm512_shuffle_i32x4(u0, u1, 0x88), _mm512_shuffle_i32x4(u0, u1, 0xdd),
+                            _mm512_shuffle_i32x4(u2, u3, 0x88), _mm512_shuffle_i32x4(u2, u3, 0xdd)};
+            for (int q = 0; q < 4; q++) {
+                if (colsum) {
+                    __m512i cs = _mm512_loadu_si512(colsum + n + 16 * q);
+                    _mm512_storeu_si512(colsum + n + 16 * q, _mm512_dpbusd_epi32(cs, ones, v[q]));
+                }
+                if (flip) v[q] = _mm512_xor_si512(v[q], x80);
+                _mm512_storeu_si512(d + (n + 16 * q) * 4, v[q]);
+            }
+        }
+        for (; n < np; n += 16) {
+            __mmask16 m = n + 16 <= N ? (__mmask16)0xffff : n < N ? (__mmask16)((1u << (N - n)) - 1) : 0;
+            __m128i x[4];
+            for (int j = 0; j < 4; j++) x[j] = r[j] ? _mm_maskz_loadu_epi8(m, r[j] + n) : _mm_setzero_si128();
+            __m128i t0 = _mm_unpacklo_epi8(x[0], x[1]), t1 = _mm_unpackhi_epi8(x[0], x[1]);
+            __m128i t2 = _mm_unpacklo_epi8(x[2], x[3]), t3 = _mm_unpackhi_epi8(x[2], x[3]);
+            __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(t0, t2));
+            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(t0, t2), 1);
+            v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(t1, t3), 2);
+            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(t1, t3), 3);
+            if (colsum) {
+                __m512i cs = _mm512_loadu_si512(colsum + n);
+                _mm512_storeu_si512(colsum + n, _mm512_dpbusd_epi32(cs, ones, v));
+            }
+            if (flip) v = _mm512_xor_si512(v, x80);
+            _mm512_storeu_si512(d + n * 4, v);
+        }
+    }
+}
+
+/* corr[n] = -128 * colsum[n], modulo 2^32 (n < np, a multiple of 16). */
+static void make_corr(const int32_t *colsum, int32_t *corr, int64_t np)
+{
+    for (int64_t n = 0; n < np; n += 16) {
+        __m512i cs = _mm512_loadu_si512(colsum + n);
+        _mm512_storeu_si512(corr + n, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(cs, 7)));
+    }
+}
+
+/* ---- the register tile -------------------------------------------------------- */
+
+typedef struct tile_args {
+    const int8_t *a;      /* left operand: row 0 of the tile, group 0 */
+    int64_t ars, aks;     /* bytes between its rows, between its groups of four k */
+    int64_t groups;       /* whole groups of four k */
+    int kt;               /* 0..3 more k in a last partial group (rows of an unpacked A end there) */
+    const int8_t *b;      /* packed B at the tile's first column */
+    int64_t bks;          /* bytes between groups of packed B (4 np) */
+    const int32_t *corr;  /* the correction: at the tile's first column (flip), or row (packed) */
+    int32_t *c;           /* C at the tile's first row and column */
+    int64_t ldc;
+    int mr;               /* rows to compute, 1..MR (rows beyond repeat the last, unstored) */
+    __mmask16 last;       /* columns of the last zmm */
+    bool acc;             /* add to C (nn, tn) or overwrite it (nt) */
+} tile_args;
+
+/* MR rows x NZ zmm of C (MR * NZ <= 24 accumulators, MR <= 8, NZ <= 12). Two kinds:
+ *   flip (nt, nn): A unpacked, its bytes broadcast as u = a XOR 0x80, packed B signed,
+ *       corr per column (-128 sum_k b[k][n]);
+ *   packed (tn): A packed and broadcast signed, packed B already flipped, corr per row
+ *       (-128 sum_k a[k][m]).
+ * The accumulators are named variables s<row>_<zmm> (gcc keeps an array of them in
+ * memory): the macros expand every row and zmm, and those beyond MR and NZ (constants
+ * here) vanish. Each group of four k loads NZ zmm of B, then row by row broadcasts the
+ * row's four bytes into NZ dot products. */
+#define WG_R8(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#define WG_Z12(F, r) F(r, 0) F(r, 1) F(r, 2) F(r, 3) F(r, 4) F(r, 5) F(r, 6) F(r, 7) F(r, 8) F(r, 9) F(r, 10) F(r, 11)
+#define WG_MASK(z) ((z) == NZ - 1 ? t->last : (__mmask16)0xffff)
+
+WG_INLINE void tile(const int MR, const int NZ, const bool flip, const tile_args *t)
+{
+    const __m512i x80 = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    const int mr = t->mr;
+    const int8_t *b = t->b;
+    int64_t off = 0;
+#define WG_INIT(r, z)                                                                                       \
+    __m512i s##r##_##z = zero;                                                                              \
+    if (r < MR && z < NZ) {                                                                                 \
+        s##r##_##z = flip ? _mm512_loadu_si512(t->corr + 16 * z)                                            \
+                          : _mm512_set1_epi32(t->corr[r < mr ? r : mr - 1]);                                \
+        if (t->acc && r < mr)                                                                               \
+            s##r##_##z = _mm512_add_epi32(s##r##_##z,                                                       \
+                                          _mm512_maskz_loadu_epi32(WG_MASK(z), t->c + r * t->ldc + 16 * z)); \
+    }
+#define WG_INIT_ROW(r)                                                                                      \
+    const int8_t *a##r = t->a + (r < mr ? r : mr - 1) * t->ars;                                             \
+    WG_Z12(WG_INIT, r)
+    WG_R8(WG_INIT_ROW)
+#undef WG_INIT_ROW
+#undef WG_INIT
+#define WG_LOAD_B(r, z) __m512i b##z = z < NZ ? _mm512_loadu_si512(b + 64 * z) : zero;
+#define WG_DOT(r, z)                                                                                        \
+    if (z < NZ)                                                                                             \
+        s##r##_##z = flip ? _mm512_dpbusd_epi32(s##r##_##z, av, b##z) : _mm512_dpbusd_epi32(s##r##_##z, b##z, av);
+#define WG_ROW(r)                                                                                           \
+    if (r < MR) {                                                                                           \
+        __m512i av = WG_GROUP_BCAST(r);                                                                     \
+        if (flip) av = _mm512_xor_si512(av, x80);                                                           \
+        WG_Z12(WG_DOT, r)                                                                                   \
+    }
+#define WG_GROUP WG_Z12(WG_LOAD_B, 0) WG_R8(WG_ROW)
+    for (int64_t g = 0; g < t->groups; g++, off += t->aks, b += t->bks) {
+#define WG_GROUP_BCAST(r) _mm512_set1_epi32((int)load_u32(a##r + off))
+        WG_GROUP
+#undef WG_GROUP_BCAST
+    }
+    if (t->kt) { /* the last k % 4 of a row: a masked load reads no byte past it */
+        const __mmask16 kt = (__mmask16)((1u << t->kt) - 1);
+#define WG_GROUP_BCAST(r) _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(kt, a##r + off))
+        WG_GROUP
+#undef WG_GROUP_BCAST
+    }
+#undef WG_GROUP
+#undef WG_ROW
+#undef WG_DOT
+#undef WG_LOAD_B
+#define WG_STORE(r, z)                                                                                      \
+    if (r < MR && z < NZ && r < mr) _mm512_mask_storeu_epi32(t->c + r * t->ldc + 16 * z, WG_MASK(z), s##r##_##z);
+#define WG_STORE_ROW(r) WG_Z12(WG_STORE, r)
+    WG_R8(WG_STORE_ROW)
+#undef WG_STORE_ROW
+#undef WG_STORE
+}
+#undef WG_MASK
+#undef WG_Z12
+#undef WG_R8
+
+typedef void tile_fn(const tile_args *t);
+#define WG_TILE(MR, NZ, V, FLIP) \
+    static void tile_##MR##x##NZ##_##V(const tile_args *t) { tile(MR, NZ, FLIP, t); }
+/* nt (flip) and tn (packed): 8 rows up to 3 zmm, 6 rows x 4 zmm (24 accumulators) */
+WG_TILE(8, 1, flip, true)
+WG_TILE(8, 2, flip, true)
+WG_TILE(8, 3, flip, true)
+WG_TILE(6, 1, flip, true)
+WG_TILE(6, 2, flip, true)
+WG_TILE(6, 3, flip, true)
+WG_TILE(6, 4, flip, true)
+WG_TILE(8, 1, packed, false)
+WG_TILE(8, 2, packed, false)
+WG_TILE(8, 3, packed, false)
+WG_TILE(6, 1, packed, false)
+WG_TILE(6, 2, packed, false)
+WG_TILE(6, 3, packed, false)
+WG_TILE(6, 4, packed, false)
+/* nn: one row, up to 12 zmm */
+WG_TILE(1, 1, flip, true)
+WG_TILE(1, 2, flip, true)
+WG_TILE(1, 3, flip, true)
+WG_TILE(1, 4, flip, true)
+WG_TILE(1, 5, flip, true)
+WG_TILE(1, 6, flip, true)
+WG_TILE(1, 7, flip, true)
+WG_TILE(1, 8, flip, true)
+WG_TILE(1, 9, flip, true)
+WG_TILE(1, 10, flip, true)
+WG_TILE(1, 11, flip, true)
+WG_TILE(1, 12, flip, true)
+#undef WG_TILE
+
+/* How a product walks C: blocks of mr rows, each across all column blocks of bz zmm
+ * (16 bz columns; the last block may be narrower), with fns[nz] the tile nz zmm wide. */
+typedef struct walk {
+    int mr, bz;
+    bool flip; /* the tiles' kind: corrections per column (flip) or per row (packed) */
+    tile_fn *const *fns;
+} walk;
+
+static tile_fn *const k_rows8[2][4] = {{NULL, tile_8x1_packed, tile_8x2_packed, tile_8x3_packed},
+                                       {NULL, tile_8x1_flip, tile_8x2_flip, tile_8x3_flip}};
+static tile_fn *const k_rows6[2][5] = {{NULL, tile_6x1_packed, tile_6x2_packed, tile_6x3_packed, tile_6x4_packed},
+                                       {NULL, tile_6x1_flip, tile_6x2_flip, tile_6x3_flip, tile_6x4_flip}};
+static tile_fn *const k_row1[13] = {NULL,         tile_1x1_flip, tile_1x2_flip, tile_1x3_flip,  tile_1x4_flip,
+                                    tile_1x5_flip, tile_1x6_flip, tile_1x7_flip, tile_1x8_flip,  tile_1x9_flip,
+                                    tile_1x10_flip, tile_1x11_flip, tile_1x12_flip};
+
+/* Register blocks, for products whose C stays in cache or is written once (nt, tn): each
+ * load of B serves 6 or 8 rows. Blocks of 3 zmm when the zmm divide by 3 (N = 48, 144,
+ * 288, 576), else of 4 (or all of them, when fewer). */
+static walk walk_blocks(int64_t N, bool flip)
+{
+    int64_t nz = (N + 15) / 16;
+    int bz = nz % 3 == 0 ? 3 : nz < 4 ? (int)nz : 4;
+    return bz == 4 ? (walk){6, 4, flip, k_rows6[flip]} : (walk){8, bz, flip, k_rows8[flip]};
+}
+
+/* One row at a time, for nn, which reads and writes all of a large C for few k: memory
+ * then streams C in order (a block of several rows fetches from as many places at once,
+ * which the hardware prefetchers follow badly: half the bandwidth). Even blocks of up
+ * to 12 zmm. */
+static walk walk_row(int64_t N)
+{
+    int64_t nz = (N + 15) / 16, nb = (nz + 11) / 12;
+    return (walk){1, (int)((nz + nb - 1) / nb), true, k_row1};
+}
+
+/* Rows m0 .. m1 - 1 of C. proto: a and c at row 0, column 0. */
+static void run_rows(const tile_args *proto, walk w, int64_t N, int64_t m0, int64_t m1)
+{
+    for (int64_t m = m0; m < m1; m += w.mr) {
+        tile_args t = *proto;
+        t.a = proto->a + m * proto->ars;
+        t.mr = (int)(m1 - m < w.mr ? m1 - m : w.mr);
+        for (int64_t n0 = 0; n0 < N; n0 += 16 * w.bz) {
+            int64_t nc = N - n0 < 16 * w.bz ? N - n0 : 16 * w.bz;
+            int nz = (int)((nc + 15) / 16);
+            t.b = proto->b + n0 * 4;
+            t.corr = proto->corr + (w.flip ? n0 : m);
+            t.c = proto->c + m * proto->ldc + n0;
+            t.last = (__mmask16)(0xffffu >> (16 * nz - nc));
+            w.fns[nz](&t);
+        }
+    }
+}
+
+/* nt and nn after packing: rows of C split across threads. */
+static void run_rows_threaded(const tile_args *proto, walk w, int64_t M, int64_t N, bool threads)
+{
+    int64_t tasks = (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    (void)threads; /* without OpenMP */
+#pragma omp parallel for schedule(dynamic) if (threads && tasks > 1)
+    for (int64_t i = 0; i < tasks; i++) {
+        int64_t m0 = i * ROWS_PER_TASK, m1 = m0 + ROWS_PER_TASK < M ? m0 + ROWS_PER_TASK : M;
+        run_rows(proto, w, N, m0, m1);
+    }
+}
+
+/* ---- the three products ----------------------------------------------------- */
+
+void wg_gemm_s8_nt_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                        int32_t *C, int64_t ldc)
+{
+    int64_t np = round16(N), groups = (K + 3) / 4;
+    int8_t *bp = alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
+    int32_t *colsum = (int32_t *)(bp + groups * np * 4), *corr = colsum + np;
+    pack_nt(B, ldb, N, K, bp, np, colsum);
+    make_corr(colsum, corr, np);
+    tile_args proto = {.a = A, .ars = lda, .aks = 4, .groups = K / 4, .kt = (int)(K % 4), .b = bp,
+                       .bks = np * 4, .corr = corr, .c = C, .ldc = ldc, .acc = false};
+    run_rows_threaded(&proto, walk_blocks(N, true), M, N, worth_threads(M, N, K));
+    free(bp);
+}
+
+void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                        int32_t *C, int64_t ldc)
+{
+    int64_t np = round16(N), groups = (K + 3) / 4;
+    int8_t *bp = alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
+    int32_t *colsum = (int32_t *)(bp + groups * np * 4), *corr = colsum + np;
+    memset(colsum, 0, (size_t)np * sizeof(int32_t));
+    pack_rows(B, ldb, K, N, bp, np, false, colsum);
+    make_corr(colsum, corr, np);
+    tile_args proto = {.a = A, .ars = lda, .aks = 4, .groups = K / 4, .kt = (int)(K % 4), .b = bp,
+                       .bks = np * 4, .corr = corr, .c = C, .ldc = ldc, .acc = true};
+    run_rows_threaded(&proto, walk_row(N), M, N, worth_threads(M, N, K));
+    free(bp);
+}
+
+/* tn: C[M][N] += sum over k < K of A[k][m] B[k][n]. Chunks of TN_CHUNK rows of A and B
+ * are packed (B flipped to unsigned, with the correction -128 sum_k a[k][m] per row of
+ * C). Threads take batches of chunks as they come; thread 0 adds into C, the others
+ * into zeroed partial copies of C (M x np), added to C at the end (modulo 2^32, as
+ * everything here, so which thread took which chunk does not matter). */
+void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                        int32_t *C, int64_t ldc)
+{
+    int64_t mp = round16(M), np = round16(N), chunks = (K + TN_CHUNK - 1) / TN_CHUNK;
+    int nth = worth_threads(M, N, K) ? omp_get_max_threads() : 1;
+    if (nth > chunks) nth = (int)chunks;
+    size_t apb = (size_t)(TN_CHUNK * mp), bpb = (size_t)(TN_CHUNK * np), csb = 2 * (size_t)mp * sizeof(int32_t);
+    size_t pb = (size_t)(M * np) * sizeof(int32_t);
+    size_t per = (apb + bpb + csb + pb + 63) / 64 * 64;
+    char *buf = alloc64(per * (size_t)nth);
+    walk w = walk_blocks(N, false);
+
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        char *mine = buf + per * (size_t)t;
+        int8_t *ap = (int8_t *)mine, *bp = ap + apb;
+        int32_t *asum = (int32_t *)(bp + bpb), *corr = asum + mp, *part = corr + mp;
+        int32_t *c = t == 0 ? C : part;
+        int64_t ldcc = t == 0 ? ldc : np;
+        if (t > 0) memset(part, 0, pb);
+        int64_t batches = (chunks + TN_BATCH - 1) / TN_BATCH;
+#pragma omp for schedule(dynamic) nowait
+        for (int64_t bt = 0; bt < batches; bt++) {
+            int64_t c1 = (bt + 1) * TN_BATCH < chunks ? (bt + 1) * TN_BATCH : chunks;
+            for (int64_t ch = bt * TN_BATCH; ch < c1; ch++) {
+                int64_t k0 = ch * TN_CHUNK, kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
+                memset(asum, 0, (size_t)mp * sizeof(int32_t));
+                pack_rows(A + k0 * lda, lda, kr, M, ap, mp, false, asum);
+                make_corr(asum, corr, mp);
+                pack_rows(B + k0 * ldb, ldb, kr, N, bp, np, true, NULL);
+                if (ch + 1 < c1) /* the next chunk into L2 while this one computes */
+                    for (int64_t k = k0 + kr; k < k0 + kr + TN_CHUNK && k < K; k++) {
+                        for (int64_t n = 0; n < N; n += 64) _mm_prefetch((const char *)(B + k * ldb + n), _MM_HINT_T1);
+                        for (int64_t m = 0; m < M; m += 64) _mm_prefetch((const char *)(A + k * lda + m), _MM_HINT_T1);
+                    }
+                tile_args proto = {.a = ap, .ars = 4, .aks = mp * 4, .groups = (kr + 3) / 4, .kt = 0, .b = bp,
+                                   .bks = np * 4, .corr = corr, .c = c, .ldc = ldcc, .acc = true};
+                run_rows(&proto, w, N, 0, M);
+            }
+        }
+        if (T > 1) {
+#pragma omp barrier
+            int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
+            for (int u = 1; u < T; u++) {
+                const int32_t *p = (const int32_t *)(buf + per * (size_t)u + apb + bpb + csb);
+                for (int64_t m = m0; m < m1; m++)
+                    for (int64_t n = 0; n < N; n++)
+                        C[m * ldc + n] = (int32_t)((uint32_t)C[m * ldc + n] + (uint32_t)p[m * np + n]);
+            }
+        }
+    }
+    free(buf);
+}
+
+#else
+typedef int wg_gemm_vnni_unused; /* ISO C forbids an empty translation unit */
+#endif
