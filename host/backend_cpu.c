@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "wg_par.h"
 #include "wg_intmath.h"
 #include "wg_philox.h"
 #include "wg_quant_elem.h"
@@ -72,7 +73,7 @@ static void store_chunk(wg_tensor *t, int64_t i0, int64_t n, const int64_t *buf)
  * chunks), so the thread split cannot change a result. Scratch buffers are declared
  * inside the body, one per chunk. */
 #define WG_FOR_CHUNKS(i0, len, n)                                                   \
-    _Pragma("omp parallel for schedule(static)")                                    \
+    _Pragma("omp parallel for schedule(static) if (n >= WG_PAR_MIN)")               \
     for (int64_t i0 = 0; i0 < (n); i0 += WG_CPU_CHUNK)                              \
         for (int64_t len = (n) - i0 < WG_CPU_CHUNK ? (n) - i0 : WG_CPU_CHUNK, once_ = 1; once_; once_ = 0)
 
@@ -82,7 +83,7 @@ static uint64_t cpu_max_abs(void *ctx, const wg_tensor *x)
     int64_t n = wg_tensor_numel(x);
     uint64_t m = 0;
     /* an integer maximum: the same whatever the split */
-#pragma omp parallel for reduction(max : m) schedule(static)
+#pragma omp parallel for reduction(max : m) schedule(static) if (n >= WG_PAR_MIN)
     for (int64_t i0 = 0; i0 < n; i0 += WG_CPU_CHUNK) {
         int64_t buf[WG_CPU_CHUNK], len = n - i0 < WG_CPU_CHUNK ? n - i0 : WG_CPU_CHUNK;
         load_chunk(x, i0, len, buf);

@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "wg_par.h"
 #include "quant.h"
 #include "wg_bn_elem.h"
 
@@ -197,7 +198,7 @@ static int64_t pass_normalize(const int16_t *x16, int64_t m, int64_t c, int e_x,
     int64_t clamps = 0;
     /* rows are independent and the clamp count is an integer sum: any thread split
      * gives the same bits */
-#pragma omp parallel for reduction(+ : clamps) schedule(static)
+#pragma omp parallel for reduction(+ : clamps) schedule(static) if (m * c >= WG_PAR_MIN)
     for (int64_t i = 0; i < m; i++) {
         for (int64_t ch = 0; ch < c; ch++) {
             int64_t k = i * c + ch;
@@ -337,7 +338,7 @@ static void pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_
                         const wg_bn_bwd_chan *chan, int f, int64_t *dx, int64_t *row)
 {
     (void)row;
-#pragma omp parallel
+#pragma omp parallel if (m * c >= WG_PAR_MIN)
     {
         int64_t *r = xmalloc((size_t)c * sizeof *r); /* each thread widens its own rows */
 #pragma omp for schedule(static)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "wg_par.h"
 #include "gemm.h"
 
 bool wg_conv_geom_init(wg_conv_geom *g, int64_t n, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh,
@@ -64,7 +65,7 @@ static int64_t input_row(const wg_conv_geom *g, int64_t r, int64_t i, int64_t j)
 static void im2col(const wg_conv_geom *g, const void *x, void *col, size_t esz)
 {
     size_t run = (size_t)g->c * esz;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g->rows * g->kdim >= WG_PAR_MIN)
     for (int64_t r = 0; r < g->rows; r++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
@@ -81,7 +82,7 @@ static void col2im_add_s64(const wg_conv_geom *g, const int32_t *dcol, int64_t *
     int64_t scale = INT64_C(1) << shift; /* a multiply: left shifts of negatives are undefined in C */
     int64_t per_image = g->oh * g->ow;
     /* threads take whole images: rows of different images never touch the same dx */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g->rows * g->kdim >= WG_PAR_MIN)
     for (int64_t img = 0; img < g->n; img++)
     for (int64_t r = img * per_image; r < (img + 1) * per_image; r++)
         for (int64_t i = 0; i < g->kh; i++)
@@ -97,7 +98,7 @@ static void col2im_add_s64(const wg_conv_geom *g, const int32_t *dcol, int64_t *
 static void col2im_add_f32(const wg_conv_geom *g, const float *dcol, float *dx)
 {
     int64_t per_image = g->oh * g->ow;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g->rows * g->kdim >= WG_PAR_MIN)
     for (int64_t img = 0; img < g->n; img++)
     for (int64_t r = img * per_image; r < (img + 1) * per_image; r++)
         for (int64_t i = 0; i < g->kh; i++)
@@ -189,7 +190,7 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
             wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[coarse]->data, g->o, w->data, g->kdim, tmp, g->kdim);
             if (scale != 1) {
                 int64_t nt = g->rows * g->kdim;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nt >= WG_PAR_MIN)
                 for (int64_t i = 0; i < nt; i++) tmp[i] *= scale;
             }
             wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[1 - coarse]->data, g->o, w->data, g->kdim, tmp, g->kdim);
@@ -215,7 +216,7 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
             int64_t nr = g->rows - r0 < WG_GEMM_S8_MAX_K ? g->rows - r0 : WG_GEMM_S8_MAX_K;
             memset(tmp, 0, (size_t)nw * sizeof(int32_t));
             wg_gemm_s8_tn(g->o, g->kdim, nr, e + r0 * g->o, g->o, col + r0 * g->kdim, g->kdim, tmp, g->kdim);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nw >= WG_PAR_MIN)
             for (int64_t i = 0; i < nw; i++) dw64[i] += (int64_t)tmp[i] * ((int64_t)1 << shift);
         }
     }

@@ -2,6 +2,7 @@
 #include "residual.h"
 
 #include "check.h"
+#include "wg_par.h"
 #include "quant.h"
 #include "wg_intmath.h"
 
@@ -19,7 +20,7 @@ void wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_
               "residual add sizes");
     int e = finer(a->exp, b->exp), sa = a->exp - e, sb = b->exp - e;
     int64_t *t = tmp->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         t[i] = wg_shl_sat(wg_load_i64(a->data, a->dtype, i), sa) + wg_shl_sat(wg_load_i64(b->data, b->dtype, i), sb);
     tmp->exp = e;
@@ -32,7 +33,7 @@ void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
     WG_ASSERT(acc->dtype == WG_I64 && wg_tensor_numel(add) == n, "error sum sizes");
     int e = finer(acc->exp, add->exp), sa = acc->exp - e, sb = add->exp - e;
     int64_t *t = acc->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         /* exact in 128 bits (shifts <= 31), then saturated once */
         wg_i128 sum = (wg_i128)t[i] * ((wg_i128)1 << sa) + (wg_i128)wg_load_i64(add->data, add->dtype, i) * ((wg_i128)1 << sb);
