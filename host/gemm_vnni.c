@@ -333,12 +333,13 @@ static void run_rows(const tile_args *proto, walk w, int64_t N, int64_t m0, int6
     }
 }
 
-/* nt and nn after packing: rows of C split across threads. */
+/* nt and nn after packing: rows of C split across threads (guided: large pieces first,
+ * small ones at the end, so a thread the system delays is made up for). */
 static void run_rows_threaded(const tile_args *proto, walk w, int64_t M, int64_t N, bool threads)
 {
     int64_t tasks = (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
     (void)threads; /* without OpenMP */
-#pragma omp parallel for schedule(dynamic) if (threads && tasks > 1)
+#pragma omp parallel for schedule(guided) if (threads && tasks > 1)
     for (int64_t i = 0; i < tasks; i++) {
         int64_t m0 = i * ROWS_PER_TASK, m1 = m0 + ROWS_PER_TASK < M ? m0 + ROWS_PER_TASK : M;
         run_rows(proto, w, N, m0, m1);
