@@ -33,6 +33,7 @@ train: build
 
 bench: build
 	$(BUILD)/bench_quant
+	$(BUILD)/bench_gemm
 
 clean:
 	rm -rf $(BUILD)

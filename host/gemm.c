@@ -11,9 +11,8 @@
  *       errors E1/E2 are mostly zeros, so this skips most of the work).
  * The _ref versions are the reference the tests compare both with, bit for bit.
  *
- * float32: the row updates, with OpenMP threads over rows of C (nn) or slices of its
- * columns (tn); each element of C still sums its terms in the same order, so the result
- * does not depend on the thread count. */
+ * float32: the row updates, with OpenMP threads over rows of C; each element of C still
+ * sums its terms in the same order, so the result does not depend on the thread count. */
 #include "gemm.h"
 
 #ifdef _OPENMP
@@ -159,25 +158,22 @@ void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
         }
 }
 
-/* Threads take slices of the columns (multiples of 16 floats), each the whole loop
- * over k and m: C is small here (M = filters) and K long (rows). */
+/* Threads take contiguous rows of C (filters), each the whole loop over k. */
 void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc)
 {
-    int64_t slices = (N + 15) / 16;
-#pragma omp parallel if (M * N * K >= WG_GEMM_F32_MIN_THREADED && slices > 1)
+#pragma omp parallel if (M * N * K >= WG_GEMM_F32_MIN_THREADED && M > 1)
     {
         int64_t t = 0, T = 1;
 #ifdef _OPENMP
         t = omp_get_thread_num();
         T = omp_get_num_threads();
 #endif
-        int64_t n0 = 16 * (slices * t / T), n1 = 16 * (slices * (t + 1) / T);
-        n1 = n1 < N ? n1 : N;
-        for (int64_t k = 0; k < K && n0 < n1; k++)
-            for (int64_t m = 0; m < M; m++) {
+        int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t m = m0; m < m1; m++) {
                 float a = A[k * lda + m];
-                if (a != 0.0f) axpy_f32(C + m * ldc + n0, a, B + k * ldb + n0, n1 - n0);
+                if (a != 0.0f) axpy_f32(C + m * ldc, a, B + k * ldb, N);
             }
     }
 }

@@ -24,8 +24,9 @@
  * each thread adding its chunks into a partial C, and the partials are added at the
  * end. Tiles: nt and tn use 8 x 3 or 6 x 4 (C stays in cache or is written once); nn,
  * which reads and writes a large C for few k, walks C one row at a time (1 x up to 12
- * zmm): the hardware prefetchers follow one stream well and the 6 or 8 of a taller
- * tile badly, at half the bandwidth or less. */
+ * zmm) when its rows are wider than a tile and packed B fits in L1: the hardware
+ * prefetchers follow one stream well and the 6 or 8 of a taller tile badly, at half
+ * the bandwidth or less. */
 #include "gemm.h"
 
 #if WG_GEMM_HAVE_VNNI
@@ -50,7 +51,8 @@ static int omp_get_num_threads(void) { return 1; }
 enum {
     ROWS_PER_TASK = 96, /* nt, nn: rows of C per unit of work for the threads (a multiple of every MR) */
     TN_CHUNK = 256,     /* tn: rows of A and B packed at a time (a multiple of 4) */
-    TN_BATCH = 8        /* tn: chunks per unit of work for the threads */
+    TN_BATCH = 8,       /* tn: chunks per unit of work for the threads */
+    NN_ROW_WALK_MAX_B = 24 * 1024 /* nn: walk C by rows when packed B has at most this many bytes */
 };
 
 /* Below 2^18 multiply-adds (about a microsecond), threads cost more than they save. */
@@ -373,7 +375,12 @@ void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
     make_corr(colsum, corr, np);
     tile_args proto = {.a = A, .ars = lda, .aks = 4, .groups = K / 4, .kt = (int)(K % 4), .b = bp,
                        .bks = np * 4, .corr = corr, .c = C, .ldc = ldc, .acc = true};
-    run_rows_threaded(&proto, walk_row(N), M, N, worth_threads(M, N, K));
+    /* Register blocks (the 6 or 8 rows of a block share each load of B) when one block
+     * spans the rows of C, which it then reads and writes in order, or when packed B
+     * outgrows L1; else one row at a time. */
+    walk w = walk_blocks(N, true);
+    if (np > 16 * w.bz && groups * np * 4 <= NN_ROW_WALK_MAX_B) w = walk_row(N);
+    run_rows_threaded(&proto, w, M, N, worth_threads(M, N, K));
     free(bp);
 }
 
