@@ -3,6 +3,7 @@
 
 #include "check.h"
 #include "quant.h"
+#include "wg_par.h"
 
 void wg_relu_quant_forward(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule)
 {
@@ -10,6 +11,7 @@ void wg_relu_quant_forward(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent
               wg_dtype_name(a->dtype));
     int32_t *v = y->data;
     int64_t n = wg_tensor_numel(y);
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
     for (int64_t i = 0; i < n; i++) v[i] = v[i] > 0 ? v[i] : 0;
     if (rule == WG_ACT_FIT) wg_quant_fit(a, y, bits);
     else wg_quant_direct(a, y, bits, false);
@@ -21,6 +23,7 @@ void wg_relu_backward_s8(const wg_tensor *y, wg_tensor *de)
     const int32_t *v = y->data;
     int8_t *d = de->data;
     int64_t n = wg_tensor_numel(y);
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
     for (int64_t i = 0; i < n; i++) d[i] = v[i] > 0 ? d[i] : 0;
 }
 

@@ -3,7 +3,10 @@
  * Memory is plain host memory (64-byte aligned, for the vector kernels of later
  * issues). The ops are straightforward loops over the shared per-element formulas
  * (wg_intmath.h, wg_quant_elem.h, wg_philox.h): this backend is the reference every
- * other one is compared with, bit for bit. */
+ * other one is compared with, bit for bit. The containers of the training step also
+ * take typed loops that gcc vectorizes ("typed fast paths" below); each is shown there
+ * to compute the shared formula's integer, and tested against exact references. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +80,176 @@ static void store_chunk(wg_tensor *t, int64_t i0, int64_t n, const int64_t *buf)
     for (int64_t i0 = 0; i0 < (n); i0 += WG_CPU_CHUNK)                              \
         for (int64_t len = (n) - i0 < WG_CPU_CHUNK ? (n) - i0 : WG_CPU_CHUNK, once_ = 1; once_; once_ = 0)
 
+/* ---- typed fast paths --------------------------------------------------------------
+ * The chunked loops above serve every container through int64 buffers. The pairs the
+ * trainer meets on every step (int32 and int64 in; int8, int16, int32 out) also get
+ * loops of their own, plain loops over the typed arrays without calls or branches, which
+ * gcc vectorizes. Each computes the shared formula's integer for every input; the
+ * comments say why, and tests/test_quant.c checks them against the reference on
+ * tensors large enough to be split across threads. */
+
+/* wg_rshift_rne(x, s) for one shift s in 0..63 over a whole loop: the constants hoisted
+ * and the rounding test a single comparison (gcc vectorizes a compare-and-select, not
+ * the shared formula's mix of boolean operations). With fl = floor(x / 2^s) and
+ * rem = x mod 2^s, the shared formula rounds up iff rem > half, or rem == half and fl is
+ * odd; rem + (fl & 1) > half is rem > half for an even fl and rem >= half for an odd one:
+ * the same test. rem + 1 <= 2^s does not wrap, and fl + 1 does not overflow (fl < 2^62
+ * when s >= 1). s = 0 has no remainder and never rounds up: half is then set beyond
+ * every rem + 1. */
+typedef struct rne64_k {
+    int s;
+    uint64_t mask, half;
+} rne64_k;
+
+static rne64_k rne64_init(int s)
+{
+    return (rne64_k){s, (UINT64_C(1) << s) - 1, s > 0 ? UINT64_C(1) << (s - 1) : UINT64_MAX};
+}
+
+static inline int64_t rne64(int64_t x, rne64_k k)
+{
+    int64_t fl = x >> k.s;
+    uint64_t rem = (uint64_t)x & k.mask;
+    return fl + (rem + ((uint64_t)fl & 1) > k.half ? 1 : 0);
+}
+
+/* The same for an int32 x and s in 0..31, in 32-bit arithmetic (twice the lanes): fl
+ * and rem are the same integers as in 64 bits, rem + 1 <= 2^31 does not wrap a uint32,
+ * and fl + 1 <= 2^30 when s >= 1. */
+typedef struct rne32_k {
+    int s;
+    uint32_t mask, half;
+} rne32_k;
+
+static rne32_k rne32_init(int s)
+{
+    return (rne32_k){s, (UINT32_C(1) << s) - 1, s > 0 ? UINT32_C(1) << (s - 1) : UINT32_MAX};
+}
+
+static inline int32_t rne32(int32_t x, rne32_k k)
+{
+    int32_t fl = x >> k.s;
+    uint32_t rem = (uint32_t)x & k.mask;
+    return fl + (rem + ((uint32_t)fl & 1) > k.half ? 1 : 0);
+}
+
+static inline int64_t clamp64(int64_t x, int64_t bound)
+{
+    x = x > bound ? bound : x;
+    return x < -bound ? -bound : x;
+}
+
+static inline int32_t clamp32(int32_t x, int32_t bound)
+{
+    x = x > bound ? bound : x;
+    return x < -bound ? -bound : x;
+}
+
+/* dst[i0 + i] = (container of dst) EXPR for i in 0..len-1, EXPR in terms of i; one loop
+ * per output container (int8, int16, int32, int64). */
+#define WG_TYPED_STORE(dst, i0, len, EXPR)                                                         \
+    do {                                                                                           \
+        switch ((dst)->dtype) {                                                                    \
+        case WG_I8: {                                                                              \
+            int8_t *y_ = (int8_t *)(dst)->data + (i0);                                             \
+            for (int64_t i = 0; i < (len); i++) y_[i] = (int8_t)(EXPR);                            \
+        } break;                                                                                   \
+        case WG_I16: {                                                                             \
+            int16_t *y_ = (int16_t *)(dst)->data + (i0);                                           \
+            for (int64_t i = 0; i < (len); i++) y_[i] = (int16_t)(EXPR);                           \
+        } break;                                                                                   \
+        case WG_I32: {                                                                             \
+            int32_t *y_ = (int32_t *)(dst)->data + (i0);                                           \
+            for (int64_t i = 0; i < (len); i++) y_[i] = (int32_t)(EXPR);                           \
+        } break;                                                                                   \
+        default: {                                                                                 \
+            int64_t *y_ = (int64_t *)(dst)->data + (i0);                                           \
+            for (int64_t i = 0; i < (len); i++) y_[i] = (EXPR);                                    \
+        } break;                                                                                   \
+        }                                                                                          \
+    } while (0)
+
+/* Which typed loop of round_shift serves (source container, shift, bound); none: the
+ * chunks. */
+typedef enum rs_path { RS_CHUNKS, RS_S32_RIGHT, RS_S32_LEFT, RS_S64_RIGHT } rs_path;
+
+static rs_path round_shift_path(const wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound)
+{
+    if (dst->dtype == WG_F32) return RS_CHUNKS; /* not an integer op: the chunks name the error */
+    if (src->dtype == WG_I32 && ((shift >= 1 && shift <= 31) || (shift == 0 && bound <= INT32_MAX)))
+        return RS_S32_RIGHT;
+    if (src->dtype == WG_I32 && shift <= 0 && shift >= -31) return RS_S32_LEFT;
+    if (src->dtype == WG_I64 && shift >= 0 && shift <= 63) return RS_S64_RIGHT;
+    return RS_CHUNKS;
+}
+
+/* Elements i0 .. i0+len-1 of round_shift on a typed path:
+ *   int32 right (1..31, or 0 with bound <= INT32_MAX): rne32, then the clamp at
+ *       min(bound, INT32_MAX), which equals the clamp at bound: the rounded value is at
+ *       most 2^30 in magnitude for a shift >= 1, and for 0 the bound is that minimum;
+ *   int32 left (-31..0, 0 with a bound beyond int32): x * 2^-shift is exact in int64
+ *       (at most 2^62 in magnitude), where wg_shl_sat does not saturate, then the clamp;
+ *   int64 right (0..63): rne64, then the clamp. */
+static void round_shift_typed(rs_path path, wg_tensor *dst, const wg_tensor *src, int64_t i0, int64_t len, int shift,
+                              int64_t bound)
+{
+    if (path == RS_S32_RIGHT) {
+        const int32_t *x = (const int32_t *)src->data + i0;
+        rne32_k k = rne32_init(shift);
+        int32_t b32 = bound < INT32_MAX ? (int32_t)bound : INT32_MAX;
+        WG_TYPED_STORE(dst, i0, len, clamp32(rne32(x[i], k), b32));
+    } else if (path == RS_S32_LEFT) {
+        const int32_t *x = (const int32_t *)src->data + i0;
+        int64_t scale = INT64_C(1) << -shift;
+        WG_TYPED_STORE(dst, i0, len, clamp64((int64_t)x[i] * scale, bound));
+    } else {
+        const int64_t *x = (const int64_t *)src->data + i0;
+        rne64_k k = rne64_init(shift);
+        WG_TYPED_STORE(dst, i0, len, clamp64(rne64(x[i], k), bound));
+    }
+}
+
+/* E2's flag split of an int64 x with 0 <= shift_fine = shift_coarse - (bits - 1) and
+ * shift_coarse <= 63 (wg_flag_split): f = RNE(x / 2^shift_fine), c = the clamped
+ * RNE(x / 2^shift_coarse); the element is fine (f, 0) iff |f| <= bound, else coarse
+ * (0, c). Why that is wg_flag_split: for |x| < 2^shift_coarse the shared formula keeps
+ * f when it fits and otherwise (|f| = 2^(bits-1), so |x| is at least 2^(bits-1) - 1/2
+ * fine units, 3/4 of a coarse unit or more) takes sign(x), which is then c: x over the
+ * coarse grid lies in [3/4, 1) in magnitude and rounds to +-1. For |x| >=
+ * 2^shift_coarse it takes c, and there |x| / 2^shift_fine >= 2^(bits-1), so
+ * |f| >= 2^(bits-1) > bound: the test picks c. */
+static bool flag_typed_ok(const wg_tensor *coarse, const wg_tensor *fine, const wg_tensor *src, int shift_coarse,
+                          int bits)
+{
+    return src->dtype == WG_I64 && coarse->dtype == WG_I8 && fine->dtype == WG_I8 && bits >= 2 && bits <= 8 &&
+           shift_coarse - (bits - 1) >= 0 && shift_coarse <= 63;
+}
+
+static void flag_split_s64_s8(int8_t *coarse, int8_t *fine, const int64_t *x, int64_t len, int shift_coarse,
+                              int bits)
+{
+    rne64_k kc = rne64_init(shift_coarse), kf = rne64_init(shift_coarse - (bits - 1));
+    int64_t bound = wg_bound_bits(bits);
+    for (int64_t i = 0; i < len; i++) {
+        int64_t f = rne64(x[i], kf), c = clamp64(rne64(x[i], kc), bound);
+        bool is_fine = f >= -bound && f <= bound;
+        coarse[i] = (int8_t)(is_fine ? 0 : c);
+        fine[i] = (int8_t)(is_fine ? f : 0);
+    }
+}
+
+/* max |x| of a typed array (wg_abs_u64 widened per element: INT64_MIN is exact). */
+#define WG_MAX_ABS_LOOP(T, data, i0, len, m)                                                       \
+    do {                                                                                           \
+        const T *x_ = (const T *)(data) + (i0);                                                    \
+        for (int64_t i = 0; i < (len); i++) {                                                      \
+            uint64_t a_ = wg_abs_u64(x_[i]);                                                       \
+            (m) = a_ > (m) ? a_ : (m);                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* ---- the ops ------------------------------------------------------------------------ */
+
 static uint64_t cpu_max_abs(void *ctx, const wg_tensor *x)
 {
     (void)ctx;
@@ -85,11 +258,13 @@ static uint64_t cpu_max_abs(void *ctx, const wg_tensor *x)
     /* an integer maximum: the same whatever the split */
 #pragma omp parallel for reduction(max : m) schedule(static) if (n >= WG_PAR_MIN)
     for (int64_t i0 = 0; i0 < n; i0 += WG_CPU_CHUNK) {
-        int64_t buf[WG_CPU_CHUNK], len = n - i0 < WG_CPU_CHUNK ? n - i0 : WG_CPU_CHUNK;
-        load_chunk(x, i0, len, buf);
-        for (int64_t i = 0; i < len; i++) {
-            uint64_t a = wg_abs_u64(buf[i]);
-            m = a > m ? a : m;
+        int64_t len = n - i0 < WG_CPU_CHUNK ? n - i0 : WG_CPU_CHUNK;
+        switch (x->dtype) {
+        case WG_I8: WG_MAX_ABS_LOOP(int8_t, x->data, i0, len, m); break;
+        case WG_I16: WG_MAX_ABS_LOOP(int16_t, x->data, i0, len, m); break;
+        case WG_I32: WG_MAX_ABS_LOOP(int32_t, x->data, i0, len, m); break;
+        case WG_I64: WG_MAX_ABS_LOOP(int64_t, x->data, i0, len, m); break;
+        default: WG_DIE("the CPU backend's integer ops got a %s tensor", wg_dtype_name(x->dtype));
         }
     }
     return m;
@@ -99,12 +274,17 @@ static void cpu_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int
 {
     (void)ctx;
     int64_t n = wg_tensor_numel(src);
+    rs_path path = round_shift_path(dst, src, shift, bound);
     WG_FOR_CHUNKS(i0, len, n)
     {
-        int64_t buf[WG_CPU_CHUNK];
-        load_chunk(src, i0, len, buf);
-        for (int64_t i = 0; i < len; i++) buf[i] = wg_round_shift_clamp(buf[i], shift, bound);
-        store_chunk(dst, i0, len, buf);
+        if (path != RS_CHUNKS) {
+            round_shift_typed(path, dst, src, i0, len, shift, bound);
+        } else {
+            int64_t buf[WG_CPU_CHUNK];
+            load_chunk(src, i0, len, buf);
+            for (int64_t i = 0; i < len; i++) buf[i] = wg_round_shift_clamp(buf[i], shift, bound);
+            store_chunk(dst, i0, len, buf);
+        }
     }
 }
 
@@ -113,17 +293,23 @@ static void cpu_flag_split(void *ctx, wg_tensor *coarse, wg_tensor *fine, const 
 {
     (void)ctx;
     int64_t n = wg_tensor_numel(src);
+    bool typed = flag_typed_ok(coarse, fine, src, shift_coarse, bits);
     WG_FOR_CHUNKS(i0, len, n)
     {
-        int64_t buf[WG_CPU_CHUNK], fbuf[WG_CPU_CHUNK];
-        load_chunk(src, i0, len, buf);
-        for (int64_t i = 0; i < len; i++) {
-            wg_flag_pair p = wg_flag_split(buf[i], shift_coarse, bits);
-            buf[i] = p.coarse;
-            fbuf[i] = p.fine;
+        if (typed) {
+            flag_split_s64_s8((int8_t *)coarse->data + i0, (int8_t *)fine->data + i0, (const int64_t *)src->data + i0,
+                              len, shift_coarse, bits);
+        } else {
+            int64_t buf[WG_CPU_CHUNK], fbuf[WG_CPU_CHUNK];
+            load_chunk(src, i0, len, buf);
+            for (int64_t i = 0; i < len; i++) {
+                wg_flag_pair p = wg_flag_split(buf[i], shift_coarse, bits);
+                buf[i] = p.coarse;
+                fbuf[i] = p.fine;
+            }
+            store_chunk(coarse, i0, len, buf);
+            store_chunk(fine, i0, len, fbuf);
         }
-        store_chunk(coarse, i0, len, buf);
-        store_chunk(fine, i0, len, fbuf);
     }
 }
 

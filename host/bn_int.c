@@ -13,6 +13,21 @@
  *             (host: the per-tensor exponent F) -> pass_bwd_chan (per-channel
  *             constants) -> pass_bwd_dx (elementwise)
  *
+ * The elementwise passes use the fast forms wg_bn_xhat_fast and wg_bn_dx_fast: the
+ * rational split once per channel, then per element multiplies and compares, equal to
+ * wg_bn_xhat and wg_bn_dx bit for bit (wg_bn_elem.h gives the argument).
+ *
+ * Loop shape (for the vectorizer). Every pass over the elements runs over tiles of
+ * whole rows, flattened: a tile is rows = max(1, WG_BN_TILE / C) consecutive rows, n =
+ * rows * C elements, and the per-channel constants are laid out once per row of a tile
+ * (bn_tile), so element l of a tile finds its constants at index l. C is 16 to 64 in the
+ * CIFAR-size ResNets: a loop over one row is shorter than the vectors gcc picks, which
+ * it sizes by the narrowest type of the loop (64 channels of int8 dy). The
+ * elementwise formulas then run on int64 only: a first loop widens the tile's inputs
+ * into int64 buffers (a few KiB, in L1), the formula loop holds one integer width, and a
+ * last loop narrows the outputs. dy is read in its own container (one loop per container
+ * type, WG_BN_BY_DTYPE).
+ *
  * Integer sums and maxima do not depend on order, so a parallel reduction gives the
  * same integers. Dimension legend: M = count = N*H*W rows, C channels (innermost). */
 #include "bn.h"
@@ -29,11 +44,76 @@
 /* Exponents of dy beyond this are a bug upstream (the quantizers' own limit is 2^20). */
 enum { WG_BN_EXP_LIMIT = 1 << 19 };
 
+/* Elements per tile (at least one row): with 12 int64 constants and 3 int64 buffers per
+ * element, a tile's working set is 15 KiB. */
+enum { WG_BN_TILE = 128 };
+
+/* For the per-container loops: the container switch folds away in each inlined copy. */
+#define WG_BN_INLINE static inline __attribute__((always_inline))
+
 static void *xmalloc(size_t nbytes)
 {
     void *p = malloc(nbytes ? nbytes : 1);
     WG_ASSERT(p != NULL, "out of memory (%zu bytes) in batch norm", nbytes);
     return p;
+}
+
+/* ---- tiles ----------------------------------------------------------------------------- */
+
+/* The per-channel constants of a tile: wg_bn_lin's fields as arrays of n = rows * C,
+ * channel ch's values at every index r * C + ch. gamma, beta: the forward pass only. */
+typedef struct bn_tile {
+    int64_t rows, n;
+    uint64_t *d, *qa, *qb, *qc, *ra, *rb, *rc;
+    int64_t *pa, *pb, *pc, *gamma, *beta;
+} bn_tile;
+
+/* Rows per tile for C channels. */
+static int64_t tile_rows(int64_t c) { return c < WG_BN_TILE ? WG_BN_TILE / c : 1; }
+
+static bn_tile tile_alloc(int64_t c)
+{
+    bn_tile t;
+    t.rows = tile_rows(c);
+    t.n = t.rows * c;
+    uint64_t *u = xmalloc(12 * (size_t)t.n * sizeof *u);
+    uint64_t **cols[7] = {&t.d, &t.qa, &t.qb, &t.qc, &t.ra, &t.rb, &t.rc};
+    int64_t **icols[5] = {&t.pa, &t.pb, &t.pc, &t.gamma, &t.beta};
+    for (int i = 0; i < 7; i++) *cols[i] = u + i * t.n;
+    for (int i = 0; i < 5; i++) *icols[i] = (int64_t *)u + (7 + i) * t.n;
+    return t;
+}
+
+static void tile_free(bn_tile *t) { free(t->d); }
+
+/* Channel ch's constants, at every row of the tile. */
+static void tile_set(bn_tile *t, int64_t c, int64_t ch, const wg_bn_lin *k, int64_t gamma, int64_t beta)
+{
+    for (int64_t l = ch; l < t->n; l += c) {
+        t->d[l] = k->d, t->qa[l] = k->qa, t->qb[l] = k->qb, t->qc[l] = k->qc;
+        t->ra[l] = k->ra, t->rb[l] = k->rb, t->rc[l] = k->rc;
+        t->pa[l] = k->pa, t->pb[l] = k->pb, t->pc[l] = k->pc;
+        t->gamma[l] = gamma, t->beta[l] = beta;
+    }
+}
+
+/* Element l's constants (vectorizes: the fields are loaded from contiguous arrays). */
+WG_BN_INLINE wg_bn_lin tile_at(const bn_tile *t, int64_t l)
+{
+    const wg_bn_lin k = {t->d[l], t->qa[l], t->qb[l], t->qc[l], t->ra[l], t->rb[l], t->rc[l], t->pa[l], t->pb[l],
+                         t->pc[l]};
+    return k;
+}
+
+/* Folds per-element tile accumulators (k arrays of n, channel ch at r * C + ch) into
+ * per-channel sums (the first nsum arrays) and maxima (the rest). */
+static void tile_fold(const int64_t *acc, int64_t n, int64_t c, int k, int nsum, int64_t *out)
+{
+    for (int j = 0; j < k; j++)
+        for (int64_t l = 0; l < n; l++) {
+            int64_t *o = out + j * c + l % c, v = acc[j * n + l];
+            *o = j < nsum ? *o + v : (v > *o ? v : *o);
+        }
 }
 
 /* ---- checks -------------------------------------------------------------------------- */
@@ -138,19 +218,39 @@ void wg_bn_running_free(wg_bn_running *r)
 
 /* ---- forward passes ------------------------------------------------------------------ */
 
-/* Per channel S1 = sum x16, S2 = sum x16^2, int64 and exact (count < 2^32). */
+/* Per channel S1 = sum x16, S2 = sum x16^2, int64 and exact (count < 2^32). Each thread
+ * sums its tiles element by element, then the per-element sums are folded into the
+ * channels (integers: any split, the same sums). */
 static void pass_sums(const int16_t *x16, int64_t m, int64_t c, int64_t *s1, int64_t *s2)
 {
-    memset(s1, 0, (size_t)c * sizeof *s1);
-    memset(s2, 0, (size_t)c * sizeof *s2);
-    for (int64_t i = 0; i < m; i++) {
-        const int16_t *row = x16 + i * c;
-        for (int64_t ch = 0; ch < c; ch++) {
-            int64_t v = row[ch];
-            s1[ch] += v;
-            s2[ch] += v * v;
+    int64_t rows = tile_rows(c), n = rows * c, ntiles = (m + rows - 1) / rows;
+    int64_t *out = xmalloc(2 * (size_t)c * sizeof *out);
+    memset(out, 0, 2 * (size_t)c * sizeof *out);
+#pragma omp parallel if (m * c >= WG_PAR_MIN)
+    {
+        int64_t *acc = xmalloc(2 * (size_t)n * sizeof *acc), *mine = xmalloc(2 * (size_t)c * sizeof *mine);
+        int64_t *restrict a1 = acc, *restrict a2 = acc + n;
+        memset(acc, 0, 2 * (size_t)n * sizeof *acc);
+        memset(mine, 0, 2 * (size_t)c * sizeof *mine);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < ntiles; b++) {
+            const int16_t *restrict x = x16 + b * n;
+            int64_t len = b == ntiles - 1 ? m * c - b * n : n;
+            for (int64_t l = 0; l < len; l++) {
+                int64_t v = x[l];
+                a1[l] += v;
+                a2[l] += v * v;
+            }
         }
+        tile_fold(acc, n, c, 2, 2, mine);
+#pragma omp critical(wg_bn_sums)
+        for (int64_t j = 0; j < 2 * c; j++) out[j] += mine[j];
+        free(acc);
+        free(mine);
     }
+    memcpy(s1, out, (size_t)c * sizeof *s1);
+    memcpy(s2, out + c, (size_t)c * sizeof *s2);
+    free(out);
 }
 
 /* Per channel mu and sigma on the grid 2^-15. */
@@ -184,30 +284,55 @@ static void pass_running_stats(const int64_t *rmean, const int64_t *rsigma, int6
     }
 }
 
-/* Per channel constants of x-hat: mu, the divisor and its reciprocals. */
-static void pass_xhat_chan(const int32_t *mu, const int32_t *sigma, int64_t c, int e_x, wg_bn_xhat_chan *chan)
+/* Per channel constants of x-hat (wg_bn_xhat_lin_init), with gamma and beta. */
+static void pass_xhat_chan(const int32_t *mu, const int32_t *sigma, const int16_t *gamma, const int16_t *beta,
+                           int64_t c, int e_x, bn_tile *t)
 {
-    for (int64_t ch = 0; ch < c; ch++) chan[ch] = wg_bn_xhat_chan_init(mu[ch], sigma[ch], e_x);
+    for (int64_t ch = 0; ch < c; ch++) {
+        wg_bn_lin k = wg_bn_xhat_lin_init(mu[ch], sigma[ch], e_x);
+        tile_set(t, c, ch, &k, gamma[ch], beta[ch]);
+    }
 }
 
-/* Elementwise x-hat and y; xhat may be the x16 array itself (in place). Returns the
- * number of clamped x-hat elements. */
-static int64_t pass_normalize(const int16_t *x16, int64_t m, int64_t c, int e_x, const wg_bn_xhat_chan *chan,
-                              const int16_t *gamma, const int16_t *beta, int16_t *xhat, int32_t *y)
+/* x-hat and y of one tile of n elements, x-hat in place over x16 (wg_bn_xhat_fast);
+ * buf: 3n int64. Returns its clamps. */
+static int64_t normalize_tile(int16_t *restrict xh, int32_t *restrict y, int64_t n, const bn_tile *t,
+                              int64_t *restrict buf)
 {
+    int64_t *restrict u = buf, *restrict hb = buf + n, *restrict yb = buf + 2 * n;
+    const int64_t *restrict gamma = t->gamma, *restrict beta = t->beta;
     int64_t clamps = 0;
-    /* rows are independent and the clamp count is an integer sum: any thread split
+    for (int64_t l = 0; l < n; l++) u[l] = xh[l];
+    for (int64_t l = 0; l < n; l++) {
+        const wg_bn_lin k = tile_at(t, l);
+        int64_t clamped, h = wg_bn_xhat_fast(u[l], &k, &clamped);
+        clamps += clamped;
+        hb[l] = h;
+        yb[l] = wg_bn_y(h, gamma[l], beta[l]);
+    }
+    for (int64_t l = 0; l < n; l++) {
+        xh[l] = (int16_t)hb[l];
+        y[l] = (int32_t)yb[l];
+    }
+    return clamps;
+}
+
+/* Elementwise x-hat and y, x-hat in place over x16. Returns the number of clamped x-hat
+ * elements. */
+static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile *t, int32_t *y)
+{
+    int64_t clamps = 0, ntiles = (m + t->rows - 1) / t->rows;
+    /* tiles are independent and the clamp count is an integer sum: any thread split
      * gives the same bits */
-#pragma omp parallel for reduction(+ : clamps) schedule(static) if (m * c >= WG_PAR_MIN)
-    for (int64_t i = 0; i < m; i++) {
-        for (int64_t ch = 0; ch < c; ch++) {
-            int64_t k = i * c + ch;
-            int clamped = 0;
-            int64_t h = wg_bn_xhat(x16[k], e_x, &chan[ch], &clamped);
-            clamps += clamped;
-            xhat[k] = (int16_t)h;
-            y[k] = (int32_t)wg_bn_y(h, gamma[ch], beta[ch]);
+#pragma omp parallel reduction(+ : clamps) if (m * c >= WG_PAR_MIN)
+    {
+        int64_t *buf = xmalloc(3 * (size_t)t->n * sizeof *buf);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < ntiles; b++) {
+            int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
+            clamps += normalize_tile(x16 + k0, y + k0, len, t, buf);
         }
+        free(buf);
     }
     return clamps;
 }
@@ -226,11 +351,10 @@ static int narrow_input(const wg_tensor *x, wg_bn_int_saved *work)
 static void normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, const wg_tensor *gamma16,
                       const wg_tensor *beta16, wg_tensor *y)
 {
-    wg_bn_xhat_chan *chan = xmalloc((size_t)c * sizeof *chan);
-    pass_xhat_chan(work->mu.data, work->sigma.data, c, e_x, chan);
-    work->clamps =
-        pass_normalize(work->xhat.data, count, c, e_x, chan, gamma16->data, beta16->data, work->xhat.data, y->data);
-    free(chan);
+    bn_tile t = tile_alloc(c);
+    pass_xhat_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
+    work->clamps = pass_normalize(work->xhat.data, count, c, &t, y->data);
+    tile_free(&t);
     work->e_x = e_x;
     work->xhat.exp = WG_BN_XHAT_EXP;
     work->mu.exp = WG_BN_STAT_EXP;
@@ -277,36 +401,79 @@ void wg_bn_int_forward_eval(const wg_tensor *x, const wg_tensor *gamma16, const 
 
 /* ---- backward passes ----------------------------------------------------------------- */
 
-/* Row i of an integer NHWC tensor, widened to int64 (the container switch is taken once per row). */
-static void load_row(const void *p, wg_dtype t, int64_t i, int64_t c, int64_t *buf)
+/* dy[k] in its container t (a constant in each inlined copy). */
+WG_BN_INLINE int64_t dy_at(const void *p, wg_dtype t, int64_t k)
 {
-    int64_t i0 = i * c;
     switch (t) {
-    case WG_I8: for (int64_t k = 0; k < c; k++) buf[k] = ((const int8_t *)p)[i0 + k]; break;
-    case WG_I16: for (int64_t k = 0; k < c; k++) buf[k] = ((const int16_t *)p)[i0 + k]; break;
-    case WG_I32: for (int64_t k = 0; k < c; k++) buf[k] = ((const int32_t *)p)[i0 + k]; break;
-    default: memcpy(buf, (const int64_t *)p + i0, (size_t)c * sizeof *buf); break;
+    case WG_I8: return ((const int8_t *)p)[k];
+    case WG_I16: return ((const int16_t *)p)[k];
+    case WG_I32: return ((const int32_t *)p)[k];
+    default: return ((const int64_t *)p)[k];
+    }
+}
+
+/* Runs body(T) with T the container of dy, so that each copy reads it directly. */
+#define WG_BN_BY_DTYPE(t, body)                                                                                        \
+    do {                                                                                                               \
+        switch (t) {                                                                                                   \
+        case WG_I8: body(WG_I8); break;                                                                                \
+        case WG_I16: body(WG_I16); break;                                                                              \
+        case WG_I32: body(WG_I32); break;                                                                              \
+        default: body(WG_I64); break;                                                                                  \
+        }                                                                                                              \
+    } while (0)
+
+/* The len elements of a tile from element k0 into the per-element accumulators acc (4
+ * arrays of the tile size n: sum dy, sum dy * xhat, max |dy|, max |xhat|). */
+WG_BN_INLINE void bwd_sums_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h, int64_t len,
+                                int64_t n, int64_t *restrict acc)
+{
+    int64_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
+    for (int64_t l = 0; l < len; l++) {
+        int64_t d = dy_at(dy, t, k0 + l), ad = d < 0 ? -d : d, ah = h[l] < 0 ? -h[l] : h[l];
+        bs[l] += d;
+        gs[l] += d * h[l];
+        dm[l] = ad > dm[l] ? ad : dm[l];
+        hm[l] = ah > hm[l] ? ah : hm[l];
     }
 }
 
 /* Per channel B = sum dy, G = sum dy * xhat (exact: |dy| <= 32767, |xhat| <= 32767,
- * count < 2^32 give |G| < 2^62), and the maxima of |dy| and |xhat| for the bound. */
+ * count < 2^32 give |G| < 2^62), and the maxima of |dy| and |xhat| for the bound. Each
+ * thread reduces its tiles element by element, folds them into the channels, and the
+ * threads' results are combined (integer sums and maxima: any split gives the same). */
 static void pass_bwd_sums(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, int64_t *bsum,
-                          int64_t *gsum, uint64_t *dmax, uint64_t *hmax, int64_t *row)
+                          int64_t *gsum, uint64_t *dmax, uint64_t *hmax)
 {
-    for (int64_t ch = 0; ch < c; ch++) bsum[ch] = gsum[ch] = 0, dmax[ch] = hmax[ch] = 0;
-    for (int64_t i = 0; i < m; i++) {
-        load_row(dy, dt, i, c, row);
-        const int16_t *h = xhat + i * c;
-        for (int64_t ch = 0; ch < c; ch++) {
-            int64_t d = row[ch];
-            uint64_t ad = wg_abs_u64(d), ah = wg_abs_u64(h[ch]);
-            bsum[ch] += d;
-            gsum[ch] += d * h[ch];
-            dmax[ch] = ad > dmax[ch] ? ad : dmax[ch];
-            hmax[ch] = ah > hmax[ch] ? ah : hmax[ch];
+    int64_t rows = tile_rows(c), n = rows * c, ntiles = (m + rows - 1) / rows;
+    int64_t *out = xmalloc(4 * (size_t)c * sizeof *out);
+    memset(out, 0, 4 * (size_t)c * sizeof *out);
+#pragma omp parallel if (m * c >= WG_PAR_MIN)
+    {
+        int64_t *acc = xmalloc(4 * (size_t)n * sizeof *acc), *mine = xmalloc(4 * (size_t)c * sizeof *mine);
+        memset(acc, 0, 4 * (size_t)n * sizeof *acc);
+        memset(mine, 0, 4 * (size_t)c * sizeof *mine);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < ntiles; b++) {
+            int64_t k0 = b * n, len = b == ntiles - 1 ? m * c - k0 : n;
+#define WG_BN_SUMS_TILE(T) bwd_sums_tile(dy, T, k0, xhat + k0, len, n, acc)
+            WG_BN_BY_DTYPE(dt, WG_BN_SUMS_TILE);
+#undef WG_BN_SUMS_TILE
         }
+        tile_fold(acc, n, c, 4, 2, mine);
+#pragma omp critical(wg_bn_bwd_sums)
+        for (int64_t j = 0; j < 4 * c; j++)
+            out[j] = j < 2 * c ? out[j] + mine[j] : (mine[j] > out[j] ? mine[j] : out[j]);
+        free(acc);
+        free(mine);
     }
+    for (int64_t ch = 0; ch < c; ch++) {
+        bsum[ch] = out[ch];
+        gsum[ch] = out[c + ch];
+        dmax[ch] = (uint64_t)out[2 * c + ch];
+        hmax[ch] = (uint64_t)out[3 * c + ch];
+    }
+    free(out);
 }
 
 /* The per-tensor decision (host): F = min(62, 62 - max over channels of the bound
@@ -325,30 +492,47 @@ static int bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t coun
     return f > WG_BN_DX_BITS ? WG_BN_DX_BITS : f;
 }
 
-/* Per channel constants of the dx element. */
+/* Per channel constants of the dx element (wg_bn_dx_lin_init with this tensor's F). */
 static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
-                          const int64_t *gsum, const uint64_t *dmax, const uint64_t *hmax, wg_bn_bwd_chan *chan)
+                          const int64_t *gsum, const uint64_t *dmax, int f, bn_tile *t)
 {
-    for (int64_t ch = 0; ch < c; ch++)
-        chan[ch] = wg_bn_bwd_chan_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], hmax[ch]);
+    for (int64_t ch = 0; ch < c; ch++) {
+        wg_bn_lin k = wg_bn_dx_lin_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], f);
+        tile_set(t, c, ch, &k, 0, 0);
+    }
+}
+
+/* dx of one tile of n elements from element k0 (wg_bn_dx_fast); buf: 2n int64. */
+WG_BN_INLINE void bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
+                              int64_t *restrict out, int64_t n, const bn_tile *tile, int64_t *restrict buf)
+{
+    int64_t *restrict u = buf, *restrict v = buf + n;
+    for (int64_t l = 0; l < n; l++) {
+        u[l] = dy_at(dy, t, k0 + l);
+        v[l] = h[l];
+    }
+    for (int64_t l = 0; l < n; l++) {
+        const wg_bn_lin k = tile_at(tile, l);
+        out[l] = wg_bn_dx_fast(u[l], v[l], &k);
+    }
 }
 
 /* Elementwise dx (int64). */
-static void pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c,
-                        const wg_bn_bwd_chan *chan, int f, int64_t *dx, int64_t *row)
+static void pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
+                        int64_t *dx)
 {
-    (void)row;
+    int64_t ntiles = (m + t->rows - 1) / t->rows;
 #pragma omp parallel if (m * c >= WG_PAR_MIN)
     {
-        int64_t *r = xmalloc((size_t)c * sizeof *r); /* each thread widens its own rows */
+        int64_t *buf = xmalloc(2 * (size_t)t->n * sizeof *buf);
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < m; i++) {
-            load_row(dy, dt, i, c, r);
-            const int16_t *h = xhat + i * c;
-            int64_t *out = dx + i * c;
-            for (int64_t ch = 0; ch < c; ch++) out[ch] = wg_bn_dx(r[ch], h[ch], (uint64_t)m, &chan[ch], f);
+        for (int64_t b = 0; b < ntiles; b++) {
+            int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
+#define WG_BN_DX_TILE(T) bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, len, t, buf)
+            WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
+#undef WG_BN_DX_TILE
         }
-        free(r);
+        free(buf);
     }
 }
 
@@ -373,18 +557,16 @@ void wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_
         WG_ASSERT(m <= WG_BN_DY_MAX, "BN backward: max |dy| = %llu (at most %d: quantize with E1 first)",
                   (unsigned long long)m, WG_BN_DY_MAX);
     }
-    int64_t *row = xmalloc((size_t)c * sizeof *row);
     uint64_t *dmax = xmalloc((size_t)c * sizeof *dmax), *hmax = xmalloc((size_t)c * sizeof *hmax);
-    wg_bn_bwd_chan *chan = xmalloc((size_t)c * sizeof *chan);
+    bn_tile t = tile_alloc(c);
     int64_t *bsum = dbeta->data, *gsum = dgamma->data;
-    pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, bsum, gsum, dmax, hmax, row);
+    pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, bsum, gsum, dmax, hmax);
     int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
-    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax, chan);
-    pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, chan, f, dx->data, row);
-    free(row);
+    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
+    pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
     free(dmax);
     free(hmax);
-    free(chan);
+    tile_free(&t);
     dbeta->exp = dy->exp;
     dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
     dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */

@@ -16,3 +16,14 @@ void wg_die(const char *file, int line, const char *fmt, ...)
     fflush(stderr);
     abort();
 }
+
+void wg_run_failed(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("wageubn: training stopped: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(WG_EXIT_DIVERGED);
+}

@@ -1,9 +1,10 @@
-/* check.h: the two tiers of errors (style.md, item 6).
+/* check.h: the tiers of errors (style.md, item 6).
  *
  * Internal invariants (a programming error inside wageubn) abort loudly with the
  * failing condition, file and line. Errors in what a user gave us (config, command
  * line, dataset, checkpoint) are not handled here: those functions return a status
- * with a message naming the file, field or offset. */
+ * with a message naming the file, field or offset. A run that cannot go on (a float
+ * layer diverged) stops with wg_run_failed: a message, exit status WG_EXIT_DIVERGED. */
 #ifndef WG_CHECK_H
 #define WG_CHECK_H
 
@@ -20,6 +21,9 @@ void wg_die(const char *file, int line, const char *fmt, ...) __attribute__((nor
     } while (0)
 
 #define WG_DIE(...) wg_die(__FILE__, __LINE__, __VA_ARGS__)
+
+#define WG_EXIT_DIVERGED 3
+void wg_run_failed(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 #ifdef __cplusplus
 }

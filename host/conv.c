@@ -1,13 +1,36 @@
-/* conv.c: convolution by im2col + GEMM, int8 and float32 (see conv.h). */
+/* conv.c: convolution by im2col + GEMM, int8 and float32 (see conv.h).
+ *
+ * Dimensions: N images of H x W pixels with C channels (NHWC), O filters of KH x KW
+ * taps, output OH x OW; rows = N * OH * OW, kdim = KH * KW * C.
+ *
+ * The int8 forward and backward-data passes run in blocks of whole images, one block
+ * per thread at a time: im2col of the block then its GEMM (forward), or for
+ * backward-data either the same on the error with flipped weights (stride 1: a
+ * convolution, see backward_data_conv) or the block's column GEMM(s) then col2im, so
+ * that the block's column matrix stays in the core's L2 cache instead of going to
+ * memory and back. Rows are independent in these GEMMs and col2im of an image reads
+ * only that image's rows, so a block gives the same integers as the whole batch at
+ * once. The GEMMs called inside a block run on the calling thread: their own OpenMP
+ * regions are then nested, and nested regions are inactive unless
+ * OMP_MAX_ACTIVE_LEVELS asks otherwise (which would only add threads, never change a
+ * result). Backward-weight sums over all rows: one GEMM on the whole im2col matrix. */
 #include "conv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "check.h"
 #include "wg_par.h"
 #include "gemm.h"
+
+/* Target size of one block's column matrix: most of a core's L2 (1 MB on Zen 4/5),
+ * with room for the block's error rows, dx and the packed weights. */
+enum { WG_CONV_BLOCK_BYTES = 1 << 18 };
 
 bool wg_conv_geom_init(wg_conv_geom *g, int64_t n, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh,
                        int64_t kw, int stride, int pad)
@@ -61,39 +84,198 @@ static int64_t input_row(const wg_conv_geom *g, int64_t r, int64_t i, int64_t j)
     return (n * g->h + ih) * g->w + iw;
 }
 
-/* col[r][(i*kw + j)*c + ch] = x[input_row(r, i, j)][ch], zero in the padding. */
-static void im2col(const wg_conv_geom *g, const void *x, void *col, size_t esz)
+/* Copy n >= 1 bytes for im2col's short runs (kw * c elements): fixed-size pieces, which
+ * gcc turns into vector moves, instead of a call per run. Two pieces may overlap (the
+ * same bytes copied twice); source and destination do not. */
+static inline void copy_run(char *restrict dst, const char *restrict src, size_t n)
 {
-    size_t run = (size_t)g->c * esz;
-#pragma omp parallel for schedule(static) if (g->rows * g->kdim >= WG_PAR_MIN)
-    for (int64_t r = 0; r < g->rows; r++)
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                char *dst = (char *)col + ((size_t)r * (size_t)g->kdim + (size_t)(i * g->kw + j) * (size_t)g->c) * esz;
-                int64_t src = input_row(g, r, i, j);
-                if (src < 0) memset(dst, 0, run);
-                else memcpy(dst, (const char *)x + (size_t)src * run, run);
-            }
+    if (n >= 32) {
+        for (size_t k = 0; k + 32 < n; k += 32) memcpy(dst + k, src + k, 32);
+        memcpy(dst + n - 32, src + n - 32, 32);
+    } else if (n >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else { /* 1..3 bytes: the first, middle and last (the same byte twice when fewer) */
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
 }
 
-/* dx[input_row(r, i, j)][ch] += dcol[r][tap][ch] << shift (overlapping taps add up). */
-static void col2im_add_s64(const wg_conv_geom *g, const int32_t *dcol, int64_t *dx, int shift)
+/* The pixel loop of im2col_images with COPY(d, s) copying one run of run bytes. */
+#define WG_IM2COL_PIXELS(COPY)                                                                               \
+    for (int64_t oh = 0; oh < g->oh; oh++) {                                                                 \
+        const char *prow = src + (size_t)(oh * g->stride) * row_bytes;                                       \
+        for (int64_t ow = 0; ow < g->ow; ow++) {                                                             \
+            const char *p = prow + (size_t)(ow * g->stride) * pix;                                           \
+            for (int64_t i = 0; i < g->kh; i++, dst += run, p += row_bytes) COPY(dst, p);                    \
+        }                                                                                                    \
+    }
+#define WG_COPY_16_32(d, s) (memcpy((d), (s), 16), memcpy((d) + run - 16, (s) + run - 16, 16))
+#define WG_COPY_32_64(d, s) (memcpy((d), (s), 32), memcpy((d) + run - 32, (s) + run - 32, 32))
+#define WG_COPY_64_128(d, s) (memcpy((d), (s), 64), memcpy((d) + run - 64, (s) + run - 64, 64))
+#define WG_COPY_ANY(d, s) copy_run((d), (s), run)
+
+/* col[r][(i*kw + j)*c + ch] = x[input_row(r, i, j)][ch], zero in the padding, for the
+ * nimg images from img0 (col: their rows). The kw taps of kernel row i are kw adjacent
+ * pixels of one input row, kw * c elements that are adjacent in col too: one copy per
+ * kernel row, with the copy for runs of 17..128 bytes (two fixed-size pieces, which may
+ * overlap) chosen outside the loop. With padding, each image is first copied into padded, a
+ * zero-bordered (h + 2 pad) x (w + 2 pad) image (the caller zeroes it once; only its
+ * interior is written here), so no tap needs a bounds test. */
+static void im2col_images(const wg_conv_geom *g, const void *x, int64_t img0, int64_t nimg, void *col, size_t esz,
+                          char *padded)
 {
-    int64_t scale = INT64_C(1) << shift; /* a multiply: left shifts of negatives are undefined in C */
-    int64_t per_image = g->oh * g->ow;
-    /* threads take whole images: rows of different images never touch the same dx */
-#pragma omp parallel for schedule(static) if (g->rows * g->kdim >= WG_PAR_MIN)
-    for (int64_t img = 0; img < g->n; img++)
-    for (int64_t r = img * per_image; r < (img + 1) * per_image; r++)
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                int64_t src = input_row(g, r, i, j);
-                if (src < 0) continue;
-                const int32_t *d = dcol + r * g->kdim + (i * g->kw + j) * g->c;
-                int64_t *out = dx + src * g->c;
-                for (int64_t ch = 0; ch < g->c; ch++) out[ch] += (int64_t)d[ch] * scale;
-            }
+    size_t pix = (size_t)g->c * esz, run = (size_t)g->kw * pix;
+    size_t row_bytes = (size_t)(g->w + 2 * (int64_t)g->pad) * pix;
+    char *dst = col;
+    for (int64_t img = img0; img < img0 + nimg; img++) {
+        const char *src = (const char *)x + (size_t)(img * g->h * g->w) * pix;
+        if (g->pad > 0) {
+            for (int64_t ih = 0; ih < g->h; ih++)
+                memcpy(padded + (size_t)(ih + g->pad) * row_bytes + (size_t)g->pad * pix,
+                       src + (size_t)(ih * g->w) * pix, (size_t)g->w * pix);
+            src = padded;
+        }
+        if (run > 16 && run <= 32) WG_IM2COL_PIXELS(WG_COPY_16_32)
+        else if (run > 32 && run <= 64) WG_IM2COL_PIXELS(WG_COPY_32_64)
+        else if (run > 64 && run <= 128) WG_IM2COL_PIXELS(WG_COPY_64_128)
+        else WG_IM2COL_PIXELS(WG_COPY_ANY)
+    }
 }
+#undef WG_IM2COL_PIXELS
+#undef WG_COPY_16_32
+#undef WG_COPY_32_64
+#undef WG_COPY_64_128
+#undef WG_COPY_ANY
+
+/* A zeroed buffer for one padded image (NULL without padding). */
+static char *padded_alloc(const wg_conv_geom *g, size_t esz)
+{
+    if (g->pad == 0) return NULL;
+    size_t n = (size_t)((g->h + 2 * (int64_t)g->pad) * (g->w + 2 * (int64_t)g->pad)) * (size_t)g->c * esz;
+    char *p = calloc(n, 1);
+    WG_ASSERT(p != NULL, "out of memory for %zu bytes of a padded image", n);
+    return p;
+}
+
+/* The im2col matrix of all images; threads take whole images. */
+static void im2col(const wg_conv_geom *g, const void *x, void *col, size_t esz)
+{
+    size_t img_col = (size_t)(g->oh * g->ow * g->kdim) * esz;
+#pragma omp parallel if (g->rows * g->kdim >= WG_PAR_MIN && g->n > 1)
+    {
+        char *padded = padded_alloc(g, esz);
+#pragma omp for schedule(static)
+        for (int64_t img = 0; img < g->n; img++)
+            im2col_images(g, x, img, 1, (char *)col + (size_t)img * img_col, esz, padded);
+        free(padded);
+    }
+}
+
+/* The kernel rows that read input row ih: tap row i of output row oh reads it when
+ * oh * stride - pad + i = ih. rows->oh[ih * kh ..] and ->i[ih * kh ..] hold the pairs,
+ * rows->count[ih] of them. Along a row, tap column j of output column ow reads input
+ * column ow * stride - pad + j, which lies inside the image for ow in
+ * [cols->lo[j], cols->hi[j]). */
+typedef struct tap_rows {
+    int64_t *oh, *i, *count;
+} tap_rows;
+
+typedef struct tap_cols {
+    int64_t *lo, *hi;
+} tap_cols;
+
+static tap_rows tap_rows_init(const wg_conv_geom *g)
+{
+    tap_rows t = {malloc((size_t)(g->h * g->kh) * sizeof(int64_t)), malloc((size_t)(g->h * g->kh) * sizeof(int64_t)),
+                  malloc((size_t)g->h * sizeof(int64_t))};
+    WG_ASSERT(t.oh != NULL && t.i != NULL && t.count != NULL, "out of memory for col2im's tap lists");
+    for (int64_t ih = 0; ih < g->h; ih++) {
+        t.count[ih] = 0;
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t u = ih + g->pad - i; /* oh * stride */
+            if (u < 0 || u % g->stride != 0 || u / g->stride >= g->oh) continue;
+            t.oh[ih * g->kh + t.count[ih]] = u / g->stride;
+            t.i[ih * g->kh + t.count[ih]] = i;
+            t.count[ih]++;
+        }
+    }
+    return t;
+}
+
+static void tap_rows_free(tap_rows *t)
+{
+    free(t->oh);
+    free(t->i);
+    free(t->count);
+}
+
+static tap_cols tap_cols_init(const wg_conv_geom *g)
+{
+    tap_cols t = {malloc((size_t)g->kw * sizeof(int64_t)), malloc((size_t)g->kw * sizeof(int64_t))};
+    WG_ASSERT(t.lo != NULL && t.hi != NULL, "out of memory for col2im's tap lists");
+    for (int64_t j = 0; j < g->kw; j++) {
+        int64_t lo = 0; /* ow * stride - pad + j in [0, w): one range, since it grows with ow */
+        while (lo < g->ow && lo * g->stride - g->pad + j < 0) lo++;
+        int64_t hi = lo;
+        while (hi < g->ow && hi * g->stride - g->pad + j < g->w) hi++;
+        t.lo[j] = lo;
+        t.hi[j] = hi;
+    }
+    return t;
+}
+
+static void tap_cols_free(tap_cols *t)
+{
+    free(t->lo);
+    free(t->hi);
+}
+
+/* col2im by gathering, for the nimg images from img0 (dcol: their rows), one input row
+ * at a time:
+ *   dx[pixel][ch] = (dx[pixel][ch] if add) + scale * sum of dcol[row][tap][ch]
+ * over the (output row, tap) pairs that read the pixel, summed in acc (a row of w * c
+ * ACC_T) before dx is written. These are the terms the scatter
+ * dx[input_row(r, i, j)][ch] += dcol[r][tap][ch] * scale adds, in another order: each is
+ * below 2^31 * 2^16 in magnitude and a pixel has at most kh * kw of them, so the int64
+ * sums are exact and equal. Every pixel of the images is written (0 where no tap reads
+ * it), so dx needs no clearing first. ACC_T: int64 always holds a pixel's sum; int32
+ * where the caller has bounded it below 2^31. */
+#define WG_COL2IM_GATHER(NAME, ACC_T)                                                                        \
+    static void NAME(const wg_conv_geom *g, const tap_rows *tr, const tap_cols *tc, const int32_t *dcol,      \
+                     int64_t img0, int64_t nimg, int64_t *dx, int64_t scale, bool add, ACC_T *acc)             \
+    {                                                                                                        \
+        int64_t c = g->c, wc = g->w * c;                                                                     \
+        for (int64_t im = 0; im < nimg; im++)                                                                \
+            for (int64_t ih = 0; ih < g->h; ih++) {                                                          \
+                for (int64_t k = 0; k < wc; k++) acc[k] = 0;                                                 \
+                for (int64_t a = 0; a < tr->count[ih]; a++) {                                                \
+                    int64_t oh = tr->oh[ih * g->kh + a], i = tr->i[ih * g->kh + a];                          \
+                    const int32_t *drow = dcol + ((im * g->oh + oh) * g->ow) * g->kdim + i * g->kw * c;      \
+                    for (int64_t j = 0; j < g->kw; j++)                                                      \
+                        for (int64_t ow = tc->lo[j]; ow < tc->hi[j]; ow++) {                                 \
+                            const int32_t *d = drow + ow * g->kdim + j * c;                                  \
+                            ACC_T *s = acc + (ow * g->stride - g->pad + j) * c;                              \
+                            for (int64_t ch = 0; ch < c; ch++) s[ch] += d[ch];                               \
+                        }                                                                                    \
+                }                                                                                            \
+                int64_t *out = dx + ((img0 + im) * g->h + ih) * wc;                                          \
+                if (add)                                                                                     \
+                    for (int64_t k = 0; k < wc; k++) out[k] += (int64_t)acc[k] * scale;                      \
+                else                                                                                         \
+                    for (int64_t k = 0; k < wc; k++) out[k] = (int64_t)acc[k] * scale;                       \
+            }                                                                                                \
+    }
+WG_COL2IM_GATHER(col2im_gather_acc64, int64_t)
+WG_COL2IM_GATHER(col2im_gather_acc32, int32_t)
+#undef WG_COL2IM_GATHER
 
 static void col2im_add_f32(const wg_conv_geom *g, const float *dcol, float *dx)
 {
@@ -141,15 +323,235 @@ static const void *im2col_of(const wg_conv_geom *g, const wg_tensor *x, wg_conv_
 
 /* ---- int8 ------------------------------------------------------------------------ */
 
+static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
+
+static int thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Blocks of whole images for the passes that go image by image (file comment). */
+typedef struct img_blocks {
+    int64_t per_block; /* images per block */
+    int64_t count;     /* blocks */
+    int threads;       /* threads taking blocks; 1: one block at a time, each GEMM threaded itself */
+} img_blocks;
+
+/* Blocks whose column matrices (bytes_per_image each image) fill about
+ * WG_CONV_BLOCK_BYTES, and at least 4 per thread where the images allow, so that a
+ * thread the system delays is made up for. */
+static img_blocks img_blocks_of(const wg_conv_geom *g, size_t bytes_per_image)
+{
+    int threads = 1;
+#ifdef _OPENMP
+    if (g->rows * g->kdim >= WG_PAR_MIN) threads = omp_get_max_threads();
+#endif
+    int64_t per = bytes_per_image >= WG_CONV_BLOCK_BYTES ? 1 : (int64_t)(WG_CONV_BLOCK_BYTES / bytes_per_image);
+    int64_t balanced = g->n / (4 * (int64_t)threads);
+    if (per > balanced) per = balanced > 1 ? balanced : 1;
+    int64_t count = (g->n + per - 1) / per;
+    if (threads > count) threads = (int)count;
+    return (img_blocks){per, count, threads};
+}
+
+/* y (int32 [rows][o], the block's rows) = conv(x, w) for the nimg images from img0:
+ * im2col of the block into col (the block's rows of x itself when pointwise), then the
+ * forward GEMM. padded: padded_alloc's buffer. */
+static void forward_block(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int64_t img0, int64_t nimg,
+                          int8_t *col, char *padded, int32_t *y)
+{
+    const int8_t *a = x + img0 * g->h * g->w * g->c;
+    if (!is_pointwise(g)) {
+        im2col_images(g, x, img0, nimg, col, 1, padded);
+        a = col;
+    }
+    wg_gemm_s8_nt(nimg * g->oh * g->ow, g->o, g->kdim, a, g->kdim, w, g->kdim, y, g->o);
+}
+
+/* Bytes of the im2col matrix of a block of images (0 when pointwise). */
+static size_t forward_col_bytes(const wg_conv_geom *g, int64_t images)
+{
+    return is_pointwise(g) ? 0 : round64((size_t)(images * g->oh * g->ow * g->kdim));
+}
+
 void wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y, wg_conv_ws *ws)
 {
     check_geom(g, x, w, WG_I8, WG_I8);
     WG_ASSERT(y->dtype == WG_I32 && wg_tensor_numel(y) == g->rows * g->o, "convolution output");
     WG_ASSERT(g->kdim <= WG_GEMM_S8_MAX_K, "a dot product of %lld int8 products can overflow int32",
               (long long)g->kdim);
-    const int8_t *col = im2col_of(g, x, ws, 1, 0);
-    wg_gemm_s8_nt(g->rows, g->o, g->kdim, col, g->kdim, w->data, g->kdim, y->data, g->o);
     y->exp = x->exp + w->exp;
+    if (is_pointwise(g)) { /* x is the im2col matrix: one GEMM, threaded itself */
+        wg_gemm_s8_nt(g->rows, g->o, g->kdim, x->data, g->kdim, w->data, g->kdim, y->data, g->o);
+        return;
+    }
+    /* Workspace: one block's im2col matrix per thread. */
+    int64_t per_image = g->oh * g->ow;
+    img_blocks b = img_blocks_of(g, (size_t)(per_image * g->kdim));
+    size_t per_thread = forward_col_bytes(g, b.per_block);
+    char *buf = ws_reserve(ws, per_thread * (size_t)b.threads);
+#pragma omp parallel num_threads(b.threads) if (b.threads > 1)
+    {
+        int8_t *col = (int8_t *)(buf + per_thread * (size_t)thread_num());
+        char *padded = padded_alloc(g, 1);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < b.count; blk++) {
+            int64_t img0 = blk * b.per_block, nimg = g->n - img0 < b.per_block ? g->n - img0 : b.per_block;
+            forward_block(g, x->data, w->data, img0, nimg, col, padded, (int32_t *)y->data + img0 * per_image * g->o);
+        }
+        free(padded);
+    }
+}
+
+/* ---- backward-data as a convolution (stride 1) ----------------------------------
+ * With stride 1, dx[n][ih][iw][ch] = sum over o, i, j of err[n][ih + pad - i][iw + pad - j][o]
+ * * w[o][i][j][ch], the error read as zero outside its oh x ow: a convolution of the
+ * error (o channels) with the flipped, transposed kernel wt[ch][kh-1-i][kw-1-j][o] and
+ * padding kh - 1 - pad, whose output is h x w. It runs as the forward pass does, block
+ * by block, and reads and writes no kh * kw * c column matrix of int32. Each part's
+ * GEMM sums kh * kw * o products of magnitude <= 127^2 (within WG_GEMM_S8_MAX_K: exact
+ * int32), and the parts are combined exactly in int64: the same integer sums as the
+ * column GEMM and col2im of the other path. Square kernels with pad < kh only (then
+ * the padding is one non-negative number). */
+static bool bwd_data_conv_geom(const wg_conv_geom *g, wg_conv_geom *gt)
+{
+    if (g->stride != 1 || g->kh != g->kw || g->pad > g->kh - 1 || g->kh * g->kw * g->o > WG_GEMM_S8_MAX_K) return false;
+    *gt = (wg_conv_geom){.n = g->n, .h = g->oh, .w = g->ow, .c = g->o, .o = g->c, .kh = g->kh, .kw = g->kw,
+                         .stride = 1, .pad = (int)g->kh - 1 - g->pad, .oh = g->h, .ow = g->w,
+                         .rows = g->n * g->h * g->w, .kdim = g->kh * g->kw * g->o};
+    /* the output size rule of wg_conv_geom_init gives back h x w */
+    WG_ASSERT(gt->h + 2 * (int64_t)gt->pad - gt->kh + 1 == g->h && gt->w + 2 * (int64_t)gt->pad - gt->kw + 1 == g->w,
+              "transposed convolution geometry");
+    return true;
+}
+
+/* wt[ch][i][j][o] = w[o][kh-1-i][kw-1-j][ch]. */
+static void flip_weights(const wg_conv_geom *g, const int8_t *w, int8_t *wt)
+{
+    for (int64_t ch = 0; ch < g->c; ch++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                for (int64_t o = 0; o < g->o; o++)
+                    wt[((ch * g->kh + i) * g->kw + j) * g->o + o] =
+                        w[((o * g->kh + (g->kh - 1 - i)) * g->kw + (g->kw - 1 - j)) * g->c + ch];
+}
+
+/* Bytes of the transposed path's scratch: the flipped weights, then per thread a block's
+ * im2col matrix of the error and its int32 output. */
+static size_t bwd_conv_wt_bytes(const wg_conv_geom *gt) { return round64((size_t)(gt->o * gt->kdim)); }
+
+static size_t bwd_conv_per_thread(const wg_conv_geom *gt, int64_t images)
+{
+    return forward_col_bytes(gt, images) + round64((size_t)(images * gt->oh * gt->ow * gt->o) * sizeof(int32_t));
+}
+
+/* dx (int64 [n][h][w][c], at e_w + e_min) = sum over the parts of conv(err_p, wt) *
+ * 2^(e_p - e_min); gt from bwd_data_conv_geom, b its blocks. */
+static void backward_data_conv(const wg_conv_geom *g, const wg_conv_geom *gt, const wg_tensor *w,
+                               const wg_tensor *const *err, int nparts, int e_min, int64_t *dx, char *scratch,
+                               img_blocks b)
+{
+    int8_t *wt = (int8_t *)scratch;
+    flip_weights(g, w->data, wt);
+    char *blocks = scratch + bwd_conv_wt_bytes(gt);
+    size_t per_thread = bwd_conv_per_thread(gt, b.per_block), col_size = forward_col_bytes(gt, b.per_block);
+    int64_t per_image = g->h * g->w;
+#pragma omp parallel num_threads(b.threads) if (b.threads > 1)
+    {
+        char *mine = blocks + per_thread * (size_t)thread_num();
+        int8_t *col = (int8_t *)mine;
+        int32_t *tmp = (int32_t *)(mine + col_size);
+        char *padded = padded_alloc(gt, 1);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < b.count; blk++) {
+            int64_t img0 = blk * b.per_block, nimg = g->n - img0 < b.per_block ? g->n - img0 : b.per_block;
+            int64_t nt = nimg * per_image * g->c;
+            int64_t *out = dx + img0 * per_image * g->c;
+            for (int p = 0; p < nparts; p++) {
+                int64_t scale = INT64_C(1) << (err[p]->exp - e_min);
+                forward_block(gt, err[p]->data, wt, img0, nimg, col, padded, tmp);
+                if (p == 0)
+                    for (int64_t i = 0; i < nt; i++) out[i] = (int64_t)tmp[i] * scale;
+                else
+                    for (int64_t i = 0; i < nt; i++) out[i] += (int64_t)tmp[i] * scale;
+            }
+        }
+        free(padded);
+    }
+}
+
+/* ---- backward-data by column GEMM and col2im (any stride) ------------------------- */
+
+/* Bytes of backward-data's scratch per thread: a block's dcol, then a row of w * c int64. */
+static size_t bwd_data_per_thread(const wg_conv_geom *g, const img_blocks *b)
+{
+    return round64((size_t)(b->per_block * g->oh * g->ow * g->kdim) * sizeof(int32_t)) +
+           round64((size_t)(g->w * g->c) * sizeof(int64_t));
+}
+
+/* dx (int64, at e_w + e_min) from the error parts, block by block: per block the
+ * column GEMM(s) into dcol (int32, rows x kdim), then col2im. scratch: per_thread
+ * bytes for each of b.threads threads. */
+static void backward_data_col(const wg_conv_geom *g, const wg_tensor *w, const wg_tensor *const *err, int nparts,
+                              int e_min, int64_t *dx, char *scratch, img_blocks b)
+{
+    WG_ASSERT(g->o <= WG_GEMM_S8_MAX_K, "backward-data sums over %lld filters", (long long)g->o);
+    /* The parts can share one int32 column buffer (the coarser one scaled up before
+     * the finer accumulates) when every column sum stays below 2^31: o products of
+     * 127 with a part value below 127 * (2^shift + 1). One col2im pass then serves
+     * both; otherwise each part takes its own. */
+    int64_t span = 0;
+    for (int p = 0; p < nparts; p++) span = err[p]->exp - e_min > span ? err[p]->exp - e_min : span;
+    bool shared = nparts == 2 && span <= 8 && g->o * 127 * 127 * ((INT64_C(1) << span) + 1) < INT64_C(2147483647);
+    int coarse = nparts == 2 && err[1]->exp > err[0]->exp ? 1 : 0;
+    int up = err[coarse]->exp - e_min; /* the coarse part's columns scaled by 2^up */
+    int64_t per_image = g->oh * g->ow;
+    size_t per_thread = bwd_data_per_thread(g, &b);
+    size_t acc_off = per_thread - round64((size_t)(g->w * g->c) * sizeof(int64_t));
+    /* |dcol| <= o * 127^2 per part (times 2^span + 1 when shared): the sum of a pixel's
+     * kh * kw taps fits int32 below that bound. */
+    int64_t dcol_max = g->o * 127 * 127 * (shared ? (INT64_C(1) << span) + 1 : 1);
+    bool acc32 = g->kh * g->kw * dcol_max <= INT64_C(2147483647);
+    tap_rows tr = tap_rows_init(g);
+    tap_cols tc = tap_cols_init(g);
+#pragma omp parallel num_threads(b.threads) if (b.threads > 1)
+    {
+        char *mine = scratch + per_thread * (size_t)thread_num();
+        int32_t *tmp = (int32_t *)mine;
+        void *acc = mine + acc_off;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < b.count; blk++) {
+            int64_t img0 = blk * b.per_block, nimg = g->n - img0 < b.per_block ? g->n - img0 : b.per_block;
+            int64_t r0 = img0 * per_image, nr = nimg * per_image, nt = nr * g->kdim;
+            size_t tbytes = (size_t)nt * sizeof(int32_t);
+            if (shared) {
+                memset(tmp, 0, tbytes);
+                wg_gemm_s8_nn(nr, g->kdim, g->o, (const int8_t *)err[coarse]->data + r0 * g->o, g->o, w->data,
+                              g->kdim, tmp, g->kdim);
+                if (up > 0) /* times 2^up as a shift of the bits: the product fits int32 (the bound above) */
+                    for (int64_t i = 0; i < nt; i++) tmp[i] = (int32_t)((uint32_t)tmp[i] << up);
+                wg_gemm_s8_nn(nr, g->kdim, g->o, (const int8_t *)err[1 - coarse]->data + r0 * g->o, g->o, w->data,
+                              g->kdim, tmp, g->kdim);
+                if (acc32) col2im_gather_acc32(g, &tr, &tc, tmp, img0, nimg, dx, 1, false, acc);
+                else col2im_gather_acc64(g, &tr, &tc, tmp, img0, nimg, dx, 1, false, acc);
+            } else {
+                for (int p = 0; p < nparts; p++) {
+                    int64_t part_scale = INT64_C(1) << (err[p]->exp - e_min);
+                    memset(tmp, 0, tbytes);
+                    wg_gemm_s8_nn(nr, g->kdim, g->o, (const int8_t *)err[p]->data + r0 * g->o, g->o, w->data,
+                                  g->kdim, tmp, g->kdim);
+                    if (acc32) col2im_gather_acc32(g, &tr, &tc, tmp, img0, nimg, dx, part_scale, p > 0, acc);
+                    else col2im_gather_acc64(g, &tr, &tc, tmp, img0, nimg, dx, part_scale, p > 0, acc);
+                }
+            }
+        }
+    }
+    tap_rows_free(&tr);
+    tap_cols_free(&tc);
 }
 
 void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, const wg_tensor *const *err,
@@ -165,43 +567,27 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
     for (int p = 0; p < nparts; p++)
         WG_ASSERT(err[p]->exp - e_min <= 16, "error parts %d grids apart", err[p]->exp - e_min);
 
-    /* Workspace: [im2col of x][int32 scratch: dcol (rows x kdim) or a dw chunk (o x kdim)] */
-    size_t cb = col_bytes(g, 1);
-    size_t scratch = (size_t)g->kdim * sizeof(int32_t) * (size_t)(g->rows > g->o ? g->rows : g->o);
-    const int8_t *col = im2col_of(g, x, ws, 1, scratch);
+    /* Workspace: [im2col of x][scratch: backward-data's (see its paths), then a dw chunk
+     * (o x kdim int32)] */
+    wg_conv_geom gt;
+    bool as_conv = dx != NULL && bwd_data_conv_geom(g, &gt);
+    img_blocks b = {0};
+    size_t scratch = 0;
+    if (as_conv) {
+        b = img_blocks_of(&gt, bwd_conv_per_thread(&gt, 1));
+        scratch = bwd_conv_wt_bytes(&gt) + bwd_conv_per_thread(&gt, b.per_block) * (size_t)b.threads;
+    } else if (dx != NULL) {
+        b = img_blocks_of(g, (size_t)(g->oh * g->ow * g->kdim) * sizeof(int32_t));
+        scratch = bwd_data_per_thread(g, &b) * (size_t)b.threads;
+    }
+    size_t cb = col_bytes(g, 1), dw_chunk = (size_t)g->o * (size_t)g->kdim * sizeof(int32_t);
+    const int8_t *col = im2col_of(g, x, ws, 1, scratch > dw_chunk ? scratch : dw_chunk);
     int32_t *tmp = (int32_t *)((char *)ws->buf + cb);
 
     if (dx != NULL) {
         WG_ASSERT(dx->dtype == WG_I64 && wg_tensor_numel(dx) == wg_tensor_numel(x), "convolution dx");
-        WG_ASSERT(g->o <= WG_GEMM_S8_MAX_K, "backward-data sums over %lld filters", (long long)g->o);
-        memset(dx->data, 0, wg_tensor_nbytes(dx));
-        /* The parts can share one int32 column buffer (the coarser one scaled up before
-         * the finer accumulates) when every column sum stays below 2^31: o products of
-         * 127 with a part value below 127 * (2^shift + 1). One col2im pass then serves
-         * both; otherwise each part takes its own. */
-        int64_t span = 0;
-        for (int p = 0; p < nparts; p++) span = err[p]->exp - e_min > span ? err[p]->exp - e_min : span;
-        bool shared = nparts == 2 && span <= 8 && g->o * 127 * 127 * ((INT64_C(1) << span) + 1) < INT64_C(2147483647);
-        size_t tbytes = (size_t)g->rows * (size_t)g->kdim * sizeof(int32_t);
-        if (shared) {
-            int coarse = err[0]->exp >= err[1]->exp ? 0 : 1;
-            int32_t scale = (int32_t)1 << (err[coarse]->exp - e_min);
-            memset(tmp, 0, tbytes);
-            wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[coarse]->data, g->o, w->data, g->kdim, tmp, g->kdim);
-            if (scale != 1) {
-                int64_t nt = g->rows * g->kdim;
-#pragma omp parallel for schedule(static) if (nt >= WG_PAR_MIN)
-                for (int64_t i = 0; i < nt; i++) tmp[i] *= scale;
-            }
-            wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[1 - coarse]->data, g->o, w->data, g->kdim, tmp, g->kdim);
-            col2im_add_s64(g, tmp, dx->data, 0);
-        } else {
-            for (int p = 0; p < nparts; p++) {
-                memset(tmp, 0, tbytes);
-                wg_gemm_s8_nn(g->rows, g->kdim, g->o, err[p]->data, g->o, w->data, g->kdim, tmp, g->kdim);
-                col2im_add_s64(g, tmp, dx->data, err[p]->exp - e_min);
-            }
-        }
+        if (as_conv) backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, (char *)tmp, b);
+        else backward_data_col(g, w, err, nparts, e_min, dx->data, (char *)tmp, b);
         dx->exp = w->exp + e_min;
     }
 

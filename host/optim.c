@@ -88,12 +88,14 @@ static void step_int8(wg_param *p, const wg_optim_step_args *a, int64_t wd_q, wg
     wg_param_refresh(p, bits);
 }
 
-static void step_f32(wg_param *p, const wg_optim_step_args *a)
+/* mu: the run's momentum (fp32 mode) or the int8 recipe's 2^-momentum_shift (a float
+ * layer of the reference preset, updated with the recipe's momentum but unquantized). */
+static void step_f32(wg_param *p, const wg_optim_step_args *a, double momentum)
 {
     int64_t n = wg_tensor_numel(&p->master);
     float *w = p->master.data, *v = p->momentum.data;
     const float *g = p->grad.data;
-    float mu = (float)a->momentum, lr = (float)a->lr;
+    float mu = (float)momentum, lr = (float)a->lr;
     float wd = p->kind == WG_PARAM_WEIGHT ? (float)a->weight_decay : 0.0f;
     for (int64_t i = 0; i < n; i++) {
         v[i] = mu * v[i] + g[i] + wd * w[i];
@@ -103,12 +105,17 @@ static void step_f32(wg_param *p, const wg_optim_step_args *a)
 
 void wg_optim_step(wg_param *params, int n, const wg_optim_step_args *a)
 {
-    if (n == 0) return;
-    if (params[0].master.dtype == WG_F32) {
-        for (int i = 0; i < n; i++) step_f32(&params[i], a);
+    bool int8_run = false;
+    for (int i = 0; i < n; i++) int8_run |= params[i].master.dtype != WG_F32;
+    if (!int8_run) {
+        for (int i = 0; i < n; i++) step_f32(&params[i], a, a->momentum);
         return;
     }
     int64_t wd_q = wg_weight_decay_q(a->weight_decay);
     wg_lr lr = wg_quant_lr(a->lr, a->bits->lr);
-    for (int i = 0; i < n; i++) step_int8(&params[i], a, wd_q, lr);
+    double float_momentum = ldexp(1.0, -a->bits->momentum_shift);
+    for (int i = 0; i < n; i++) {
+        if (params[i].master.dtype == WG_F32) step_f32(&params[i], a, float_momentum);
+        else step_int8(&params[i], a, wd_q, lr);
+    }
 }

@@ -5,7 +5,10 @@
  * by G (weights) or Q(., 15) (BN gamma/beta); momentum m = Q(m/4 + G, 13); update
  * w = Q(w - lr m, 24); then the forward copies are re-quantized from the masters
  * (W: int8 clip(Q(w, 8)); gamma/beta: int16 Q(., 8)).
- * fp32 mode: SGD with momentum and L2 weight decay (v = mu v + g + wd w; w -= lr v). */
+ * fp32 mode: SGD with momentum and L2 weight decay (v = mu v + g + wd w; w -= lr v).
+ * A float parameter in an int8 run (the reference preset's first conv and last FC)
+ * takes that float step with the int8 recipe's momentum 2^-momentum_shift and the
+ * unquantized learning rate, as the reference leaves those layers unquantized. */
 #ifndef WG_OPTIM_H
 #define WG_OPTIM_H
 

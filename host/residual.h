@@ -13,7 +13,8 @@
 extern "C" {
 #endif
 
-/* The largest exponent gap the aligned sums accept (a bigger one is a bug upstream). */
+/* The largest exponent gap the aligned sums accept between two nonzero tensors (a
+ * bigger one is a bug upstream); an all-zero tensor takes the other's exponent. */
 #define WG_ALIGN_MAX_GAP 31
 
 /* out (int32) = a + b; a, b: int32 (or any integer container) of the same size.

@@ -162,11 +162,6 @@ static void eval_report(run *r, int epoch, int64_t step, wg_train_result *res)
 static bool setup(run *r, char *err, size_t errlen)
 {
     const wg_config *cfg = r->cfg;
-    if (cfg->quant.preset == WG_PRESET_REFERENCE && r->int8) {
-        snprintf(err, errlen, "[quant] preset = reference (float first conv and last layer) is not available yet; "
-                              "use preset = full");
-        return false;
-    }
     if (!wg_dataset_load(cfg->data.root, cfg->data.format == WG_DATA_IDX ? "idx" : "cifar", cfg->data.limit_train,
                          cfg->data.limit_test, &r->train, &r->test, err, errlen))
         return false;
@@ -196,7 +191,8 @@ static bool setup(run *r, char *err, size_t errlen)
     }
     r->b = wg_backend_cpu_init();
     wg_net_opts o = {.model = model_name(cfg->model.name), .int8 = r->int8, .bits = cfg->quant.bits,
-                     .act = cfg->quant.act_exponent, .e2 = cfg->quant.e2, .batch = cfg->train.batch,
+                     .act = cfg->quant.act_exponent, .e2 = cfg->quant.e2,
+                     .float_ends = cfg->quant.preset == WG_PRESET_REFERENCE, .batch = cfg->train.batch,
                      .h = r->train.h, .w = r->train.w, .c = r->train.c, .classes = r->train.num_classes,
                      .seed = cfg->train.seed};
     r->net = wg_net_create(&o, r->b, err, errlen);

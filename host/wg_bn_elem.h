@@ -9,7 +9,10 @@
  * exact division by a per-channel constant (Moller & Granlund, "Improved division
  * by invariant integers", 2011: a precomputed reciprocal, then at most two
  * corrections), and the remainder decides the rounding. The reciprocal only speeds
- * the division up: the quotient and remainder are exact whatever computes them.
+ * the division up: the quotient and remainder are exact whatever computes them. The
+ * elementwise x-hat and dx also have fast forms (wg_bn_xhat_fast, wg_bn_dx_fast, at the
+ * end), which move the divisions into per-channel constants and give the same integers;
+ * the formulas above stay the reference they are tested against.
  *
  * Units: x16 on the grid 2^e_x (the narrowed input); mu, sigma on 2^-15; x-hat,
  * gamma, beta on 2^-7; y on 2^-14; running statistics on 2^-31. count = N*H*W, the
@@ -331,5 +334,150 @@ WG_HD int64_t wg_bn_dx(int64_t dy, int64_t xhat, uint64_t count, const wg_bn_bwd
     uint64_t q = wg_bn_rne_div((pmag * wg_abs_u64(k->gamma)) << f, &k->den); /* 0 when gamma P = 0 */
     return (int64_t)((q ^ sg) - sg);
 }
+
+/* ---- the fast elementwise path: one rational split per channel ------------------ */
+
+/* Both elementwise passes round a rational whose numerator is affine in one or two
+ * small integers of the element and whose divisor D is a per-channel constant:
+ *
+ *   x-hat  RNE((x16 2^m - mu 2^7) / sigma)             u = x16           (m = e_x + 22 >= 0)
+ *          RNE((x16 - mu 2^(7+j)) / (sigma 2^j))       u = x16           (j = -m > 0)
+ *   dx     RNE((A dy + B' xhat + C) / (sigma count))   u = dy, v = xhat  (wg_bn_dx_lin_init)
+ *
+ * that is q = RNE(N / D) with N = A u + B v + C (here A, B, C name the coefficients, not
+ * the backward sums). Per channel, each coefficient is split
+ * exactly as A = qa D + ra with 0 <= ra < D (likewise B, C), so
+ *
+ *   N = D (qa u + qb v + qc) + (ra u + rb v + rc)    (an identity of integers),
+ *
+ * and floor(N / D) = I + floor(X), X = (ra u + rb v + rc) / D, with the same remainder.
+ * X is small (|X| < |u| + |v| + 1), so a 31-bit fixed-point estimate finds floor(X) up to
+ * one: with pa = floor(ra 2^31 / D) (so ra 2^31 / D - 1 < pa <= ra 2^31 / D; likewise pb,
+ * and pc with a bias of 2^16 subtracted), a = pa u + pb v + pc satisfies, for |u|, |v| <= 2^15,
+ *
+ *   X 2^31 - (|u| + |v| + 1) - 2^16 < a <= X 2^31 + (|u| + |v|) - 2^16 <= X 2^31,
+ *
+ * so X - 1 < a / 2^31 <= X and q0 = floor(a / 2^31) is floor(X) or floor(X) - 1. The true
+ * remainder N - (I + q0) D = D X - q0 D then lies in [0, 2D), below 2^64 since D < 2^63,
+ * so computing it modulo 2^64 (wrapping unsigned products, which is all the element
+ * does) gives it exactly; one compare moves q0 to floor(X), and the remainder decides the
+ * rounding, ties to even, exactly as wg_bn_rne_div does. I + q0 is also computed modulo
+ * 2^64, so it is exact whenever the result fits int64 (it always does: |x-hat| before
+ * the clamp < 2^62 + 2^38, |dx| <= 2^62). RNE is odd-symmetric, so rounding the signed
+ * rational from its floor gives the same integer as the reference formulas, which round
+ * the magnitude and restore the sign: wg_bn_xhat_fast equals wg_bn_xhat and wg_bn_dx_fast
+ * equals wg_bn_dx on every input of their domains (tests/test_bn.c checks both, element
+ * by element). Per element: seven (x-hat: four) 64-bit multiplies, no division, no
+ * branch, no 128-bit arithmetic, which vectorizes. The per-channel split costs three
+ * exact 128-by-64-bit divisions (wg_bn_divmod) and three more for the fractions. */
+enum {
+    WG_BN_LIN_K = 31,         /* fraction bits of pa, pb, pc */
+    WG_BN_LIN_BIAS = 1 << 16, /* >= |u| + |v| for |u|, |v| <= 2^15: the estimate never exceeds X */
+    WG_BN_XHAT_M_MAX = 47     /* x-hat: a larger e_x + 22 gives the same results as 47 (see below) */
+};
+
+/* Per-channel constants of N / D, N = A u + B v + C. q* are the floor quotients modulo
+ * 2^64 (two's complement), r* the remainders in [0, D). */
+typedef struct wg_bn_lin {
+    uint64_t d;          /* D, in [1, 2^63) */
+    uint64_t qa, qb, qc; /* floor(A / D), floor(B / D), floor(C / D) */
+    uint64_t ra, rb, rc; /* A - qa D, B - qb D, C - qc D */
+    int64_t pa, pb;      /* floor(ra 2^31 / D), floor(rb 2^31 / D), in [0, 2^31) */
+    int64_t pc;          /* floor(rc 2^31 / D) - 2^16 */
+} wg_bn_lin;
+
+/* Split the coefficient (neg ? -mag : mag) by dv->d: floor quotient, remainder, and the
+ * remainder's 31-bit fraction. Needs mag < d 2^63 (the quotient then fits int64). */
+WG_HD void wg_bn_lin_term(int neg, wg_u128 mag, const wg_bn_div *dv, uint64_t *q, uint64_t *r, int64_t *p)
+{
+    uint64_t rm, qm = wg_bn_divmod(mag, dv, &rm);
+    uint64_t borrow = (uint64_t)(neg && rm != 0); /* floor(-n / d) = -ceil(n / d) */
+    *q = neg ? 0 - qm - borrow : qm;
+    *r = borrow ? dv->d - rm : rm;
+    uint64_t pr;
+    *p = (int64_t)wg_bn_divmod((wg_u128)*r << WG_BN_LIN_K, dv, &pr); /* r 2^31 < d 2^31 */
+}
+
+/* The constants of (A u + B v + C) / d; each coefficient as a sign and a magnitude below
+ * d 2^63. */
+WG_HD wg_bn_lin wg_bn_lin_init(uint64_t d, int na, wg_u128 ma, int nb, wg_u128 mb, int nc, wg_u128 mc)
+{
+    wg_bn_lin k;
+    wg_bn_div dv = wg_bn_div_init(d);
+    k.d = d;
+    wg_bn_lin_term(na, ma, &dv, &k.qa, &k.ra, &k.pa);
+    wg_bn_lin_term(nb, mb, &dv, &k.qb, &k.rb, &k.pb);
+    wg_bn_lin_term(nc, mc, &dv, &k.qc, &k.rc, &k.pc);
+    k.pc -= WG_BN_LIN_BIAS;
+    return k;
+}
+
+/* RNE((A u + B v + C) / D) for |u|, |v| <= 2^15, when the result fits int64 (the
+ * argument above). Wrapping unsigned arithmetic throughout; branch-free. */
+WG_HD int64_t wg_bn_lin_rne(const wg_bn_lin *k, int64_t u, int64_t v)
+{
+    uint64_t i = k->qa * (uint64_t)u + k->qb * (uint64_t)v + k->qc;
+    uint64_t x = k->ra * (uint64_t)u + k->rb * (uint64_t)v + k->rc; /* D X modulo 2^64 */
+    int64_t a = k->pa * u + k->pb * v + k->pc;                      /* |a| < 2^48 */
+    int64_t q0 = a >> WG_BN_LIN_K;                                  /* floor: arithmetic shift */
+    uint64_t r = x - (uint64_t)q0 * k->d;                           /* in [0, 2D): exact */
+    uint64_t ge = r >= k->d;
+    uint64_t q = i + (uint64_t)q0 + ge; /* floor(N / D) */
+    r -= k->d & (0 - ge);
+    /* up when 2r > D, or 2r = D with q odd: that is 2r + (q & 1) > D, written r + (q & 1) >
+     * D - r (no overflow: r < D); one compare, which vectorizes */
+    return (int64_t)(q + (uint64_t)(r + (q & 1) > k->d - r));
+}
+
+/* The x-hat constants: D = sigma and A = 2^m, C = -mu 2^7 for m = e_x + 22 >= 0; D =
+ * sigma 2^j, A = 1, C = -mu 2^(7+j) for j = -m > 0 (j <= 32 for e_x >= -54, so D < 2^63).
+ * m is capped at 47: with m >= 48 the reference clamps every x16 != 0 to its sign, and at
+ * m = 47 already |x16 2^47 - mu 2^7| >= 2^47 - 2^38 > 32767.5 (2^31 - 1) >= 32767.5 sigma
+ * does the same, while x16 = 0 does not involve m. Quotient bounds: A / D <= 2^47,
+ * |C| / D < 2^38. */
+WG_HD wg_bn_lin wg_bn_xhat_lin_init(int64_t mu, int64_t sigma, int e_x)
+{
+    int m = e_x - WG_BN_STAT_EXP - WG_BN_XHAT_EXP;
+    m = m > WG_BN_XHAT_M_MAX ? WG_BN_XHAT_M_MAX : m;
+    int j = m < 0 ? -m : 0;
+    return wg_bn_lin_init((uint64_t)sigma << j, 0, (wg_u128)1 << (m > 0 ? m : 0), 0, 0, mu > 0,
+                          (wg_u128)wg_abs_u64(mu) << (7 + j));
+}
+
+/* x-hat as wg_bn_xhat computes it, from the constants of wg_bn_xhat_lin_init, for the
+ * statistics of the forward pass (|mu| <= 2^31 - 1, 1 <= sigma <= 2^31 - 1), e_x >= -54
+ * and |x16| <= 32767; *clamped is
+ * set to 1 when the clamp acted and to 0 otherwise (wg_bn_xhat leaves it alone then; an
+ * int64 here, so that a loop of this element holds one integer width). RNE(N / D) >= 32768
+ * exactly when N / D >= 32767.5, wg_bn_xhat's clamp test. */
+WG_HD int64_t wg_bn_xhat_fast(int64_t x16, const wg_bn_lin *k, int64_t *clamped)
+{
+    int64_t q = wg_bn_lin_rne(k, x16, 0);
+    *clamped = (q > WG_BN_XHAT_BOUND) | (q < -WG_BN_XHAT_BOUND);
+    return wg_clamp_sym(q, WG_BN_XHAT_BOUND);
+}
+
+/* The dx constants for the exponent f of the exponent rule: D = sigma count and, with
+ * P = 2^14 count dy - 2^14 B - xhat G, N = gamma P 2^f = A dy + B' xhat + C:
+ * A = gamma 2^(f+14) count, B' = -gamma 2^f G, C = -gamma 2^(f+14) B. A channel with a
+ * nonzero coefficient has gamma != 0 and pb > 0 (|B| <= pb / 2^14, |G| <= pb / hmax with
+ * hmax >= 1 when G != 0, count <= pb / (2^14 dmax)), so its bound exponent E exists and
+ * E + f <= 62, which gives |A| dmax, |B'| hmax, |C| < 2^62 D: each term's quotient fits,
+ * and each magnitude < 2^125 fits 128 bits. A is taken as 0 when dmax = 0 (dy is then 0
+ * throughout the channel and the term vanishes; A itself would have no bound). */
+WG_HD wg_bn_lin wg_bn_dx_lin_init(int64_t gamma, int64_t sigma, uint64_t count, int64_t b, int64_t g, uint64_t dmax,
+                                  int f)
+{
+    uint64_t ag = wg_abs_u64(gamma);
+    int ng = gamma < 0;
+    wg_u128 ma = dmax ? ((wg_u128)ag * count) << (f + 14) : 0;
+    wg_u128 mb = ((wg_u128)ag * wg_abs_u64(g)) << f;
+    wg_u128 mc = ((wg_u128)ag * wg_abs_u64(b)) << (f + 14);
+    return wg_bn_lin_init((uint64_t)sigma * count, ng, ma, ng == (g < 0), mb, ng == (b < 0), mc);
+}
+
+/* dx as wg_bn_dx computes it, from wg_bn_dx_lin_init's constants, for |dy| <= dmax and
+ * |xhat| <= hmax (the channel's maxima, at most 32767, from which the exponent rule chose f). */
+WG_HD int64_t wg_bn_dx_fast(int64_t dy, int64_t xhat, const wg_bn_lin *k) { return wg_bn_lin_rne(k, dy, xhat); }
 
 #endif

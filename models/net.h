@@ -7,9 +7,13 @@
  * optimizer over wg_net_params. Models never include a kernel: they call the layer
  * functions of host/.
  *
- * Models: pre-activation ResNet v2 (wageubn.md) — CIFAR-style resnet20/32/56
- * (6n+2 layers, widths 16/32/64) for 28x28x1 and 32x32x3 inputs, and plaincnn (the
- * stem convolution and the head alone: the smallest network, for quick tests). */
+ * Models: pre-activation ResNet v2 (wageubn.md; models/resnet.c describes them):
+ * - CIFAR-style resnet20/32/56 (6n+2 layers, widths 16/32/64; resnet8 has n = 1) for
+ *   28x28x1 and 32x32x3 inputs (any of at least 8x8), and plaincnn (the stem
+ *   convolution and the head alone: the smallest network, for quick tests);
+ * - ImageNet-style resnet18 and resnet34 (basic blocks) and resnet50 (bottleneck
+ *   blocks), widths 64/128/256/512, a 7x7 stride-2 stem and a 3x3 stride-2 max pool,
+ *   for inputs of at least 32x32 (224x224 in the reference recipe). */
 #ifndef WG_NET_H
 #define WG_NET_H
 
@@ -28,11 +32,14 @@ extern "C" {
 #endif
 
 typedef struct wg_net_opts {
-    const char *model;   /* "resnet20", "resnet32", "resnet56", "resnet8", "plaincnn" */
+    const char *model;   /* "resnet20", "resnet32", "resnet56", "resnet8", "plaincnn",
+                          * "resnet18", "resnet34", "resnet50" */
     bool int8;           /* int8 mode (else the fp32 baseline) */
     wg_quant_bits bits;  /* int8 mode */
     wg_act_exponent act; /* int8 mode: A's exponent rule */
     wg_e2_mode e2;       /* int8 mode: errors at conv outputs */
+    bool float_ends;     /* int8 mode, preset reference: the stem conv, the FC layer and
+                          * the loss in float32 (wageubn.md; docs/numerics.md 7.7) */
     int64_t batch;       /* the largest batch the network will see */
     int64_t h, w, c;     /* input images */
     int64_t classes;
@@ -41,7 +48,8 @@ typedef struct wg_net_opts {
 
 typedef struct wg_net wg_net;
 
-/* NULL with a message in err for an unknown model or an input it cannot take. */
+/* NULL with a message in err for an unknown model or an input it cannot take (an
+ * ImageNet ResNet needs at least 32x32). */
 wg_net *wg_net_create(const wg_net_opts *o, wg_backend *b, char *err, size_t errlen);
 void wg_net_free(wg_net *net);
 

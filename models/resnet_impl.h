@@ -28,11 +28,22 @@ typedef struct act_point {
     wg_tensor y, a;
 } act_point;
 
+/* A residual block: nconv BN-ReLU-quantize-conv steps plus the shortcut. Step i normalizes
+ * the previous step's conv output (step 0: the block input x) into p[i] and convolves
+ * p[i].a with c[i] into conv_out[i]; the block output is conv_out[nconv-1] plus the
+ * shortcut: x itself, or (proj) the 1x1 convolution cp of the first activation p[0].a.
+ * Basic block (nconv = 2): 3x3 (stride) then 3x3. Bottleneck (nconv = 3): 1x1, 3x3
+ * (stride), 1x1 to WG_BOTTLENECK_EXPANSION times the width. */
+enum { WG_BLOCK_MAX_CONVS = 3, WG_BOTTLENECK_EXPANSION = 4 };
+
 typedef struct block {
-    act_point p1, p2;
-    conv_unit c1, c2, cp; /* cp: the projection shortcut, when proj */
+    int nconv;
+    act_point p[WG_BLOCK_MAX_CONVS];
+    conv_unit c[WG_BLOCK_MAX_CONVS], cp; /* cp: the projection shortcut, when proj */
     bool proj;
-    wg_tensor c1out, c2out, cpout, out;
+    /* conv outputs [N][H][W][C] (int32 accumulators, or float), the shortcut conv's
+     * output and the block output (the residual stream: int32 by the fit rule) */
+    wg_tensor conv_out[WG_BLOCK_MAX_CONVS], cpout, out;
 } block;
 
 enum { WG_NET_MAX_PARAMS = 512 };
@@ -45,13 +56,24 @@ struct wg_net {
     wg_param params[WG_NET_MAX_PARAMS];
     int nparams;
     conv_unit stem, fc;
-    wg_tensor input, stem_out, pooled, logits, dlogits;
+    /* input [N][H][W][C] (int8 or float); stem_out, the stem conv's output; pool_out,
+     * the ImageNet stem's 3x3 stride-2 max pool of stem_out (when maxpool: the same
+     * container and exponent, not quantized), the residual stream's first tensor;
+     * pooled [N][C], the global average pool of the head's activation; the logits
+     * [N][K] and their error */
+    bool maxpool;
+    wg_tensor input, stem_out, pool_out, pooled, logits, dlogits;
     block *blocks;
     int nblocks;
     act_point head;
     /* backward scratch, each as large as the largest activation: errors R, T1..T3
      * (int64 or float), E2's parts and E1's output (int8), the residual sum (int64) */
     wg_tensor R, T1, T2, T3, part_c, part_f, e8, sum64;
+    /* float_ends (preset reference): float copies at the float layers' boundaries —
+     * the image, the stem output (forward) and its error (backward), the pooled
+     * features, the logits and their error, the pooled features' error */
+    bool float_ends;
+    wg_tensor in_f, stem_f, pooled_f, logits_f, dlogits_f, dpool_f;
     int64_t max_act;
     wg_conv_ws ws;
 };

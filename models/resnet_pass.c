@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "act.h"
+#include "convert.h"
 #include "pool.h"
 #include "quant.h"
 #include "residual.h"
@@ -81,23 +82,75 @@ static void residual_forward(wg_net *net, const wg_tensor *a, const wg_tensor *b
     out->exp = o.exp;
 }
 
+/* x: the block input, on the residual stream. */
 static const wg_tensor *block_forward(wg_net *net, block *bl, const wg_tensor *x, bool train)
 {
-    wg_tensor a1 = wg_net_cur(net, &bl->p1.a), a2 = wg_net_cur(net, &bl->p2.a), c1 = wg_net_cur(net, &bl->c1out);
-    bn_act_forward(net, &bl->p1, x, train);
-    a1.exp = bl->p1.a.exp;
-    conv_forward(net, &bl->c1, &a1, &bl->c1out);
-    c1.exp = bl->c1out.exp;
-    bn_act_forward(net, &bl->p2, &c1, train);
-    a2.exp = bl->p2.a.exp;
-    conv_forward(net, &bl->c2, &a2, &bl->c2out);
+    wg_tensor in = *x;
+    for (int i = 0; i < bl->nconv; i++) {
+        bn_act_forward(net, &bl->p[i], &in, train);
+        wg_tensor a = wg_net_cur(net, &bl->p[i].a);
+        conv_forward(net, &bl->c[i], &a, &bl->conv_out[i]);
+        in = wg_net_cur(net, &bl->conv_out[i]);
+    }
     const wg_tensor *shortcut = x;
     if (bl->proj) {
+        wg_tensor a1 = wg_net_cur(net, &bl->p[0].a);
         conv_forward(net, &bl->cp, &a1, &bl->cpout);
         shortcut = &bl->cpout;
     }
-    residual_forward(net, &bl->c2out, shortcut, &bl->out);
+    residual_forward(net, &bl->conv_out[bl->nconv - 1], shortcut, &bl->out);
     return &bl->out;
+}
+
+/* The stem: integer, or (preset reference) a float convolution of the image's float
+ * copy whose output is put back on a fixed-point grid for the residual stream. */
+static void stem_forward(wg_net *net, const wg_tensor *in)
+{
+    if (!net->float_ends) {
+        conv_forward(net, &net->stem, in, &net->stem_out);
+        return;
+    }
+    wg_conv_geom g = geom_of(net, &net->stem);
+    wg_tensor xf = wg_net_cur(net, &net->in_f), yf = wg_net_cur(net, &net->stem_f);
+    wg_tensor y = wg_net_cur(net, &net->stem_out);
+    wg_fixed_to_f32(in, &xf);
+    wg_conv_f32_forward(&g, &xf, &net->stem.w->master, &yf, &net->ws);
+    wg_f32_to_fixed(&yf, &y, "the stem output");
+    net->stem_out.exp = y.exp;
+}
+
+/* The FC layer: integer logits, or (preset reference) float logits from the pooled
+ * features' float copy. */
+static void fc_forward(wg_net *net, const wg_tensor *pooled)
+{
+    if (!net->float_ends) {
+        conv_forward(net, &net->fc, pooled, &net->logits);
+        return;
+    }
+    wg_conv_geom g = geom_of(net, &net->fc);
+    wg_tensor pf = wg_net_cur(net, &net->pooled_f), zf = wg_net_cur(net, &net->logits_f);
+    wg_fixed_to_f32(pooled, &pf);
+    wg_conv_f32_forward(&g, &pf, &net->fc.w->master, &zf, &net->ws);
+}
+
+static wg_maxpool_geom maxpool_geom(const wg_net *net)
+{
+    wg_maxpool_geom g;
+    WG_ASSERT(wg_maxpool_geom_init(&g, net->n, net->stem.oh, net->stem.ow, net->stem.cout, WG_MAXPOOL_STEM_K,
+                                   WG_MAXPOOL_STEM_STRIDE, WG_MAXPOOL_STEM_PAD),
+              "max pool geometry");
+    return g;
+}
+
+/* The ImageNet stem's max pool: stem_out -> pool_out, not quantized (the same integer
+ * container and exponent in int8 mode). */
+static void maxpool_forward(wg_net *net)
+{
+    wg_maxpool_geom g = maxpool_geom(net);
+    wg_tensor x = wg_net_cur(net, &net->stem_out), y = wg_net_cur(net, &net->pool_out);
+    if (net->o.int8) wg_maxpool_int_forward(&g, &x, &y);
+    else wg_maxpool_f32_forward(&g, &x, &y);
+    net->pool_out.exp = y.exp;
 }
 
 void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train)
@@ -108,8 +161,12 @@ void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train
     wg_tensor in = wg_net_cur(net, &net->input);
     wg_tensor_upload(&in, x);
     in.exp = net->input.exp = x_exp;
-    conv_forward(net, &net->stem, &in, &net->stem_out);
+    stem_forward(net, &in);
     const wg_tensor *h = &net->stem_out;
+    if (net->maxpool) {
+        maxpool_forward(net);
+        h = &net->pool_out;
+    }
     wg_tensor hv;
     for (int i = 0; i < net->nblocks; i++) {
         hv = wg_net_cur(net, h);
@@ -121,7 +178,7 @@ void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train
     if (net->o.int8) wg_gap_s8_forward(&a, &pooled);
     else wg_gap_f32_forward(&a, &pooled);
     net->pooled.exp = pooled.exp;
-    conv_forward(net, &net->fc, &pooled, &net->logits);
+    fc_forward(net, &pooled);
 }
 
 /* ---- backward ------------------------------------------------------------------------ */
@@ -136,7 +193,8 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
         wg_conv_f32_backward(&g, x, &u->w->master, err, dx, &u->w->grad, &net->ws);
         return;
     }
-    wg_tensor pc = wg_net_scratch(net, &net->part_c, g.oh, g.ow, g.o), pf = wg_net_scratch(net, &net->part_f, g.oh, g.ow, g.o);
+    wg_tensor pc = wg_net_scratch(net, &net->part_c, g.oh, g.ow, g.o);
+    wg_tensor pf = wg_net_scratch(net, &net->part_f, g.oh, g.ow, g.o);
     const wg_tensor *parts[2] = {&pc, &pf};
     int nparts = 2;
     if (net->o.e2 == WG_E2_FLAG) {
@@ -182,26 +240,32 @@ static void swap_tensors(wg_tensor *a, wg_tensor *b)
     *b = t;
 }
 
-/* R holds the error at the block's output; on return, the error at its input. */
+/* R holds the error at the block's output; on return, the error at its input. Scratch:
+ * T1 the error at an activation (a conv's input), T3 at a conv's output (the next BN's
+ * input), T2 the projection's contribution to the error at a1. */
 static void block_backward(wg_net *net, block *bl)
 {
-    int64_t oh = bl->c1.oh, ow = bl->c1.ow, co = bl->c1.cout, ih = bl->c1.ih, iw = bl->c1.iw, ci = bl->c1.cin;
-    wg_tensor R = wg_net_scratch(net, &net->R, oh, ow, co);
+    const conv_unit *first = &bl->c[0], *last = &bl->c[bl->nconv - 1];
+    int64_t ih = first->ih, iw = first->iw, ci = first->cin;
+    wg_tensor R = wg_net_scratch(net, &net->R, last->oh, last->ow, last->cout);
     R.exp = net->R.exp;
-    wg_tensor a1 = wg_net_cur(net, &bl->p1.a), a2 = wg_net_cur(net, &bl->p2.a);
-    a1.exp = bl->p1.a.exp;
-    a2.exp = bl->p2.a.exp;
-    wg_tensor da2 = wg_net_scratch(net, &net->T1, oh, ow, co);
-    conv_backward(net, &bl->c2, &a2, &R, &da2);
+    wg_tensor a1 = wg_net_cur(net, &bl->p[0].a);
+    wg_tensor da = wg_net_scratch(net, &net->T1, last->ih, last->iw, last->cin);
+    wg_tensor al = wg_net_cur(net, &bl->p[bl->nconv - 1].a);
+    conv_backward(net, last, &al, &R, &da);
     wg_tensor dproj = wg_net_scratch(net, &net->T2, ih, iw, ci);
     if (bl->proj) conv_backward(net, &bl->cp, &a1, &R, &dproj);
-    wg_tensor dc1 = wg_net_scratch(net, &net->T3, oh, ow, co);
-    act_bn_backward(net, &bl->p2, &da2, &dc1);
-    wg_tensor da1 = wg_net_scratch(net, &net->T1, ih, iw, ci);
-    conv_backward(net, &bl->c1, &a1, &dc1, &da1);
-    if (bl->proj) error_add(net, &da1, &dproj);
+    for (int i = bl->nconv - 1; i > 0; i--) {
+        const conv_unit *c = &bl->c[i - 1];
+        wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout);
+        act_bn_backward(net, &bl->p[i], &da, &dc);
+        wg_tensor a = wg_net_cur(net, &bl->p[i - 1].a);
+        da = wg_net_scratch(net, &net->T1, c->ih, c->iw, c->cin);
+        conv_backward(net, c, &a, &dc, &da);
+    }
+    if (bl->proj) error_add(net, &da, &dproj);
     wg_tensor dxbn = wg_net_scratch(net, &net->T3, ih, iw, ci);
-    act_bn_backward(net, &bl->p1, &da1, &dxbn);
+    act_bn_backward(net, &bl->p[0], &da, &dxbn);
     if (bl->proj) {
         swap_tensors(&net->R, &net->T3); /* the shortcut did not reach x: its error is BN1's */
         net->R.exp = dxbn.exp;
@@ -213,14 +277,46 @@ static void block_backward(wg_net *net, block *bl)
     }
 }
 
-static void backward(wg_net *net)
+/* From the logits' error to the pooled features' error dpool (int64 in int8 mode) and
+ * the FC weights' gradient; the float layer (preset reference) puts its float error
+ * back on a fixed-point grid. */
+static void fc_backward(wg_net *net, wg_tensor *dpool)
 {
-    act_point *hp = &net->head;
+    wg_conv_geom g = geom_of(net, &net->fc);
+    if (net->float_ends) {
+        wg_tensor pf = wg_net_cur(net, &net->pooled_f), dz = wg_net_cur(net, &net->dlogits_f);
+        wg_tensor dpf = wg_net_cur(net, &net->dpool_f);
+        wg_conv_f32_backward(&g, &pf, &net->fc.w->master, &dz, &dpf, &net->fc.w->grad, &net->ws);
+        wg_f32_to_fixed(&dpf, dpool, "the error of the pooled features");
+        return;
+    }
     wg_tensor pooled = wg_net_cur(net, &net->pooled), dl = wg_net_cur(net, &net->dlogits);
     pooled.exp = net->pooled.exp;
     dl.exp = net->dlogits.exp;
+    conv_backward(net, &net->fc, &pooled, &dl, dpool);
+}
+
+/* The stem's weight gradient from the error R at its output (the float layer of the
+ * preset reference takes R's float copy: no E2 there, as the reference). */
+static void stem_backward(wg_net *net, const wg_tensor *R)
+{
+    wg_tensor in = wg_net_cur(net, &net->input);
+    in.exp = net->input.exp;
+    if (!net->float_ends) {
+        conv_backward(net, &net->stem, &in, R, NULL);
+        return;
+    }
+    wg_conv_geom g = geom_of(net, &net->stem);
+    wg_tensor ef = wg_net_cur(net, &net->stem_f), xf = wg_net_cur(net, &net->in_f);
+    wg_fixed_to_f32(R, &ef);
+    wg_conv_f32_backward(&g, &xf, &net->stem.w->master, &ef, NULL, &net->stem.w->grad, &net->ws);
+}
+
+static void backward(wg_net *net)
+{
+    act_point *hp = &net->head;
     wg_tensor dpool = wg_net_scratch(net, &net->T1, 1, 1, hp->bn.c);
-    conv_backward(net, &net->fc, &pooled, &dl, &dpool);
+    fc_backward(net, &dpool);
     wg_tensor a = wg_net_cur(net, &hp->a), da = wg_net_scratch(net, &net->T2, hp->bn.h, hp->bn.w, hp->bn.c);
     if (net->o.int8) wg_gap_s8_backward(&dpool, &a, &da);
     else wg_gap_f32_backward(&dpool, &a, &da);
@@ -228,18 +324,28 @@ static void backward(wg_net *net)
     act_bn_backward(net, hp, &da, &R);
     net->R.exp = R.exp;
     for (int i = net->nblocks - 1; i >= 0; i--) block_backward(net, &net->blocks[i]);
-    wg_tensor in = wg_net_cur(net, &net->input);
-    in.exp = net->input.exp;
-    R = wg_net_scratch(net, &net->R, net->stem.oh, net->stem.ow, net->stem.cout);
-    R.exp = net->R.exp;
-    conv_backward(net, &net->stem, &in, &R, NULL);
+    if (net->maxpool) {
+        wg_maxpool_geom g = maxpool_geom(net);
+        wg_tensor dy = wg_net_scratch(net, &net->R, g.oh, g.ow, g.c), x = wg_net_cur(net, &net->stem_out);
+        dy.exp = net->R.exp;
+        R = wg_net_scratch(net, &net->T1, g.h, g.w, g.c);
+        if (net->o.int8) wg_maxpool_int_backward(&g, &x, &dy, &R);
+        else wg_maxpool_f32_backward(&g, &x, &dy, &R);
+    } else {
+        R = wg_net_scratch(net, &net->R, net->stem.oh, net->stem.ow, net->stem.cout);
+        R.exp = net->R.exp;
+    }
+    stem_backward(net, &R);
 }
 
 void wg_net_loss(wg_net *net, const int32_t *labels, bool do_backward, wg_loss_stats *st)
 {
     wg_tensor z = wg_net_cur(net, &net->logits), dz = wg_net_cur(net, &net->dlogits);
     z.exp = net->logits.exp;
-    if (net->o.int8) wg_softmax_ce_s32(&z, labels, do_backward ? &dz : NULL, st);
+    if (net->float_ends) {
+        wg_tensor zf = wg_net_cur(net, &net->logits_f), dzf = wg_net_cur(net, &net->dlogits_f);
+        wg_softmax_ce_f32(&zf, labels, do_backward ? &dzf : NULL, st);
+    } else if (net->o.int8) wg_softmax_ce_s32(&z, labels, do_backward ? &dz : NULL, st);
     else wg_softmax_ce_f32(&z, labels, do_backward ? &dz : NULL, st);
     net->dlogits.exp = dz.exp;
     if (do_backward) backward(net);

@@ -413,6 +413,162 @@ static void test_division(void **state)
     }
 }
 
+/* ---- the fast elementwise forms against the reference formulas ------------------------ */
+
+/* A magnitude-spread integer in [lo, hi]: extremes and small values over-represented. */
+static int64_t spread(tr_rng *r, int64_t lo, int64_t hi)
+{
+    int64_t v = tr_i64_mag(r, (int)tr_range(r, 0, 63));
+    v = lo >= 0 && v < 0 ? -v : v;
+    switch (tr_next(r) % 8) {
+    case 0: return lo;
+    case 1: return hi;
+    case 2: v = tr_range(r, -3, 3); break;
+    default: break;
+    }
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* wg_bn_xhat_fast (wg_bn_xhat_lin_init) against wg_bn_xhat (wg_bn_xhat_chan_init),
+ * exhaustively over x16 in [-32767, 32767], for channels over the whole domain: e_x from
+ * -54 to 60 (both 128-bit cases of the reference, m = e_x + 22 < 0 and m >= 48), sigma and
+ * mu at their extremes, and channels built to put many elements on rounding ties (small
+ * even sigma) and at the clamp (sigma near 2^m, where x16 = 32767 lands near x-hat
+ * 32767.5). The clamp flag must agree too. */
+static void test_fast_xhat(void **state)
+{
+    (void)state;
+    tr_rng r = {707};
+    int64_t ties = 0, clamps = 0, checked = 0;
+    for (int it = 0; it < 260; it++) {
+        static const int e_fixed[] = {WG_BN_EX_MIN, -40, -23, -22, -21, 25, 26, 27, 60};
+        int e_x = it < 9 ? e_fixed[it] : it % 2 ? (int)tr_range(&r, -30, -5) : (int)tr_range(&r, WG_BN_EX_MIN, 60);
+        int m = e_x + 22, mc = m < 0 ? 0 : (m > 30 ? 30 : m);
+        int64_t sigma, mu = spread(&r, -SAT31, SAT31);
+        switch (it % 4) {
+        case 0: sigma = spread(&r, 1, SAT31); break;
+        case 1: sigma = 2 * tr_range(&r, 1, 4); break;                                      /* ties */
+        case 2: sigma = clamp_to((INT64_C(1) << mc) + tr_range(&r, -3, 3), SAT31); break; /* the clamp */
+        default: sigma = tr_range(&r, 1, SAT31); break;
+        }
+        if (sigma < 1) sigma = 1;
+        if (it % 4 != 0 && tr_next(&r) % 2) mu = tr_range(&r, -1000, 1000);
+        wg_bn_xhat_chan ref = wg_bn_xhat_chan_init(mu, sigma, e_x);
+        wg_bn_lin k = wg_bn_xhat_lin_init(mu, sigma, e_x);
+        int j = m < 0 ? -m : 0;
+        i128 d = (i128)sigma << j;
+        for (int64_t x = -32767; x <= 32767; x++) {
+            int c_ref = 0;
+            int64_t c_fast = -1;
+            int64_t want = wg_bn_xhat(x, e_x, &ref, &c_ref), got = wg_bn_xhat_fast(x, &k, &c_fast);
+            if (want != got || c_ref != c_fast)
+                TR_FAIL_IF(1, "x-hat(x16 %" PRId64 ", e_x %d, mu %" PRId64 ", sigma %" PRId64 "): %" PRId64
+                           " (clamped %d), fast %" PRId64 " (clamped %" PRId64 ")", x, e_x, mu, sigma, want, c_ref,
+                           got, c_fast);
+            if (m < 48) {
+                i128 num = m >= 0 ? (i128)x * ((i128)1 << m) - (i128)mu * 128
+                                  : (i128)x - (i128)mu * ((i128)1 << (7 + j));
+                ties += (2 * num) % d == 0 && num % d != 0 && !c_ref;
+            }
+            clamps += c_ref;
+            checked++;
+        }
+    }
+    TR_FAIL_IF(ties < 100000 || clamps < 1000000 || checked - clamps < 1000000,
+               "the sweep met only %" PRId64 " ties and %" PRId64 " clamps", ties, clamps);
+    TR_FAIL_IF(checked != 260 * INT64_C(65535), "checked %" PRId64 " elements", checked);
+}
+
+/* wg_bn_dx_fast (wg_bn_dx_lin_init) against wg_bn_dx (wg_bn_bwd_chan_init). A channel is
+ * count, sigma, gamma, the maxima dmax, hmax and sums B, G within what they allow (|B| <=
+ * dmax count, |G| <= dmax hmax count < 2^62), each at its extremes now and then; F is any
+ * exponent the rule allows for it (<= 62 - E), mostly the largest. Every channel is checked
+ * on a grid of (dy, xhat) with |dy| <= dmax, |xhat| <= hmax: the extremes, 0, +-1 and random
+ * values (every dy when dmax <= 40). Some channels are built for ties (gamma = +-1, sigma
+ * count = 2 or 6, F = 0, G odd: P odd, so P / 2 lands on halves). */
+static void test_fast_dx(void **state)
+{
+    (void)state;
+    tr_rng r = {808};
+    int64_t ties = 0, checked = 0, fmax_hits = 0, wide = 0;
+    for (int it = 0; it < 4000; it++) {
+        bool tie = it % 8 == 7;
+        uint64_t count = tie ? (uint64_t)tr_range(&r, 1, 3) : (uint64_t)spread(&r, 1, WG_BN_COUNT_MAX);
+        int64_t sigma = tie ? (count == 3 ? 2 : 6 / (int64_t)count) : spread(&r, 1, SAT31);
+        if (tie && count == 3) count = 1;
+        int64_t gamma = tie ? ((tr_next(&r) & 1) ? 1 : -1) : spread(&r, -32768, 32767);
+        int64_t dmax = tr_next(&r) % 6 == 0 ? 0 : spread(&r, 1, tr_next(&r) % 2 ? 127 : WG_BN_DY_MAX);
+        int64_t hmax = tr_next(&r) % 8 == 0 ? 0 : spread(&r, 1, 32767);
+        i128 bb = (i128)dmax * count, gb = (i128)dmax * hmax * count;
+        if (gb >= ((i128)1 << 62)) gb = ((i128)1 << 62) - 1;
+        int64_t b = bb == 0 ? 0 : spread(&r, -(int64_t)bb, (int64_t)bb);
+        int64_t g = gb == 0 ? 0 : spread(&r, -(int64_t)gb, (int64_t)gb);
+        if (tie && gb > 0) g |= 1;
+        int e = wg_bn_dx_bound_exp(gamma, sigma, count, b, g, (uint64_t)dmax, (uint64_t)hmax);
+        int fmax = e == WG_BN_DX_NO_BOUND ? 62 : (62 - e > 62 ? 62 : 62 - e);
+        TR_FAIL_IF(fmax < 0, "bound exponent %d (gamma %" PRId64 ", sigma %" PRId64 ", count %" PRIu64 ")", e, gamma,
+                   sigma, count);
+        int f = tie ? 0 : tr_next(&r) % 3 ? fmax : (int)tr_range(&r, 0, fmax);
+        fmax_hits += f == fmax;
+        wg_bn_bwd_chan ref = wg_bn_bwd_chan_init(gamma, sigma, count, b, g, (uint64_t)dmax, (uint64_t)hmax);
+        wg_bn_lin k = wg_bn_dx_lin_init(gamma, sigma, count, b, g, (uint64_t)dmax, f);
+        wide += !ref.p64; /* the reference's 128-bit P */
+        int64_t dys[96], hs[40];
+        int nd = 0, nh = 0;
+        if (dmax <= 40)
+            for (int64_t v = -dmax; v <= dmax; v++) dys[nd++] = v;
+        else {
+            const int64_t fixed[] = {-dmax, -dmax + 1, -1, 0, 1, dmax - 1, dmax};
+            for (int i = 0; i < 7; i++) dys[nd++] = fixed[i];
+            while (nd < 48) dys[nd++] = tr_range(&r, -dmax, dmax);
+        }
+        const int64_t hfix[] = {-hmax, hmax, 0, hmax > 0 ? 1 : 0, hmax > 0 ? -1 : 0, hmax / 2};
+        for (int i = 0; i < 6; i++) hs[nh++] = hfix[i];
+        while (nh < 40) hs[nh++] = tr_range(&r, -hmax, hmax);
+        for (int id = 0; id < nd; id++)
+            for (int ih = 0; ih < nh; ih++) {
+                int64_t dy = dys[id], h = hs[ih];
+                int64_t want = wg_bn_dx(dy, h, count, &ref, f), got = wg_bn_dx_fast(dy, h, &k);
+                if (want != got)
+                    TR_FAIL_IF(1, "dx(dy %" PRId64 ", xhat %" PRId64 "; gamma %" PRId64 ", sigma %" PRId64 ", count %"
+                               PRIu64 ", B %" PRId64 ", G %" PRId64 ", dmax %" PRId64 ", hmax %" PRId64 ", F %d): %"
+                               PRId64 ", fast %" PRId64, dy, h, gamma, sigma, count, b, g, dmax, hmax, f, want, got);
+                if (tie) {
+                    i128 p = (i128)count * 16384 * dy - (i128)b * 16384 - (i128)h * g, dd = (i128)sigma * count;
+                    ties += (2 * p * gamma) % dd == 0 && (p * gamma) % dd != 0;
+                }
+                checked++;
+            }
+    }
+    TR_FAIL_IF(ties < 100000 || fmax_hits < 2000 || wide < 100,
+               "only %" PRId64 " ties, %" PRId64 " channels at the largest F, %" PRId64 " with a 128-bit P", ties,
+               fmax_hits, wide);
+    TR_FAIL_IF(checked < 4000000, "checked only %" PRId64 " elements", checked);
+}
+
+/* The library's tiled loops (bn_int.c): channel counts that do not divide the tile of
+ * 128 elements, wider than it (one row per tile), a last partial tile, and tensors large
+ * enough for the threaded path; the forward and backward passes against the reference. */
+static void test_int_tiles(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {909};
+    static const int64_t shapes[][4] = {{2, 3, 5, 16}, {3, 7, 7, 48}, {1, 5, 3, 130}, {2, 4, 4, 257},
+                                        {16, 7, 7, 64}, {5, 9, 11, 24}, {2, 10, 10, 200}, {1, 1, 1, 129}};
+    for (int id = 0; id < 8; id++) {
+        bn_case k = case_make(shapes[id][0], shapes[id][1], shapes[id][2], shapes[id][3], (int)tr_range(&r, -20, -8));
+        fill_x(&r, &k, (int)tr_range(&r, 8, 31));
+        bn_run f;
+        ref_fwd rf = check_forward(b, &k, NULL, NULL, NULL, &f, 500 + id);
+        bwd_data d = random_dy(&r, &k);
+        check_backward(b, &k, &f, &rf, &d, 500 + id);
+        free(d.dy);
+        run_free(&f);
+        ref_free(&rf);
+        case_free(&k);
+    }
+}
+
 /* Ties and clamps at their boundaries. The mean: 2^18 values at 2^2 summing to 2^32 - 1
  * have the mean 2^31 - 1/2 units of 2^-15, which rounds to the even 2^31 and saturates at
  * 2^31 - 1 (one unit less: 2^31 - 1 exactly). x-hat through evaluation with set statistics:
@@ -801,7 +957,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_division),        cmocka_unit_test(test_int_random),
+        cmocka_unit_test(test_division),        cmocka_unit_test(test_fast_xhat),
+        cmocka_unit_test(test_fast_dx),         cmocka_unit_test(test_int_tiles),
+        cmocka_unit_test(test_int_random),
         cmocka_unit_test(test_int_edges),       cmocka_unit_test(test_int_ties_clamps),
         cmocka_unit_test(test_int_rejects),     cmocka_unit_test(test_int_vs_float),
         cmocka_unit_test(test_running_eval),    cmocka_unit_test(test_int_overflow_scale),

@@ -7,7 +7,9 @@
  * random geometries (N 1..3, H, W 1..9, C 1..7, O 1..9, kernels 1x1, 3x3, 1x3, 3x1,
  * 7x7, stride 1..3, pad 0..3) that include the pointwise path and fully connected
  * layers. Backward-weight is also run over more than WG_GEMM_S8_MAX_K rows with
- * values near 127, where an int32 sum over all rows would overflow.
+ * values near 127, where an int32 sum over all rows would overflow; backward-data at the
+ * bounds of its int32 sums; and larger geometries with three threads through each of
+ * conv.c's block paths.
  * float32: the forward against a double direct convolution; the backward against
  * central finite differences in double. The inputs must come back unchanged; one
  * workspace serves all geometries of a test (grown and reused). */
@@ -19,10 +21,13 @@
 
 #include <cmocka.h>
 
+#include <omp.h>
+
 #include "backend.h"
 #include "conv.h"
 #include "gemm.h"
 #include "tensor.h"
+#include "wg_par.h"
 
 #include "test_ref.h"
 
@@ -295,6 +300,91 @@ static void test_s8_backward_chunked(void **state)
     wg_conv_ws_free(&ws);
 }
 
+/* Backward-data at the bounds of its int32 sums: every error element and weight 127
+ * (products of one sign), two parts 8 grids apart with both parts nonzero. Each part's
+ * column sum, 64 * 127 * 127 * 257 with the coarse part scaled, still fits int32, but a
+ * pixel read by 9 taps sums 2.4e9, which only int64 holds: through col2im (3x3 with pad
+ * 3 > kernel - 1) and as a convolution (pad 1). */
+static void test_s8_backward_extremes(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0xe7};
+    wg_conv_ws ws = {0};
+    const tc_geom geoms[2] = {tc_geom_make(2, 6, 6, 3, 64, 3, 3, 1, 3), tc_geom_make(2, 6, 6, 3, 64, 3, 3, 1, 1)};
+    for (int gi = 0; gi < 2; gi++) {
+        const tc_geom *g = &geoms[gi];
+        int64_t *xq = rand_q(&r, tc_nx(g), 0), *wq = malloc((size_t)tc_nw(g) * sizeof *wq), *eq[2];
+        for (int64_t i = 0; i < tc_nw(g); i++) wq[i] = 127;
+        for (int p = 0; p < 2; p++) {
+            eq[p] = malloc((size_t)tc_ny(g) * sizeof(int64_t));
+            for (int64_t i = 0; i < tc_ny(g); i++) eq[p][i] = 127;
+        }
+        const int ee[2] = {-4, -12};
+        check_s8_backward(b, g, &ws, xq, -7, wq, -7, eq, ee, 2, true);
+        free(eq[0]), free(eq[1]), free(xq), free(wq);
+    }
+    wg_conv_ws_free(&ws);
+}
+
+/* ---- int8, the threaded paths ----------------------------------------------------------
+ * Geometries large enough for threads (rows x kdim >= WG_PAR_MIN), run with three of
+ * them over an odd number of images (blocks split unevenly), through each path of
+ * conv.c: forward blocks (im2col, pointwise); backward-data as a convolution (stride 1,
+ * square kernels, pad < kernel: 3x3, 5x5, 1x1, the 3x3 stem on one channel) and by
+ * column GEMM and col2im (stride 2, a 1x3 kernel, pad >= kernel), with one part and
+ * with two whose columns share a buffer (span 7), do not (span 9), or share one whose
+ * pixel sums need int64 (span 8 with o = 64). */
+static void test_s8_threaded(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0x7d};
+    wg_conv_ws ws = {0};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    const tc_geom geoms[] = {
+        tc_geom_make(9, 11, 13, 16, 24, 3, 3, 1, 1),  /* as a convolution */
+        tc_geom_make(4, 12, 12, 6, 12, 5, 5, 1, 2),   /* 5x5 as a convolution */
+        tc_geom_make(13, 9, 9, 32, 16, 1, 1, 1, 0),   /* pointwise */
+        tc_geom_make(6, 28, 28, 1, 16, 3, 3, 1, 1),   /* the stem: one input channel */
+        tc_geom_make(7, 20, 18, 8, 64, 3, 3, 2, 1),   /* stride 2: col2im */
+        tc_geom_make(12, 15, 15, 48, 20, 1, 1, 2, 0), /* 1x1 stride 2: pixels no tap reads */
+        tc_geom_make(8, 10, 11, 12, 10, 1, 3, 1, 1),  /* 1x3: col2im */
+        tc_geom_make(7, 9, 10, 40, 9, 1, 1, 1, 1),    /* 1x1 padded: col2im */
+    };
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const tc_geom *g = &geoms[gi];
+        wg_conv_geom cg;
+        TR_FAIL_IF(!wg_conv_geom_init(&cg, g->n, g->h, g->w, g->c, g->o, g->kh, g->kw, g->stride, g->pad),
+                   "wg_conv_geom_init refused " GFMT, GARGS(g));
+        TR_FAIL_IF(cg.rows * cg.kdim < WG_PAR_MIN, "test bug: " GFMT " is below WG_PAR_MIN", GARGS(g));
+        int64_t *xq = rand_q(&r, tc_nx(g), 20), *wq = rand_q(&r, tc_nw(g), 0);
+        /* forward */
+        int64_t *yq = malloc((size_t)tc_ny(g) * sizeof *yq);
+        wg_tensor x = tc_tensor(b, WG_I8, WG_LAYOUT_NHWC, g->n, g->h, g->w, g->c, -7, xq, NULL);
+        wg_tensor w = tc_tensor(b, WG_I8, WG_LAYOUT_OHWI, g->o, g->kh, g->kw, g->c, -6, wq, NULL);
+        wg_tensor y = tc_tensor(b, WG_I32, WG_LAYOUT_NHWC, g->n, g->oh, g->ow, g->o, 99, NULL, NULL);
+        wg_conv_s8_forward(&cg, &x, &w, &y, &ws);
+        tc_fwd_i64(g, xq, wq, yq);
+        expect_q(&y, yq, tc_ny(g), -13, "s8 forward (threaded) y", g);
+        wg_tensor_free(&x), wg_tensor_free(&w), wg_tensor_free(&y);
+        free(yq);
+        /* backward: one part, then two parts 7, 9 and 8 grids apart */
+        const int spans[4] = {0, 7, 9, 8};
+        for (int k = 0; k < 4; k++) {
+            int nparts = k == 0 ? 1 : 2, ee[2] = {-12 + spans[k], -12};
+            int64_t *eq[2];
+            for (int p = 0; p < nparts; p++) eq[p] = rand_q(&r, tc_ny(g), 60);
+            if (nparts == 2)
+                for (int64_t i = 0; i < tc_ny(g); i++) eq[tr_next(&r) % 2][i] = 0; /* E2: one part per element */
+            check_s8_backward(b, g, &ws, xq, -7, wq, -6, eq, ee, nparts, true);
+            for (int p = 0; p < nparts; p++) free(eq[p]);
+        }
+        free(xq), free(wq);
+    }
+    omp_set_num_threads(threads);
+    wg_conv_ws_free(&ws);
+}
+
 /* ---- float32 -------------------------------------------------------------------------- */
 
 static float *rand_f(tr_rng *r, int64_t n)
@@ -435,6 +525,8 @@ int main(void)
         cmocka_unit_test(test_s8_backward_one_part),
         cmocka_unit_test(test_s8_backward_two_parts),
         cmocka_unit_test(test_s8_backward_chunked),
+        cmocka_unit_test(test_s8_backward_extremes),
+        cmocka_unit_test(test_s8_threaded),
         cmocka_unit_test(test_f32_forward),
         cmocka_unit_test(test_f32_backward),
     };

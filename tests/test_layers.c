@@ -17,12 +17,15 @@
 
 #include <cmocka.h>
 
+#include <omp.h>
+
 #include "act.h"
 #include "backend.h"
 #include "pool.h"
 #include "residual.h"
 #include "softmax.h"
 #include "tensor.h"
+#include "wg_par.h"
 #include "wg_softmax_elem.h"
 
 #include "test_ref.h"
@@ -414,6 +417,38 @@ static void test_error_accumulate_saturated_term(void **state)
     check_accumulate(b, NULL, acc, 1, WG_I64, add, 0, 3, "error accumulate, acc 2^62 at exponent 1");
 }
 
+/* An all-zero side far from the other's exponent (a zero error's exponent drifts):
+ * the sums take the other side's grid and values; hand-derived. */
+static void test_sums_zero_far_apart(void **state)
+{
+    wg_backend *b = *state;
+    const int64_t v[] = {5, -7, 0, INT32_MAX}, z[] = {0, 0, 0, 0};
+    enum { N = 4 };
+    for (int zero_first = 0; zero_first < 2; zero_first++) {
+        /* error sums: acc at -10, the zero term at -206 (or the other way round) */
+        wg_tensor acc = tr_tensor_from(b, NULL, WG_I64, zero_first ? z : v, N, zero_first ? -206 : -10);
+        wg_tensor add = tr_tensor_from(b, NULL, WG_I32, zero_first ? v : z, N, zero_first ? -10 : -206);
+        wg_error_accumulate(&acc, &add);
+        assert_int_equal(acc.exp, -10);
+        int64_t *got = tr_tensor_get(&acc);
+        for (int i = 0; i < N; i++) TR_EXPECT_I64(v[i], got[i], "accumulate, zero %s, element %d",
+                                                  zero_first ? "acc" : "add", i);
+        free(got);
+        wg_tensor_free(&acc), wg_tensor_free(&add);
+        /* the residual stream: int32 sums */
+        wg_tensor x = tr_tensor_from(b, NULL, WG_I32, zero_first ? z : v, N, zero_first ? 100 : -10);
+        wg_tensor y = tr_tensor_from(b, NULL, WG_I32, zero_first ? v : z, N, zero_first ? -10 : 100);
+        wg_tensor out = tr_tensor_out(b, WG_I32, N), tmp = tr_tensor_out(b, WG_I64, N);
+        wg_residual_add(&x, &y, &out, &tmp);
+        assert_int_equal(out.exp, -10);
+        got = tr_tensor_get(&out);
+        for (int i = 0; i < N; i++) TR_EXPECT_I64(v[i], got[i], "residual, zero %s, element %d",
+                                                  zero_first ? "a" : "b", i);
+        free(got);
+        wg_tensor_free(&x), wg_tensor_free(&y), wg_tensor_free(&out), wg_tensor_free(&tmp);
+    }
+}
+
 static void test_add_f32(void **state)
 {
     wg_backend *b = *state;
@@ -617,6 +652,91 @@ static void test_softmax_f32(void **state)
     }
 }
 
+/* ---- the threaded and vectorized paths: sizes above WG_PAR_MIN, three threads ---- */
+
+static const int64_t big_sizes[] = {1023, 1025, WG_PAR_MIN + 17, 3 * WG_PAR_MIN + 1001};
+#define N_BIG_SIZES ((int)(sizeof big_sizes / sizeof big_sizes[0]))
+
+static void test_relu_threaded(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0x7e1};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    for (int si = 0; si < N_BIG_SIZES; si++) {
+        int64_t n = big_sizes[si], *y = malloc((size_t)n * 8), *de = malloc((size_t)n * 8);
+        tr_fill(&r, y, n, WG_I32, 24);
+        for (int64_t i = 0; i < n; i++) de[i] = tr_range(&r, -127, 127);
+        check_relu_quant(b, &r, y, n, -14, 8, si % 2 ? WG_ACT_FIXED : WG_ACT_FIT);
+        wg_tensor ty = tr_tensor_from(b, NULL, WG_I32, y, n, -14), td = tr_tensor_from(b, NULL, WG_I8, de, n, -9);
+        wg_relu_backward_s8(&ty, &td);
+        int64_t *out = tr_tensor_get(&td);
+        for (int64_t i = 0; i < n; i++)
+            TR_EXPECT_I64(y[i] > 0 ? de[i] : 0, out[i], "relu backward (n %" PRId64 "), element %" PRId64, n, i);
+        free(y), free(de), free(out);
+        wg_tensor_free(&ty), wg_tensor_free(&td);
+    }
+    omp_set_num_threads(threads);
+}
+
+/* int32 addends (the one-pass path while the sum fits int32, the int64 path when it
+ * does not), and other containers. */
+static void test_residual_add_threaded(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0x4e6};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    for (int si = 0; si < N_BIG_SIZES; si++)
+        for (int k = 0; k < 7; k++) {
+            int64_t n = big_sizes[si], *qa = malloc((size_t)n * 8), *qb = malloc((size_t)n * 8);
+            wg_dtype da = k == 5 ? WG_I16 : WG_I32;
+            int gap = k == 2 ? 31 : (int)tr_range(&r, 0, 12), ea = -5, eb = k % 2 ? ea + gap : ea - gap;
+            /* k 0, 1: sums that fit; 2: gap 31; 3: extremes at gap 0 (the sum passes int32
+             * in one element only); 4: large everywhere; 5: int16 + int32; 6: one sum 2^31 */
+            tr_fill(&r, qa, n, da, k == 4 ? 31 : k == 2 ? 8 : 14);
+            tr_fill(&r, qb, n, WG_I32, k == 4 ? 31 : 14);
+            if (k == 3) qa[n / 2] = INT32_MAX, qb[n / 2] = INT32_MAX, gap = 0, eb = ea;
+            if (k == 6) qa[n - 1] = INT32_MAX, qb[n - 1] = 1, gap = 0, eb = ea; /* exactly 2^31: one past int32 */
+            check_residual(b, &r, da, qa, ea, WG_I32, qb, eb, n);
+            free(qa), free(qb);
+        }
+    omp_set_num_threads(threads);
+}
+
+/* int64 adds (blocks in int64 lanes, a block with an overflowing element redone in 128
+ * bits) and int32 adds. */
+static void test_error_accumulate_threaded(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0xacd};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    for (int si = 0; si < N_BIG_SIZES; si++)
+        for (int k = 0; k < 6; k++) {
+            int64_t n = big_sizes[si], *acc = malloc((size_t)n * 8), *add = malloc((size_t)n * 8);
+            wg_dtype dt = k == 4 ? WG_I32 : WG_I64;
+            int e_acc = -20, gap = k == 5 ? 0 : (int)tr_range(&r, 0, 31), e_add = k % 2 ? e_acc + gap : e_acc - gap;
+            for (int64_t i = 0; i < n; i++) {
+                acc[i] = tr_i64_mag(&r, 30);
+                add[i] = tr_i64_mag(&r, 30);
+            }
+            /* k >= 2: a term that alone passes int64 (k even), a saturating sum, and (gap 0 at
+             * k = 5) a sum of exactly INT64_MIN, which saturates to -INT64_MAX; near the ends
+             * and inside */
+            if (k >= 2) {
+                int64_t at[3] = {3, n / 2 + 1, n - 1};
+                for (int j = 0; j < 3; j++) {
+                    acc[at[j]] = j == 0 ? INT64_C(1) << 62 : j == 1 ? INT64_MAX : INT64_MIN + 1;
+                    add[at[j]] = j == 0 ? -1 : j == 1 ? (dt == WG_I32 ? INT32_MAX : INT64_MAX) : -1;
+                }
+            }
+            check_accumulate(b, &r, acc, e_acc, dt, add, e_add, n, "error accumulate (threaded)");
+            free(acc), free(add);
+        }
+    omp_set_num_threads(threads);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,11 +751,15 @@ int main(void)
         cmocka_unit_test(test_residual_add),
         cmocka_unit_test(test_error_accumulate),
         cmocka_unit_test(test_error_accumulate_saturated_term),
+        cmocka_unit_test(test_sums_zero_far_apart),
         cmocka_unit_test(test_add_f32),
         cmocka_unit_test(test_exp2_frac_q30),
         cmocka_unit_test(test_exp_q30),
         cmocka_unit_test(test_softmax_s32),
         cmocka_unit_test(test_softmax_f32),
+        cmocka_unit_test(test_relu_threaded),
+        cmocka_unit_test(test_residual_add_threaded),
+        cmocka_unit_test(test_error_accumulate_threaded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

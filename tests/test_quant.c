@@ -17,9 +17,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <omp.h>
+
 #include "backend.h"
 #include "quant.h"
 #include "tensor.h"
+#include "wg_par.h"
 
 #include "test_ref.h"
 
@@ -609,6 +612,158 @@ static void test_bits_reference(void **state)
     for (int i = 0; i < 14; i++) TR_EXPECT_I64(want[i], got[i], "wg_quant_bits_reference().%s", names[i]);
 }
 
+/* An op's input still holds q. */
+static void expect_input_unchanged(const wg_tensor *src, const int64_t *q, int64_t n)
+{
+    int64_t *now = tr_tensor_get(src);
+    for (int64_t i = 0; i < n; i++) TR_EXPECT_I64(q[i], now[i], "an op modified its input at %" PRId64, i);
+    free(now);
+}
+
+/* ---- the CPU backend's typed loops (backend_cpu.c) ----------------------------------
+ * The backend ops called directly, with chosen shifts and bounds, on every pair of
+ * containers: the typed loops (int32 and int64 in) and the int64 chunks behind them
+ * (the other containers, shifts outside the typed ranges). Sizes around the chunk
+ * (1024) and the vector widths, and above WG_PAR_MIN, run with three threads (an uneven
+ * split), against the exact references. */
+
+static const int64_t typed_sizes[] = {1, 13, 1023, 1025, WG_PAR_MIN + 17, 3 * WG_PAR_MIN + 1001};
+#define N_TYPED_SIZES ((int)(sizeof typed_sizes / sizeof typed_sizes[0]))
+
+/* round_half_even(x * 2^-s) for s >= 0, x * 2^-s exactly for s < 0. */
+static i128 ref_shift(int64_t x, int s) { return s >= 0 ? ref_rne_div_pow2(x, s) : (i128)x * ((i128)1 << -s); }
+
+/* Random values of a container, with its extremes (its minimum, outside the symmetric
+ * range, too) at random places. */
+static int64_t *typed_values(tr_rng *r, wg_dtype dt, int64_t n)
+{
+    int64_t *q = malloc((size_t)n * sizeof *q);
+    tr_fill(r, q, n, dt, (int)tr_range(r, 1, tr_cbits(dt) - 1));
+    int64_t lo = dt == WG_I64 ? INT64_MIN : -tr_cbound(dt) - 1;
+    for (int k = 0; k < 9; k++)
+        q[tr_range(r, 0, n - 1)] = k % 3 == 0 ? lo : k % 3 == 1 ? tr_cbound(dt) : -tr_cbound(dt);
+    return q;
+}
+
+/* round_shift(src -> dst, shift, bound) against ref_shift clamped; in_place: dst is src. */
+static void check_round_shift_op(wg_backend *b, const int64_t *q, int64_t n, wg_dtype dt, wg_dtype dto, int shift,
+                                 int64_t bound, bool in_place)
+{
+    wg_tensor src = tr_tensor_from(b, NULL, dt, q, n, 0), dst = in_place ? src : tr_tensor_out(b, dto, n);
+    b->iface->round_shift(b->ctx, &dst, &src, shift, bound);
+    int64_t *out = tr_tensor_get(&dst);
+    for (int64_t i = 0; i < n; i++)
+        TR_EXPECT_I64((int64_t)ref_clamp128(ref_shift(q[i], shift), bound), out[i],
+                      "round_shift(%s -> %s%s, shift %d, bound %" PRId64 ", n %" PRId64 ") of %" PRId64
+                      " (element %" PRId64 ")",
+                      tr_dt(dt), tr_dt(dto), in_place ? ", in place" : "", shift, bound, n, q[i], i);
+    free(out);
+    if (!in_place) {
+        expect_input_unchanged(&src, q, n);
+        wg_tensor_free(&dst);
+    }
+    wg_tensor_free(&src);
+}
+
+static void test_round_shift_typed(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0x7e4};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    const wg_dtype dts[] = {WG_I8, WG_I16, WG_I32, WG_I64};
+    const int shifts[] = {-40, -32, -31, -7, -1, 0, 1, 7, 16, 31, 32, 33, 62, 63, 64, 70};
+    const int nshifts = (int)(sizeof shifts / sizeof shifts[0]);
+    for (int si = 0; si < N_TYPED_SIZES; si++)
+        for (int a = 0; a < 4; a++)
+            for (int d = 0; d < 4; d++) {
+                int64_t n = typed_sizes[si], *q = typed_values(&r, dts[a], n);
+                bool big = n > 2000;
+                for (int k = 0; k < (big ? 3 : nshifts); k++) {
+                    int shift = big ? shifts[tr_next(&r) % (uint64_t)nshifts] : shifts[k];
+                    /* the container's bound, or a clip inside it (7 bits: W's) */
+                    int64_t bound = k % 2 ? tr_cbound(dts[d]) : 127;
+                    check_round_shift_op(b, q, n, dts[a], dts[d], shift, bound, false);
+                    if (a == d && k % 3 == 0) check_round_shift_op(b, q, n, dts[a], dts[d], shift, bound, true);
+                }
+                free(q);
+            }
+    omp_set_num_threads(threads);
+}
+
+/* flag_split against the value-space rule of check_flag, in exact integers. */
+static void check_flag_split_op(wg_backend *b, const int64_t *q, int64_t n, wg_dtype dt, wg_dtype dto, int sc,
+                                int bits)
+{
+    wg_tensor src = tr_tensor_from(b, NULL, dt, q, n, 0), co = tr_tensor_out(b, dto, n), fi = tr_tensor_out(b, dto, n);
+    b->iface->flag_split(b->ctx, &co, &fi, &src, sc, bits);
+    int64_t *qc = tr_tensor_get(&co), *qf = tr_tensor_get(&fi), bound = ref_bound_bits(bits);
+    for (int64_t i = 0; i < n; i++) {
+        i128 ax = q[i] < 0 ? -(i128)q[i] : (i128)q[i], wc = 0, wf = 0;
+        if (sc >= 64 || (sc >= 0 ? ax < ((i128)1 << sc) : ax == 0)) { /* |z| < 1: the fine grid */
+            wf = ref_shift(q[i], sc - (bits - 1));
+            if (wf == ((i128)1 << (bits - 1)) || wf == -((i128)1 << (bits - 1))) wc = wf > 0 ? 1 : -1, wf = 0;
+        } else {
+            wc = ref_clamp128(ref_shift(q[i], sc), bound);
+        }
+        TR_FAIL_IF(qc[i] != (int64_t)wc || qf[i] != (int64_t)wf,
+                   "flag_split(%s -> %s, shift_coarse %d, bits %d, n %" PRId64 ") of %" PRId64 " (element %" PRId64
+                   "): (%" PRId64 ", %" PRId64 "), want (%" PRId64 ", %" PRId64 ")",
+                   tr_dt(dt), tr_dt(dto), sc, bits, n, q[i], i, qc[i], qf[i], (int64_t)wc, (int64_t)wf);
+    }
+    free(qc), free(qf);
+    expect_input_unchanged(&src, q, n);
+    wg_tensor_free(&src), wg_tensor_free(&co), wg_tensor_free(&fi);
+}
+
+static void test_flag_split_typed(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0xf1a9};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    const wg_dtype ins[] = {WG_I16, WG_I32, WG_I64}, outs[] = {WG_I8, WG_I16};
+    const int bitss[] = {8, 5, 2};
+    for (int si = 0; si < N_TYPED_SIZES; si++)
+        for (int a = 0; a < 3; a++)
+            for (int d = 0; d < 2; d++)
+                for (int bi = 0; bi < 3; bi++) {
+                    int64_t n = typed_sizes[si], *q = typed_values(&r, ins[a], n);
+                    int bits = bitss[bi];
+                    /* the fine shift -1 and 0, typical, the last typed (63) and beyond */
+                    const int scs[] = {bits - 2, bits - 1, bits + 9, 40, 63, 64, 70};
+                    for (int k = 0; k < 7; k++)
+                        if (n < 2000 || k == 1 || k == 2 || k == 4 || tr_next(&r) % 4 == 0)
+                            check_flag_split_op(b, q, n, ins[a], outs[d], scs[k], bits);
+                    free(q);
+                }
+    omp_set_num_threads(threads);
+}
+
+static void test_max_abs_typed(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0x3a};
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    const wg_dtype dts[] = {WG_I8, WG_I16, WG_I32, WG_I64};
+    for (int si = 0; si < N_TYPED_SIZES; si++)
+        for (int d = 0; d < 4; d++)
+            for (int k = 0; k < 3; k++) {
+                int64_t n = typed_sizes[si], *q = typed_values(&r, dts[d], n);
+                if (k == 1) /* no extremes: the maximum somewhere inside, in the last element at times */
+                    for (int64_t i = 0; i < n; i++) q[i] = q[i] / 2;
+                if (k == 2) q[n - 1] = dts[d] == WG_I64 ? INT64_MIN : -tr_cbound(dts[d]) - 1;
+                wg_tensor t = tr_tensor_from(b, NULL, dts[d], q, n, 0);
+                uint64_t got = b->iface->max_abs(b->ctx, &t);
+                TR_FAIL_IF(got != ref_max_abs(q, n), "max_abs(%s, n %" PRId64 ", case %d) = %" PRIu64 ", want %" PRIu64,
+                           tr_dt(dts[d]), n, k, got, ref_max_abs(q, n));
+                wg_tensor_free(&t);
+                free(q);
+            }
+    omp_set_num_threads(threads);
+}
+
 static int setup(void **state)
 {
     *state = wg_backend_cpu_init();
@@ -637,6 +792,9 @@ int main(void)
         cmocka_unit_test(test_update),
         cmocka_unit_test(test_update_rejects_int64_master),
         cmocka_unit_test(test_lr),
+        cmocka_unit_test(test_round_shift_typed),
+        cmocka_unit_test(test_flag_split_typed),
+        cmocka_unit_test(test_max_abs_typed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,53 @@
+/* convert.c: fixed point <-> float32 at the reference preset's float layers (see convert.h). */
+#include "convert.h"
+
+#include <math.h>
+
+#include "check.h"
+#include "wg_par.h"
+
+void wg_fixed_to_f32(const wg_tensor *src, wg_tensor *dst)
+{
+    WG_ASSERT(wg_dtype_is_int(src->dtype) && dst->dtype == WG_F32 && wg_tensor_numel(src) == wg_tensor_numel(dst),
+              "to float: %s -> %s", wg_dtype_name(src->dtype), wg_dtype_name(dst->dtype));
+    int64_t n = wg_tensor_numel(src);
+    float *out = dst->data;
+    /* (float)q rounds once (half to even); the power-of-two scale is exact for every
+     * exponent this project produces (|exp| < 100) */
+    float scale = ldexpf(1.0f, src->exp);
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = (float)wg_load_i64(src->data, src->dtype, i) * scale;
+    dst->exp = 0;
+}
+
+void wg_f32_to_fixed(const wg_tensor *src, wg_tensor *dst, const char *what)
+{
+    WG_ASSERT(src->dtype == WG_F32 && (dst->dtype == WG_I32 || dst->dtype == WG_I64) &&
+                  wg_tensor_numel(src) == wg_tensor_numel(dst),
+              "from float: %s -> %s", wg_dtype_name(src->dtype), wg_dtype_name(dst->dtype));
+    int64_t n = wg_tensor_numel(src);
+    const float *in = src->data;
+    float amax = 0.0f;
+    int64_t bad = 0;
+#pragma omp parallel for reduction(max : amax) reduction(+ : bad) schedule(static) if (n >= WG_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(in[i]);
+        bad += !isfinite(a);
+        amax = a > amax ? a : amax;
+    }
+    if (bad > 0)
+        wg_run_failed("%s has %lld non-finite float values (the float layer diverged: try a lower [train] lr)", what,
+                      (long long)bad);
+    /* amax = m 2^E with m in [0.5, 1): on the grid 2^(E - BITS) it is m 2^BITS units,
+     * in [2^(BITS-1), 2^BITS], which fits int32 (an all-zero tensor keeps grid 2^-BITS) */
+    int e = -WG_F32_FIXED_BITS;
+    if (amax > 0.0f) {
+        int big_e;
+        frexpf(amax, &big_e);
+        e = big_e - WG_F32_FIXED_BITS;
+    }
+    double scale = ldexp(1.0, -e); /* x * scale is exact in double: a float times a power of two */
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) wg_store_i64(dst->data, dst->dtype, i, (int64_t)nearbyint((double)in[i] * scale));
+    dst->exp = e;
+}
