@@ -27,6 +27,7 @@
 
 #include "backend.h"
 #include "net.h"
+#include "test_net_ref.h"
 #include "optim.h"
 #include "resnet_impl.h"
 
@@ -52,23 +53,6 @@ static wg_param *find_param(wg_net *net, const char *name)
         if (!strcmp(ps[i].name, name)) return &ps[i];
     fail_msg("no parameter %s in %s", name, wg_net_name(net));
     return NULL;
-}
-
-/* FNV-1a over every parameter's master weights. */
-static uint64_t hash_params(wg_net *net)
-{
-    int n;
-    wg_param *ps = wg_net_params(net, &n);
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < n; i++) {
-        size_t nb = wg_tensor_nbytes(&ps[i].master);
-        unsigned char *buf = malloc(nb);
-        assert_non_null(buf);
-        wg_tensor_download(&ps[i].master, buf);
-        for (size_t k = 0; k < nb; k++) h = (h ^ buf[k]) * 1099511628211ull;
-        free(buf);
-    }
-    return h;
 }
 
 /* Synthetic data: n images hw x hw x 3 of int8 values in [-127, 127] at exponent -7
@@ -420,7 +404,7 @@ static run_out train(const char *model, mode m, const images *im, int max_steps)
     wg_quant_bits bits = wg_quant_bits_reference();
     run_out r = {0};
     for (int step = 0; step <= max_steps; step++) {
-        if (step == DET_STEPS) r.det_hash = hash_params(net);
+        if (step == DET_STEPS) r.det_hash = tn_hash_params(net);
         int64_t correct;
         double loss = loss_of(net, im, int8, true, &correct);
         assert_true(isfinite(loss));

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "data.h"
 #include "net.h"
+#include "test_net_ref.h"
 #include "optim.h"
 
 #define FASHION_ROOT "/usr/share/datasets/fashion-mnist"
@@ -55,22 +56,6 @@ typedef struct run_out {
     int epochs;
     uint64_t weight_hash;
 } run_out;
-
-/* FNV-1a over every parameter's master weights. */
-static uint64_t hash_params(wg_net *net)
-{
-    int n;
-    wg_param *ps = wg_net_params(net, &n);
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < n; i++) {
-        size_t nb = wg_tensor_nbytes(&ps[i].master);
-        unsigned char *buf = malloc(nb);
-        wg_tensor_download(&ps[i].master, buf);
-        for (size_t k = 0; k < nb; k++) h = (h ^ buf[k]) * 1099511628211ull;
-        free(buf);
-    }
-    return h;
-}
 
 /* Train resnet8 on the 64 images until every one is classified right (or a fixed
  * number of epochs when stop_at_100 is false). */
@@ -121,7 +106,7 @@ static run_out train(const fixture *f, mode m, uint64_t seed, int max_epochs, bo
         r.epochs = e + 1;
         if (stop_at_100 && st.correct == st.count) break;
     }
-    r.weight_hash = hash_params(net);
+    r.weight_hash = tn_hash_params(net);
     free(x8);
     free(xf);
     wg_net_free(net);
