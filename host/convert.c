@@ -1,6 +1,7 @@
 /* convert.c: fixed point <-> float32 at the reference preset's float layers (see convert.h). */
 #include "convert.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "check.h"
@@ -12,11 +13,18 @@ void wg_fixed_to_f32(const wg_tensor *src, wg_tensor *dst)
               "to float: %s -> %s", wg_dtype_name(src->dtype), wg_dtype_name(dst->dtype));
     int64_t n = wg_tensor_numel(src);
     float *out = dst->data;
-    /* (float)q rounds once (half to even); the power-of-two scale is exact for every
-     * exponent this project produces (|exp| < 100) */
-    float scale = ldexpf(1.0f, src->exp);
+    /* (float)q rounds once (half to even); scaling by a power of two is then exact
+     * (unless the value leaves float's range). A normal float 2^exp is a cheap factor;
+     * the far exponents of tiny errors (2^-140 and below) take ldexpf. */
+    int e = src->exp;
+    if (e >= FLT_MIN_EXP - 1 && e < FLT_MAX_EXP) {
+        float scale = ldexpf(1.0f, e);
 #pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = (float)wg_load_i64(src->data, src->dtype, i) * scale;
+        for (int64_t i = 0; i < n; i++) out[i] = (float)wg_load_i64(src->data, src->dtype, i) * scale;
+    } else {
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) out[i] = ldexpf((float)wg_load_i64(src->data, src->dtype, i), e);
+    }
     dst->exp = 0;
 }
 
