@@ -11,7 +11,11 @@
  * The new kernels run with 1 thread and with omp_get_max_threads() (set it with
  * OMP_NUM_THREADS); the baseline is single-threaded. Every result is first checked bit
  * for bit against the baseline's. The report gives the median of several repetitions in
- * GMAC/s (M*N*K multiply-adds, zeros included, per second) and the speedup. Usage:
+ * GMAC/s (M*N*K multiply-adds, zeros included, per second) and the speedup. A second
+ * table times backward-weight with E2's two error parts on one thread, 2*M*N*K
+ * multiply-adds: two tn products on the im2col matrix (the im2col not timed) against
+ * one wg_gemm_s8_tn_gather that reads the rows from the zero-bordered images as conv.c
+ * does (from the im2col matrix for the stem's 3-byte runs). Usage:
  *   bench_gemm [repetitions (default 5)] */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <stdint.h>
@@ -170,6 +174,96 @@ static double time_median(gemm_fn *fn, int reps, int64_t M, int64_t N, int64_t K
     return t[reps / 2];
 }
 
+/* ---- backward-weight with two error parts ------------------------------------------ */
+
+/* A 3x3, stride-1, pad-1 convolution's backward-weight on n images of h x h x c: the
+ * parts A[p] (K = n h h rows of M), the zero-bordered images, the im2col matrix B
+ * (K x N) built from them, and B's rows as conv.c gathers them: kernel rows' runs of
+ * 3 c bytes in the images (one run per row, from B, below 16 bytes). */
+typedef struct dw_case {
+    int64_t M, N, K, nruns, run, run_ld;
+    const int8_t *A[2], *B;
+    const int8_t **brow;
+} dw_case;
+
+static void dw_two_tn(const dw_case *d, int32_t *C)
+{
+    for (int p = 0; p < 2; p++) wg_gemm_s8_tn(d->M, d->N, d->K, d->A[p], d->M, d->B, d->N, C + p * d->M * d->N, d->N);
+}
+
+static void dw_gather(const dw_case *d, int32_t *C)
+{
+    wg_gemm_s8_tn_gather(d->M, d->K, 2, d->A, d->M, d->brow, (int)d->nruns, d->run, d->run_ld, C, d->N, NULL);
+}
+
+static double time_dw(void (*fn)(const dw_case *, int32_t *), int reps, const dw_case *d, int32_t *C)
+{
+    double t[MAX_REPS];
+    for (int r = 0; r < reps; r++) {
+        memset(C, 0, (size_t)(2 * d->M * d->N) * sizeof(int32_t));
+        double t0 = now_s();
+        fn(d, C);
+        t[r] = now_s() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    return t[reps / 2];
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = calloc(n, 1);
+    if (!p) {
+        fprintf(stderr, "bench_gemm: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static int bench_dw(int reps, const int64_t (*layers)[4], size_t nlayers)
+{
+    int status = 0;
+    printf("\nbackward-weight, two error parts, 1 thread, GMAC/s (median of %d)\n", reps);
+    printf("%-3s %7s %5s %7s %9s %9s %7s\n", "op", "M", "N", "K", "2 x tn", "gather", "x");
+    set_threads(1);
+    for (size_t l = 0; l < nlayers; l++) {
+        const int64_t n = 128, c = layers[l][1], k = layers[l][3], hp = 1;
+        int64_t h = 1;
+        while ((h + 1) * (h + 1) * n <= layers[l][0]) h++;
+        dw_case d = {.M = layers[l][2], .N = k * k * c, .K = n * h * h};
+        int64_t pw = h + 2 * hp, img = pw * pw * c;
+        int8_t *A0 = rand_s8(d.K * d.M, 50), *A1 = rand_s8(d.K * d.M, 50), *x = rand_s8(n * h * h * c, 0);
+        int8_t *padded = xmalloc((size_t)(n * img)), *B = xmalloc((size_t)(d.K * d.N));
+        const int8_t **brow = xmalloc((size_t)d.K * sizeof *brow);
+        int32_t *Cb = xmalloc((size_t)(2 * d.M * d.N) * sizeof(int32_t));
+        int32_t *Cf = xmalloc((size_t)(2 * d.M * d.N) * sizeof(int32_t));
+        for (int64_t im = 0; im < n; im++)
+            for (int64_t ih = 0; ih < h; ih++)
+                memcpy(padded + im * img + ((ih + hp) * pw + hp) * c, x + ((im * h + ih) * h) * c, (size_t)(h * c));
+        for (int64_t r = 0; r < d.K; r++) {
+            int64_t im = r / (h * h), oh = r / h % h, ow = r % h;
+            const int8_t *p = padded + im * img + (oh * pw + ow) * c;
+            for (int64_t i = 0; i < k; i++) memcpy(B + r * d.N + i * k * c, p + i * pw * c, (size_t)(k * c));
+            brow[r] = k * c >= 16 ? p : B + r * d.N;
+        }
+        d.nruns = k * c >= 16 ? k : 1;
+        d.run = d.N / d.nruns;
+        d.run_ld = k * c >= 16 ? pw * c : d.N;
+        d.A[0] = A0, d.A[1] = A1, d.B = B, d.brow = brow;
+        double tb = time_dw(dw_two_tn, reps, &d, Cb), tf = time_dw(dw_gather, reps, &d, Cf);
+        if (memcmp(Cb, Cf, (size_t)(2 * d.M * d.N) * sizeof(int32_t)) != 0) {
+            fprintf(stderr, "bench_gemm: gather M %lld N %lld K %lld: the result differs from two tn\n",
+                    (long long)d.M, (long long)d.N, (long long)d.K);
+            status = 1;
+        }
+        double macs = 2.0 * (double)d.M * (double)d.N * (double)d.K * 1e-9;
+        printf("%-3s %7lld %5lld %7lld %9.1f %9.1f %7.2f\n", "dw", (long long)d.M, (long long)d.N, (long long)d.K,
+               macs / tb, macs / tf, tb / tf);
+        fflush(stdout);
+        free(A0), free(A1), free(x), free(padded), free(B), free(brow), free(Cb), free(Cf);
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 5;
@@ -222,5 +316,6 @@ int main(int argc, char **argv)
             free(Cb);
             free(Cf);
         }
+    status |= bench_dw(reps, layers, sizeof layers / sizeof layers[0]);
     return status;
 }

@@ -76,9 +76,10 @@ void wg_bn_int_forward_eval(const wg_tensor *x, const wg_tensor *gamma16, const 
  * |dy| <= 32767 (E1 is int8). saved: from the training forward pass of this step.
  * Outputs: dbeta int64 [C] at e (sum dy), dgamma int64 [C] at e - 7 (sum dy * xhat),
  * both exact; dx int64 NHWC at e - 6 - F with F in [0, 62] chosen per call so that
- * |dx| <= 2^62 (each element one RNE of the exact rational). */
-void wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved, wg_tensor *dx,
-                        wg_tensor *dgamma, wg_tensor *dbeta);
+ * |dx| <= 2^62 (each element one RNE of the exact rational). Returns max |dx|, taken
+ * on the way, for the E2 quantizer that follows (wg_quant_flag_max). */
+uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                            wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta);
 
 /* ---- fp32 BN (the baseline mode) ---------------------------------------------------- */
 

@@ -13,20 +13,23 @@
  *             (host: the per-tensor exponent F) -> pass_bwd_chan (per-channel
  *             constants) -> pass_bwd_dx (elementwise)
  *
- * The elementwise passes use the fast forms wg_bn_xhat_fast and wg_bn_dx_fast: the
- * rational split once per channel, then per element multiplies and compares, equal to
- * wg_bn_xhat and wg_bn_dx bit for bit (wg_bn_elem.h gives the argument).
+ * The elementwise passes use the fast forms wg_bn_xhat32_elem (e_x >= -22, 32-bit lanes;
+ * wg_bn_xhat_fast below that) and wg_bn_dx_fast: the rational split once per channel,
+ * then per element multiplies and compares, equal to wg_bn_xhat and wg_bn_dx bit for bit
+ * (wg_bn_elem.h gives the arguments). The dx pass also returns max |dx|, which spares E2
+ * its max-abs pass.
  *
  * Loop shape (for the vectorizer). Every pass over the elements runs over tiles of
  * whole rows, flattened: a tile is rows = max(1, WG_BN_TILE / C) consecutive rows, n =
  * rows * C elements, and the per-channel constants are laid out once per row of a tile
- * (bn_tile), so element l of a tile finds its constants at index l. C is 16 to 64 in the
- * CIFAR-size ResNets: a loop over one row is shorter than the vectors gcc picks, which
- * it sizes by the narrowest type of the loop (64 channels of int8 dy). The
- * elementwise formulas then run on int64 only: a first loop widens the tile's inputs
- * into int64 buffers (a few KiB, in L1), the formula loop holds one integer width, and a
- * last loop narrows the outputs. dy is read in its own container (one loop per container
- * type, WG_BN_BY_DTYPE).
+ * (bn_tile, bn_tile32), so element l of a tile finds its constants at index l. C is 16 to
+ * 64 in the CIFAR-size ResNets: a loop over one row is shorter than the vectors gcc
+ * picks, which it sizes by the narrowest type of the loop (64 lanes for int8 dy). Each
+ * tile is one loop that reads its inputs in their containers and writes its outputs:
+ * x-hat and y in int32 lanes; dx in int64 lanes, dy read in its own container (one loop
+ * per container type, WG_BN_BY_DTYPE; measured faster than widening into buffers
+ * first); the 64-bit x-hat form widens into int64 buffers first. The backward sums of an
+ * int8 dy accumulate in int32 lanes and move to int64 every WG_BN_SUMS32_TILES tiles.
  *
  * Integer sums and maxima do not depend on order, so a parallel reduction gives the
  * same integers. Dimension legend: M = count = N*H*W rows, C channels (innermost). */
@@ -103,6 +106,37 @@ WG_BN_INLINE wg_bn_lin tile_at(const bn_tile *t, int64_t l)
     const wg_bn_lin k = {t->d[l], t->qa[l], t->qb[l], t->qc[l], t->ra[l], t->rb[l], t->rc[l], t->pa[l], t->pb[l],
                          t->pc[l]};
     return k;
+}
+
+/* The per-channel constants of the 32-bit x-hat form (wg_bn_xhat32), laid out like
+ * bn_tile; beta is stored as beta * 2^7, y's term. */
+typedef struct bn_tile32 {
+    int64_t rows, n;
+    int32_t *lo, *hi, *gamma, *beta128;
+    uint32_t *d, *p, *k, *a, *c;
+} bn_tile32;
+
+static bn_tile32 tile32_alloc(int64_t c)
+{
+    bn_tile32 t;
+    t.rows = tile_rows(c);
+    t.n = t.rows * c;
+    uint32_t *u = xmalloc(9 * (size_t)t.n * sizeof *u);
+    uint32_t **cols[5] = {&t.d, &t.p, &t.k, &t.a, &t.c};
+    int32_t **icols[4] = {&t.lo, &t.hi, &t.gamma, &t.beta128};
+    for (int i = 0; i < 5; i++) *cols[i] = u + i * t.n;
+    for (int i = 0; i < 4; i++) *icols[i] = (int32_t *)u + (5 + i) * t.n;
+    return t;
+}
+
+static void tile32_free(bn_tile32 *t) { free(t->d); }
+
+static void tile32_set(bn_tile32 *t, int64_t c, int64_t ch, const wg_bn_xhat32 *k, int32_t gamma, int32_t beta)
+{
+    for (int64_t l = ch; l < t->n; l += c) {
+        t->lo[l] = k->lo, t->hi[l] = k->hi, t->d[l] = k->d, t->p[l] = k->p, t->k[l] = k->k;
+        t->a[l] = k->a, t->c[l] = k->c, t->gamma[l] = gamma, t->beta128[l] = beta * 128;
+    }
 }
 
 /* Folds per-element tile accumulators (k arrays of n, channel ch at r * C + ch) into
@@ -294,6 +328,16 @@ static void pass_xhat_chan(const int32_t *mu, const int32_t *sigma, const int16_
     }
 }
 
+/* The same for the 32-bit form (wg_bn_xhat32_init; e_x with wg_bn_xhat32_ok). */
+static void pass_xhat32_chan(const int32_t *mu, const int32_t *sigma, const int16_t *gamma, const int16_t *beta,
+                             int64_t c, int e_x, bn_tile32 *t)
+{
+    for (int64_t ch = 0; ch < c; ch++) {
+        wg_bn_xhat32 k = wg_bn_xhat32_init(mu[ch], sigma[ch], e_x);
+        tile32_set(t, c, ch, &k, gamma[ch], beta[ch]);
+    }
+}
+
 /* x-hat and y of one tile of n elements, x-hat in place over x16 (wg_bn_xhat_fast);
  * buf: 3n int64. Returns its clamps. */
 static int64_t normalize_tile(int16_t *restrict xh, int32_t *restrict y, int64_t n, const bn_tile *t,
@@ -317,20 +361,39 @@ static int64_t normalize_tile(int16_t *restrict xh, int32_t *restrict y, int64_t
     return clamps;
 }
 
-/* Elementwise x-hat and y, x-hat in place over x16. Returns the number of clamped x-hat
- * elements. */
-static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile *t, int32_t *y)
+/* The same with the 32-bit form (wg_bn_xhat32_elem), in one loop of one integer width.
+ * y = xhat gamma + beta 2^7 is wg_bn_y's integer in int32: |y| <= 32767^2 + 32767 2^7
+ * < 2^31. */
+static int64_t normalize_tile32(int16_t *restrict xh, int32_t *restrict y, int64_t n, const bn_tile32 *t)
 {
-    int64_t clamps = 0, ntiles = (m + t->rows - 1) / t->rows;
+    const int32_t *restrict lo = t->lo, *restrict hi = t->hi, *restrict gamma = t->gamma, *restrict b128 = t->beta128;
+    const uint32_t *restrict d = t->d, *restrict p = t->p, *restrict kk = t->k, *restrict a = t->a,
+                             *restrict c = t->c;
+    int32_t clamps = 0; /* n < 2^31 */
+    for (int64_t l = 0; l < n; l++) {
+        const wg_bn_xhat32 k = {lo[l], hi[l], d[l], p[l], kk[l], a[l], c[l]};
+        int32_t clamped, h = wg_bn_xhat32_elem(xh[l], &k, &clamped);
+        clamps += clamped;
+        xh[l] = (int16_t)h;
+        y[l] = h * gamma[l] + b128[l];
+    }
+    return clamps;
+}
+
+/* Elementwise x-hat and y, x-hat in place over x16, with t (the 64-bit form) or t32 (the
+ * 32-bit form) when not NULL. Returns the number of clamped x-hat elements. */
+static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile *t, const bn_tile32 *t32, int32_t *y)
+{
+    int64_t clamps = 0, rows = t32 ? t32->rows : t->rows, tn = rows * c, ntiles = (m + rows - 1) / rows;
     /* tiles are independent and the clamp count is an integer sum: any thread split
      * gives the same bits */
 #pragma omp parallel reduction(+ : clamps) if (m * c >= WG_PAR_MIN)
     {
-        int64_t *buf = xmalloc(3 * (size_t)t->n * sizeof *buf);
+        int64_t *buf = t32 ? NULL : xmalloc(3 * (size_t)tn * sizeof *buf);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < ntiles; b++) {
-            int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
-            clamps += normalize_tile(x16 + k0, y + k0, len, t, buf);
+            int64_t k0 = b * tn, len = b == ntiles - 1 ? m * c - k0 : tn;
+            clamps += t32 ? normalize_tile32(x16 + k0, y + k0, len, t32) : normalize_tile(x16 + k0, y + k0, len, t, buf);
         }
         free(buf);
     }
@@ -351,10 +414,17 @@ static int narrow_input(const wg_tensor *x, wg_bn_int_saved *work)
 static void normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, const wg_tensor *gamma16,
                       const wg_tensor *beta16, wg_tensor *y)
 {
-    bn_tile t = tile_alloc(c);
-    pass_xhat_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
-    work->clamps = pass_normalize(work->xhat.data, count, c, &t, y->data);
-    tile_free(&t);
+    if (wg_bn_xhat32_ok(e_x)) {
+        bn_tile32 t = tile32_alloc(c);
+        pass_xhat32_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
+        work->clamps = pass_normalize(work->xhat.data, count, c, NULL, &t, y->data);
+        tile32_free(&t);
+    } else {
+        bn_tile t = tile_alloc(c);
+        pass_xhat_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
+        work->clamps = pass_normalize(work->xhat.data, count, c, &t, NULL, y->data);
+        tile_free(&t);
+    }
     work->e_x = e_x;
     work->xhat.exp = WG_BN_XHAT_EXP;
     work->mu.exp = WG_BN_STAT_EXP;
@@ -438,6 +508,35 @@ WG_BN_INLINE void bwd_sums_tile(const void *dy, wg_dtype t, int64_t k0, const in
     }
 }
 
+/* The int8 dy of E1 in 32-bit lanes: int32 per-element accumulators (acc32, the same 4
+ * arrays), which WG_BN_SUMS32_TILES tiles cannot overflow: each tile adds |dy| <= 128 and
+ * |dy xhat| <= 128 * 32767 < 2^22 at each position, so the sums stay below 2^30. */
+enum { WG_BN_SUMS32_TILES = 256 };
+
+WG_BN_INLINE void bwd_sums_tile_s8(const int8_t *restrict dy, const int16_t *restrict h, int64_t len, int64_t n,
+                                   int32_t *restrict acc)
+{
+    int32_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
+    for (int64_t l = 0; l < len; l++) {
+        int32_t d = dy[l], v = h[l], ad = d < 0 ? -d : d, ah = v < 0 ? -v : v;
+        bs[l] += d;
+        gs[l] += d * v;
+        dm[l] = ad > dm[l] ? ad : dm[l];
+        hm[l] = ah > hm[l] ? ah : hm[l];
+    }
+}
+
+/* Moves the int32 accumulators into the int64 ones (sums added, maxima merged) and
+ * clears the sums. */
+static void sums32_flush(int32_t *restrict acc32, int64_t *restrict acc, int64_t n)
+{
+    for (int64_t l = 0; l < 2 * n; l++) {
+        acc[l] += acc32[l];
+        acc32[l] = 0;
+    }
+    for (int64_t l = 2 * n; l < 4 * n; l++) acc[l] = acc32[l] > acc[l] ? acc32[l] : acc[l];
+}
+
 /* Per channel B = sum dy, G = sum dy * xhat (exact: |dy| <= 32767, |xhat| <= 32767,
  * count < 2^32 give |G| < 2^62), and the maxima of |dy| and |xhat| for the bound. Each
  * thread reduces its tiles element by element, folds them into the channels, and the
@@ -451,20 +550,33 @@ static void pass_bwd_sums(const void *dy, wg_dtype dt, const int16_t *xhat, int6
 #pragma omp parallel if (m * c >= WG_PAR_MIN)
     {
         int64_t *acc = xmalloc(4 * (size_t)n * sizeof *acc), *mine = xmalloc(4 * (size_t)c * sizeof *mine);
+        int32_t *acc32 = xmalloc(4 * (size_t)n * sizeof *acc32);
         memset(acc, 0, 4 * (size_t)n * sizeof *acc);
+        memset(acc32, 0, 4 * (size_t)n * sizeof *acc32);
         memset(mine, 0, 4 * (size_t)c * sizeof *mine);
+        int pending = 0; /* tiles in acc32 */
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < ntiles; b++) {
             int64_t k0 = b * n, len = b == ntiles - 1 ? m * c - k0 : n;
+            if (dt == WG_I8) {
+                bwd_sums_tile_s8((const int8_t *)dy + k0, xhat + k0, len, n, acc32);
+                if (++pending == WG_BN_SUMS32_TILES) {
+                    sums32_flush(acc32, acc, n);
+                    pending = 0;
+                }
+                continue;
+            }
 #define WG_BN_SUMS_TILE(T) bwd_sums_tile(dy, T, k0, xhat + k0, len, n, acc)
             WG_BN_BY_DTYPE(dt, WG_BN_SUMS_TILE);
 #undef WG_BN_SUMS_TILE
         }
+        sums32_flush(acc32, acc, n);
         tile_fold(acc, n, c, 4, 2, mine);
 #pragma omp critical(wg_bn_bwd_sums)
         for (int64_t j = 0; j < 4 * c; j++)
             out[j] = j < 2 * c ? out[j] + mine[j] : (mine[j] > out[j] ? mine[j] : out[j]);
         free(acc);
+        free(acc32);
         free(mine);
     }
     for (int64_t ch = 0; ch < c; ch++) {
@@ -502,42 +614,42 @@ static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t co
     }
 }
 
-/* dx of one tile of n elements from element k0 (wg_bn_dx_fast); buf: 2n int64. */
-WG_BN_INLINE void bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
-                              int64_t *restrict out, int64_t n, const bn_tile *tile, int64_t *restrict buf)
+/* dx of one tile of n elements from element k0 (wg_bn_dx_fast); returns max |dx| over
+ * the tile. */
+WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
+                                  int64_t *restrict out, int64_t n, const bn_tile *tile)
 {
-    int64_t *restrict u = buf, *restrict v = buf + n;
-    for (int64_t l = 0; l < n; l++) {
-        u[l] = dy_at(dy, t, k0 + l);
-        v[l] = h[l];
-    }
+    uint64_t mx = 0;
     for (int64_t l = 0; l < n; l++) {
         const wg_bn_lin k = tile_at(tile, l);
-        out[l] = wg_bn_dx_fast(u[l], v[l], &k);
+        int64_t v = wg_bn_dx_fast(dy_at(dy, t, k0 + l), h[l], &k);
+        uint64_t av = wg_abs_u64(v);
+        out[l] = v;
+        mx = av > mx ? av : mx;
     }
+    return mx;
 }
 
-/* Elementwise dx (int64). */
-static void pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
-                        int64_t *dx)
+/* Elementwise dx (int64); returns max |dx| (an integer maximum: any split gives it). */
+static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
+                            int64_t *dx)
 {
     int64_t ntiles = (m + t->rows - 1) / t->rows;
-#pragma omp parallel if (m * c >= WG_PAR_MIN)
-    {
-        int64_t *buf = xmalloc(2 * (size_t)t->n * sizeof *buf);
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < ntiles; b++) {
-            int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
-#define WG_BN_DX_TILE(T) bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, len, t, buf)
-            WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
+    uint64_t mx = 0;
+#pragma omp parallel for reduction(max : mx) schedule(static) if (m * c >= WG_PAR_MIN)
+    for (int64_t b = 0; b < ntiles; b++) {
+        int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
+        uint64_t tm = 0;
+#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, len, t)
+        WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
 #undef WG_BN_DX_TILE
-        }
-        free(buf);
+        mx = tm > mx ? tm : mx;
     }
+    return mx;
 }
 
-void wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved, wg_tensor *dx,
-                        wg_tensor *dgamma, wg_tensor *dbeta)
+uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                            wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta)
 {
     int64_t count, n;
     int64_t c = check_act(&saved->xhat, WG_I16, NULL, "saved x-hat", &count);
@@ -563,11 +675,12 @@ void wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_
     pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, bsum, gsum, dmax, hmax);
     int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
     pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
-    pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
+    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
     free(dmax);
     free(hmax);
     tile_free(&t);
     dbeta->exp = dy->exp;
     dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
     dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
+    return dx_max;
 }

@@ -13,7 +13,9 @@
  * once. The GEMMs called inside a block run on the calling thread: their own OpenMP
  * regions are then nested, and nested regions are inactive unless
  * OMP_MAX_ACTIVE_LEVELS asks otherwise (which would only add threads, never change a
- * result). Backward-weight sums over all rows: one GEMM on the whole im2col matrix. */
+ * result). Backward-weight goes block by block too: one GEMM for both error parts,
+ * which reads the block's im2col rows where they lie in x, into the thread's partial
+ * sums (see backward_weight). */
 #include "conv.h"
 
 #include <stdio.h>
@@ -554,6 +556,163 @@ static void backward_data_col(const wg_conv_geom *g, const wg_tensor *w, const w
     tap_cols_free(&tc);
 }
 
+/* ---- backward-weight -------------------------------------------------------------
+ * dw[o][k] = sum over the parts p of 2^(e_p - e_min) * sum over rows r of
+ * err_p[r][o] * col[r][k]. Threads take blocks of whole images. A block's rows of the
+ * im2col matrix are not built: row r is kh runs of kw * c bytes of the input, one per
+ * kernel row, each contiguous in x (or in a zero-bordered copy of the image when padded,
+ * as im2col_images reads them), and wg_gemm_s8_tn_gather packs them from there, once for
+ * both parts. (Runs shorter than 16 bytes, such as the stem's 3 taps x 1 channel, would
+ * each cost a 16-column step of packing: those blocks are built by im2col_images and
+ * gathered a whole row at a time.) The products add into the thread's int32 sums
+ * acc32[p][o][k], which cover at most WG_GEMM_S8_MAX_K rows (exact: docs/numerics.md
+ * 7.4); before more rows would go in, they are added into the thread's int64 sums and
+ * restart from zero. At the end each element of dw is the int64 sum of every thread's
+ * sums, scaled by part: integer sums, exact, so neither the blocks nor which thread took
+ * which changes a bit. */
+
+/* Whether backward-weight gathers its rows from the input (else from im2col's rows). */
+static bool dw_gathers(const wg_conv_geom *g) { return g->kh == 1 || g->kw * g->c >= 16; }
+
+/* Bytes of backward-weight's scratch per thread: the block's padded images (none
+ * without padding), its im2col matrix (only when !dw_gathers), its rows' pointers, the
+ * GEMM's packing buffers, acc32, then acc64 (only when a thread can see more than
+ * WG_GEMM_S8_MAX_K rows). */
+typedef struct bwd_weight_layout {
+    size_t padded, col, brow, pack, acc32, acc64, per_thread;
+} bwd_weight_layout;
+
+static size_t padded_image_bytes(const wg_conv_geom *g)
+{
+    return (size_t)((g->h + 2 * (int64_t)g->pad) * (g->w + 2 * (int64_t)g->pad) * g->c);
+}
+
+static bwd_weight_layout bwd_weight_layout_of(const wg_conv_geom *g, int nparts, const img_blocks *b)
+{
+    size_t nacc = (size_t)nparts * (size_t)(g->o * g->kdim);
+    bwd_weight_layout l = {
+        .padded = g->pad > 0 ? round64((size_t)b->per_block * padded_image_bytes(g)) : 0,
+        .col = dw_gathers(g) ? 0 : forward_col_bytes(g, b->per_block),
+        .brow = round64((size_t)(b->per_block * g->oh * g->ow) * sizeof(const int8_t *)),
+        .pack = round64(wg_gemm_s8_tn_gather_scratch(g->o, g->kdim, nparts)),
+        .acc32 = round64(nacc * sizeof(int32_t)),
+        .acc64 = g->rows > WG_GEMM_S8_MAX_K ? round64(nacc * sizeof(int64_t)) : 0};
+    l.per_thread = l.padded + l.col + l.brow + l.pack + l.acc32 + l.acc64;
+    return l;
+}
+
+/* The blocks of img_blocks_of, resized so that their count divides among the threads
+ * (16 blocks of 8 images for 2 threads, not 15 of 9): no thread waits on one more. */
+static img_blocks img_blocks_even(const wg_conv_geom *g, img_blocks b)
+{
+    if (b.threads <= 1 || b.count % b.threads == 0) return b;
+    int64_t count = (b.count + b.threads - 1) / b.threads * b.threads;
+    int64_t per = (g->n + count - 1) / count;
+    return (img_blocks){per, (g->n + per - 1) / per, b.threads};
+}
+
+/* brow[r] for the rows of the nimg images from img0: where row r's first run starts
+ * (kernel row 0); the others follow *run_ld bytes apart. padded: l.padded bytes, zero
+ * but for the interiors, which this writes. Without dw_gathers, the rows of col, which
+ * this fills by im2col_images (one run per row). */
+static void gather_rows(const wg_conv_geom *g, const int8_t *x, int64_t img0, int64_t nimg, int8_t *padded,
+                        int8_t *col, const int8_t **brow, int64_t *run_ld)
+{
+    if (!dw_gathers(g)) {
+        im2col_images(g, x, img0, nimg, col, 1, (char *)padded);
+        for (int64_t r = 0; r < nimg * g->oh * g->ow; r++) brow[r] = col + r * g->kdim;
+        *run_ld = g->kdim;
+        return;
+    }
+    int64_t pw = g->w + 2 * (int64_t)g->pad, c = g->c;
+    *run_ld = pw * c;
+    for (int64_t im = 0; im < nimg; im++) {
+        const int8_t *src = x + (img0 + im) * g->h * g->w * c;
+        if (g->pad > 0) {
+            int8_t *dst = padded + (size_t)im * padded_image_bytes(g);
+            for (int64_t ih = 0; ih < g->h; ih++)
+                memcpy(dst + ((ih + g->pad) * pw + g->pad) * c, src + ih * g->w * c, (size_t)(g->w * c));
+            src = dst;
+        }
+        for (int64_t oh = 0; oh < g->oh; oh++)
+            for (int64_t ow = 0; ow < g->ow; ow++)
+                *brow++ = src + (oh * g->stride * pw + ow * g->stride) * c;
+    }
+}
+
+/* One thread's sums: acc32 (nacc int32, rows32 rows in it) and acc64 (nacc int64, used
+ * once spilled). */
+typedef struct dw_sums {
+    int32_t *acc32;
+    int64_t *acc64;
+    int64_t nacc, rows32;
+    bool spilled;
+} dw_sums;
+
+static void dw_sums_spill(dw_sums *s)
+{
+    if (!s->spilled) memset(s->acc64, 0, (size_t)s->nacc * sizeof(int64_t));
+    for (int64_t i = 0; i < s->nacc; i++) s->acc64[i] += s->acc32[i];
+    memset(s->acc32, 0, (size_t)s->nacc * sizeof(int32_t));
+    s->spilled = true;
+    s->rows32 = 0;
+}
+
+/* dw (int64 [o][kdim], at e_x + e_min) from the parts; scratch: l.per_thread bytes for
+ * each of b.threads threads. */
+static void backward_weight(const wg_conv_geom *g, const int8_t *x, const wg_tensor *const *err, int nparts,
+                            int e_min, int64_t *dw, char *scratch, img_blocks b, bwd_weight_layout l)
+{
+    int64_t per_image = g->oh * g->ow, nw = g->o * g->kdim;
+    int nruns = dw_gathers(g) ? (int)g->kh : 1; /* runs of kdim / nruns bytes per row */
+    dw_sums *sums = malloc((size_t)b.threads * sizeof *sums);
+    WG_ASSERT(sums != NULL, "out of memory for %d threads' sums", b.threads);
+    int team = 1;
+#pragma omp parallel num_threads(b.threads) if (b.threads > 1)
+    {
+        int t = thread_num();
+        char *mine = scratch + l.per_thread * (size_t)t;
+        int8_t *padded = (int8_t *)mine, *col = (int8_t *)(mine + l.padded);
+        const int8_t **brow = (const int8_t **)(mine + l.padded + l.col);
+        char *pack = mine + l.padded + l.col + l.brow;
+        dw_sums *s = &sums[t];
+        *s = (dw_sums){(int32_t *)(pack + l.pack), (int64_t *)(pack + l.pack + l.acc32), nparts * nw, 0, false};
+        memset(padded, 0, l.padded);
+        memset(s->acc32, 0, (size_t)s->nacc * sizeof(int32_t));
+#ifdef _OPENMP
+        if (t == 0) team = omp_get_num_threads();
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < b.count; blk++) {
+            int64_t img0 = blk * b.per_block, nimg = g->n - img0 < b.per_block ? g->n - img0 : b.per_block;
+            int64_t r0 = img0 * per_image, nr = nimg * per_image, run_ld;
+            gather_rows(g, x, img0, nimg, padded, col, brow, &run_ld);
+            for (int64_t k0 = 0; k0 < nr; k0 += WG_GEMM_S8_MAX_K) {
+                int64_t kr = nr - k0 < WG_GEMM_S8_MAX_K ? nr - k0 : WG_GEMM_S8_MAX_K;
+                if (s->rows32 + kr > WG_GEMM_S8_MAX_K) dw_sums_spill(s);
+                const int8_t *parts[2];
+                for (int p = 0; p < nparts; p++) parts[p] = (const int8_t *)err[p]->data + (r0 + k0) * g->o;
+                wg_gemm_s8_tn_gather(g->o, kr, nparts, parts, g->o, brow + k0, nruns, g->kdim / nruns, run_ld,
+                                     s->acc32, g->kdim, pack);
+                s->rows32 += kr;
+            }
+        }
+        /* the implicit barrier of the loop above: every thread's sums are final */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nw; i++) {
+            int64_t sum = 0;
+            for (int p = 0; p < nparts; p++) {
+                int64_t part = 0;
+                for (int u = 0; u < team; u++)
+                    part += (int64_t)sums[u].acc32[p * nw + i] + (sums[u].spilled ? sums[u].acc64[p * nw + i] : 0);
+                sum += part * (INT64_C(1) << (err[p]->exp - e_min));
+            }
+            dw[i] = sum;
+        }
+    }
+    free(sums);
+}
+
 void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, const wg_tensor *const *err,
                          int nparts, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
 {
@@ -566,9 +725,9 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
     }
     for (int p = 0; p < nparts; p++)
         WG_ASSERT(err[p]->exp - e_min <= 16, "error parts %d grids apart", err[p]->exp - e_min);
+    WG_ASSERT(dw->dtype == WG_I64 && wg_tensor_numel(dw) == wg_tensor_numel(w), "convolution dw");
 
-    /* Workspace: [im2col of x][scratch: backward-data's (see its paths), then a dw chunk
-     * (o x kdim int32)] */
+    /* Workspace: backward-data's scratch (see its paths), then backward-weight's. */
     wg_conv_geom gt;
     bool as_conv = dx != NULL && bwd_data_conv_geom(g, &gt);
     img_blocks b = {0};
@@ -580,32 +739,18 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
         b = img_blocks_of(g, (size_t)(g->oh * g->ow * g->kdim) * sizeof(int32_t));
         scratch = bwd_data_per_thread(g, &b) * (size_t)b.threads;
     }
-    size_t cb = col_bytes(g, 1), dw_chunk = (size_t)g->o * (size_t)g->kdim * sizeof(int32_t);
-    const int8_t *col = im2col_of(g, x, ws, 1, scratch > dw_chunk ? scratch : dw_chunk);
-    int32_t *tmp = (int32_t *)((char *)ws->buf + cb);
+    img_blocks bw = img_blocks_even(g, img_blocks_of(g, (size_t)(g->oh * g->ow * g->kdim)));
+    bwd_weight_layout lw = bwd_weight_layout_of(g, nparts, &bw);
+    size_t wbytes = lw.per_thread * (size_t)bw.threads;
+    char *buf = ws_reserve(ws, scratch > wbytes ? scratch : wbytes);
 
     if (dx != NULL) {
         WG_ASSERT(dx->dtype == WG_I64 && wg_tensor_numel(dx) == wg_tensor_numel(x), "convolution dx");
-        if (as_conv) backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, (char *)tmp, b);
-        else backward_data_col(g, w, err, nparts, e_min, dx->data, (char *)tmp, b);
+        if (as_conv) backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, buf, b);
+        else backward_data_col(g, w, err, nparts, e_min, dx->data, buf, b);
         dx->exp = w->exp + e_min;
     }
-
-    WG_ASSERT(dw->dtype == WG_I64 && wg_tensor_numel(dw) == wg_tensor_numel(w), "convolution dw");
-    int64_t *dw64 = dw->data, nw = g->o * g->kdim;
-    memset(dw64, 0, wg_tensor_nbytes(dw));
-    for (int p = 0; p < nparts; p++) {
-        const int8_t *e = err[p]->data;
-        int shift = err[p]->exp - e_min;
-        /* int32 partial sums over at most WG_GEMM_S8_MAX_K rows, then into int64 */
-        for (int64_t r0 = 0; r0 < g->rows; r0 += WG_GEMM_S8_MAX_K) {
-            int64_t nr = g->rows - r0 < WG_GEMM_S8_MAX_K ? g->rows - r0 : WG_GEMM_S8_MAX_K;
-            memset(tmp, 0, (size_t)nw * sizeof(int32_t));
-            wg_gemm_s8_tn(g->o, g->kdim, nr, e + r0 * g->o, g->o, col + r0 * g->kdim, g->kdim, tmp, g->kdim);
-#pragma omp parallel for schedule(static) if (nw >= WG_PAR_MIN)
-            for (int64_t i = 0; i < nw; i++) dw64[i] += (int64_t)tmp[i] * ((int64_t)1 << shift);
-        }
-    }
+    backward_weight(g, x->data, err, nparts, e_min, dw->data, buf, bw, lw);
     dw->exp = x->exp + e_min;
 }
 

@@ -3,7 +3,8 @@
  * Tensors: x [N][H][W][C] (NHWC), weights [O][KH][KW][C] (OHWI), output
  * [N][OH][OW][O]. Implemented as im2col into rows of KH*KW*C followed by the GEMMs of
  * gemm.h; a 1x1, stride-1, unpadded convolution (and so a fully connected layer,
- * H = W = 1) uses x as the im2col matrix directly.
+ * H = W = 1) uses x as the im2col matrix directly, and int8 backward-weight reads the
+ * im2col rows where they lie in x (wg_gemm_s8_tn_gather).
  *
  * int8 (docs/numerics.md 7.4): the forward accumulator is int32 at exponent
  * e_x + e_w, exact. The backward passes take the error at the output as one or two

@@ -41,6 +41,18 @@ void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda
     wg_gemm_s8_tn_vnni(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
+size_t wg_gemm_s8_tn_gather_scratch(int64_t M, int64_t N, int nparts)
+{
+    return wg_gemm_s8_tn_gather_scratch_vnni(M, N, nparts);
+}
+
+void wg_gemm_s8_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                          const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
+                          void *scratch)
+{
+    wg_gemm_s8_tn_gather_vnni(M, K, nparts, A, lda, brow, nruns, run, run_ld, C, ldc, scratch);
+}
+
 #else /* the portable loops */
 
 static int32_t dot_s8(const int8_t *restrict a, const int8_t *restrict b, int64_t K)
@@ -102,6 +114,28 @@ void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda
         }
 }
 
+size_t wg_gemm_s8_tn_gather_scratch(int64_t M, int64_t N, int nparts)
+{
+    (void)M, (void)N, (void)nparts;
+    return 0;
+}
+
+/* tn's row updates, run by run of each gathered row of B. */
+void wg_gemm_s8_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                          const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
+                          void *scratch)
+{
+    (void)scratch;
+    for (int p = 0; p < nparts; p++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t m = 0; m < M; m++) {
+                int32_t a = A[p][k * lda + m];
+                if (a != 0)
+                    for (int i = 0; i < nruns; i++)
+                        axpy_s8(C + (p * M + m) * ldc + i * run, a, brow[k] + i * run_ld, run);
+            }
+}
+
 #endif
 
 void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
@@ -135,6 +169,20 @@ void wg_gemm_s8_tn_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t
             for (int64_t k = 0; k < K; k++) s += (int64_t)A[k * lda + m] * B[k * ldb + n];
             C[m * ldc + n] = (int32_t)s;
         }
+}
+
+void wg_gemm_s8_tn_gather_ref(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                              const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
+                              int64_t ldc)
+{
+    for (int p = 0; p < nparts; p++)
+        for (int64_t m = 0; m < M; m++)
+            for (int i = 0; i < nruns; i++)
+                for (int64_t j = 0; j < run; j++) {
+                    int64_t s = C[(p * M + m) * ldc + i * run + j];
+                    for (int64_t k = 0; k < K; k++) s += (int64_t)A[p][k * lda + m] * brow[k][i * run_ld + j];
+                    C[(p * M + m) * ldc + i * run + j] = (int32_t)s;
+                }
 }
 
 /* ---- float32 (the baseline mode) ---------------------------------------------- */

@@ -14,6 +14,7 @@
 #ifndef WG_GEMM_H
 #define WG_GEMM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -29,6 +30,21 @@ void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda
                    int32_t *C, int64_t ldc);
 void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                    int32_t *C, int64_t ldc);
+
+/* Backward-weight's product: tn for nparts left operands (the error parts) that share a
+ * B whose rows are gathered. Row k of B, N = nruns * run columns, is nruns runs of run
+ * bytes side by side, run i at brow[k] + i * run_ld:
+ *   C[p*M + m][i*run + j] += sum over k < K of A[p][k*lda + m] * brow[k][i*run_ld + j]
+ * for p < nparts, m < M, i < nruns, j < run. A row of the im2col matrix read from the
+ * input itself (one run per kernel row, kw * c bytes), or with one run a row of a plain
+ * matrix. The parts' C are stacked by rows, ldc apart; B is packed once for all parts.
+ * It runs on the calling thread: the caller splits K across threads. scratch:
+ * wg_gemm_s8_tn_gather_scratch(M, N, nparts) bytes, 64-byte aligned, reused from call
+ * to call; NULL allocates them here. */
+size_t wg_gemm_s8_tn_gather_scratch(int64_t M, int64_t N, int nparts);
+void wg_gemm_s8_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                          const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
+                          void *scratch);
 
 void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc);
@@ -46,6 +62,10 @@ void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
                         int32_t *C, int64_t ldc);
 void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                         int32_t *C, int64_t ldc);
+size_t wg_gemm_s8_tn_gather_scratch_vnni(int64_t M, int64_t N, int nparts);
+void wg_gemm_s8_tn_gather_vnni(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                               const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
+                               int64_t ldc, void *scratch);
 #else
 #define WG_GEMM_HAVE_VNNI 0
 #endif
@@ -57,6 +77,9 @@ void wg_gemm_s8_nn_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t
                        int32_t *C, int64_t ldc);
 void wg_gemm_s8_tn_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                        int32_t *C, int64_t ldc);
+void wg_gemm_s8_tn_gather_ref(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                              const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
+                              int64_t ldc);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,9 @@
  *   nt, nn: A unpacked, flipped as it is broadcast; sum_k u_k b_k = sum_k a_k b_k
  *       + 128 sum_k b_k, so each column of C starts from -128 sum_k b[k][n];
  *   tn: A^T and B both packed from chunks of rows, B flipped while packing; each row
- *       of C starts from -128 sum_k a[k][m].
+ *       of C starts from -128 sum_k a[k][m]. tn_gather is tn with the parts of A packed
+ *       side by side (one operand, C's rows stacked by part) and B's rows packed from
+ *       where they lie (runs at pointers), once for all parts.
  * A register tile keeps MR rows x NZ zmm of C (up to 24 accumulators), so each load of
  * B serves MR rows and each broadcast NZ zmm; masked loads and stores cover a ragged
  * N, a masked load the last K % 4 bytes of a row of A (nothing past a row is read).
@@ -22,11 +24,11 @@
  *
  * Threads: nt and nn split the rows of C (B is packed once and shared); tn splits K,
  * each thread adding its chunks into a partial C, and the partials are added at the
- * end. Tiles: nt and tn use 8 x 3 or 6 x 4 (C stays in cache or is written once); nn,
- * which reads and writes a large C for few k, walks C one row at a time (1 x up to 12
- * zmm) when its rows are wider than a tile and packed B fits in L1: the hardware
- * prefetchers follow one stream well and the 6 or 8 of a taller tile badly, at half
- * the bandwidth or less. */
+ * end; tn_gather runs on the calling thread (its caller splits K). Tiles: nt and tn
+ * use 8 x 3 or 6 x 4 (C stays in cache or is written once); nn, which reads and writes
+ * a large C for few k, walks C one row at a time (1 x up to 12 zmm) when its rows are
+ * wider than a tile and packed B fits in L1: the hardware prefetchers follow one
+ * stream well and the 6 or 8 of a taller tile badly, at half the bandwidth or less. */
 #include "gemm.h"
 
 #if WG_GEMM_HAVE_VNNI
@@ -97,55 +99,93 @@ static void pack_nt(const int8_t *B, int64_t ldb, int64_t N, int64_t K, int8_t *
     }
 }
 
-/* Rows k < kr of src[k][n] (n < N) -> dst[ceil(kr/4)][np][4], zero padded; flipped
- * (XOR 0x80, padding included) when flip; colsum[n] += sum_k src[k][n] when colsum. */
-static void pack_rows(const int8_t *src, int64_t ld, int64_t kr, int64_t N, int8_t *dst, int64_t np, bool flip,
+/* Columns n0 .. n0 + min(rem, 64) - 1 (rem >= 1) of one group of four rows r[0..3]
+ * (NULL: a row of zeros) -> v[q], q < the returned count: 16 columns each, the four
+ * rows' bytes of a column side by side, zero past rem. 17..64 columns: four (masked)
+ * loads, the 4 x 4 byte transpose in each 128-bit lane, then the 4 x 4 lane transpose;
+ * 1..16 on 128-bit vectors. */
+WG_INLINE int pack_piece(const int8_t *const r[4], int64_t n0, int64_t rem, __m512i v[4])
+{
+    if (rem > 16) {
+        __mmask64 lm = rem >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << rem) - 1;
+        __m512i x[4];
+        for (int j = 0; j < 4; j++) x[j] = r[j] ? _mm512_maskz_loadu_epi8(lm, r[j] + n0) : _mm512_setzero_si512();
+        /* within each 128-bit lane L: o_q holds columns 16L + 4q .. 16L + 4q + 3, 4 rows each */
+        __m512i t0 = _mm512_unpacklo_epi8(x[0], x[1]), t1 = _mm512_unpackhi_epi8(x[0], x[1]);
+        __m512i t2 = _mm512_unpacklo_epi8(x[2], x[3]), t3 = _mm512_unpackhi_epi8(x[2], x[3]);
+        __m512i o0 = _mm512_unpacklo_epi16(t0, t2), o1 = _mm512_unpackhi_epi16(t0, t2);
+        __m512i o2 = _mm512_unpacklo_epi16(t1, t3), o3 = _mm512_unpackhi_epi16(t1, t3);
+        /* transpose the 4x4 lanes: v_L = [o0.L, o1.L, o2.L, o3.L] = columns 16L .. 16L + 15 */
+        __m512i u0 = _mm512_shuffle_i32x4(o0, o1, 0x44), u1 = _mm512_shuffle_i32x4(o2, o3, 0x44);
+        __m512i u2 = _mm512_shuffle_i32x4(o0, o1, 0xee), u3 = _mm512_shuffle_i32x4(o2, o3, 0xee);
+        v[0] = _mm512_shuffle_i32x4(u0, u1, 0x88);
+        v[1] = _mm512_shuffle_i32x4(u0, u1, 0xdd);
+        v[2] = _mm512_shuffle_i32x4(u2, u3, 0x88);
+        v[3] = _mm512_shuffle_i32x4(u2, u3, 0xdd);
+        return rem >= 64 ? 4 : (int)((rem + 15) / 16);
+    }
+    __mmask16 lm = (__mmask16)(0xffffu >> (16 - rem));
+    __m128i x[4];
+    for (int j = 0; j < 4; j++) x[j] = r[j] ? _mm_maskz_loadu_epi8(lm, r[j] + n0) : _mm_setzero_si128();
+    __m128i t0 = _mm_unpacklo_epi8(x[0], x[1]), t1 = _mm_unpackhi_epi8(x[0], x[1]);
+    __m128i t2 = _mm_unpacklo_epi8(x[2], x[3]), t3 = _mm_unpackhi_epi8(x[2], x[3]);
+    v[0] = _mm512_castsi128_si512(_mm_unpacklo_epi16(t0, t2));
+    v[0] = _mm512_inserti32x4(v[0], _mm_unpackhi_epi16(t0, t2), 1);
+    v[0] = _mm512_inserti32x4(v[0], _mm_unpacklo_epi16(t1, t3), 2);
+    v[0] = _mm512_inserti32x4(v[0], _mm_unpackhi_epi16(t1, t3), 3);
+    return 1;
+}
+
+/* Rows k < kr of src[k][n] (n < N) -> dst[ceil(kr/4)][stride][4], the columns up to N
+ * rounded up to 16 (<= stride) zero padded; flipped (XOR 0x80, padding included) when
+ * flip; colsum[n] += sum_k src[k][n] when colsum. Column blocks of 64 outside, groups
+ * of four rows inside, so a block's column sums stay in registers. */
+static void pack_rows(const int8_t *src, int64_t ld, int64_t kr, int64_t N, int8_t *dst, int64_t stride, bool flip,
                       int32_t *colsum)
 {
     const __m512i ones = _mm512_set1_epi8(1), x80 = _mm512_set1_epi8((char)0x80);
-    for (int64_t g = 0; 4 * g < kr; g++) {
-        const int8_t *r[4];
-        for (int j = 0; j < 4; j++) r[j] = 4 * g + j < kr ? src + (4 * g + j) * ld : NULL;
-        int8_t *d = dst + g * np * 4;
-        int64_t n = 0;
-        for (; n + 64 <= N; n += 64) {
-            __m512i x[4];
-            for (int j = 0; j < 4; j++) x[j] = r[j] ? _mm512_loadu_si512(r[j] + n) : _mm512_setzero_si512();
-            /* within each 128-bit lane L: o_q holds columns 16L + 4q .. 16L + 4q + 3, 4 rows each */
-            __m512i t0 = _mm512_unpacklo_epi8(x[0], x[1]), t1 = _mm512_unpackhi_epi8(x[0], x[1]);
-            __m512i t2 = _mm512_unpacklo_epi8(x[2], x[3]), t3 = _mm512_unpackhi_epi8(x[2], x[3]);
-            __m512i o0 = _mm512_unpacklo_epi16(t0, t2), o1 = _mm512_unpackhi_epi16(t0, t2);
-            __m512i o2 = _mm512_unpacklo_epi16(t1, t3), o3 = _mm512_unpackhi_epi16(t1, t3);
-            /* transpose the 4x4 lanes: v_L = [o0.L, o1.L, o2.L, o3.L] = columns 16L .. 16L + 15 */
-            __m512i u0 = _mm512_shuffle_i32x4(o0, o1, 0x44), u1 = _mm512_shuffle_i32x4(o2, o3, 0x44);
-            __m512i u2 = _mm512_shuffle_i32x4(o0, o1, 0xee), u3 = _mm512_shuffle_i32x4(o2, o3, 0xee);
-            __m512i v[4] = {_mm512_shuffle_i32x4(u0, u1, 0x88), _mm512_shuffle_i32x4(u0, u1, 0xdd),
-                            _mm512_shuffle_i32x4(u2, u3, 0x88), _mm512_shuffle_i32x4(u2, u3, 0xdd)};
-            for (int q = 0; q < 4; q++) {
-                if (colsum) {
-                    __m512i cs = _mm512_loadu_si512(colsum + n + 16 * q);
-                    _mm512_storeu_si512(colsum + n + 16 * q, _mm512_dpbusd_epi32(cs, ones, v[q]));
-                }
-                if (flip) v[q] = _mm512_xor_si512(v[q], x80);
-                _mm512_storeu_si512(d + (n + 16 * q) * 4, v[q]);
-            }
-        }
-        for (; n < np; n += 16) {
-            __mmask16 m = n + 16 <= N ? (__mmask16)0xffff : n < N ? (__mmask16)((1u << (N - n)) - 1) : 0;
-            __m128i x[4];
-            for (int j = 0; j < 4; j++) x[j] = r[j] ? _mm_maskz_loadu_epi8(m, r[j] + n) : _mm_setzero_si128();
-            __m128i t0 = _mm_unpacklo_epi8(x[0], x[1]), t1 = _mm_unpackhi_epi8(x[0], x[1]);
-            __m128i t2 = _mm_unpacklo_epi8(x[2], x[3]), t3 = _mm_unpackhi_epi8(x[2], x[3]);
-            __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(t0, t2));
-            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(t0, t2), 1);
-            v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(t1, t3), 2);
-            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(t1, t3), 3);
+    for (int64_t n0 = 0; n0 < N; n0 += 64) {
+        /* the block's column sums, 16 columns each (named: gcc keeps an array in memory) */
+        __m512i cs0 = _mm512_setzero_si512(), cs1 = cs0, cs2 = cs0, cs3 = cs0;
+        int nv = 0;
+        for (int64_t g = 0; 4 * g < kr; g++) {
+            const int8_t *r[4];
+            for (int j = 0; j < 4; j++) r[j] = 4 * g + j < kr ? src + (4 * g + j) * ld : NULL;
+            __m512i v[4];
+            nv = pack_piece(r, n0, N - n0, v);
             if (colsum) {
-                __m512i cs = _mm512_loadu_si512(colsum + n);
-                _mm512_storeu_si512(colsum + n, _mm512_dpbusd_epi32(cs, ones, v));
+                cs0 = _mm512_dpbusd_epi32(cs0, ones, v[0]);
+                if (nv > 1) cs1 = _mm512_dpbusd_epi32(cs1, ones, v[1]);
+                if (nv > 2) cs2 = _mm512_dpbusd_epi32(cs2, ones, v[2]);
+                if (nv > 3) cs3 = _mm512_dpbusd_epi32(cs3, ones, v[3]);
             }
-            if (flip) v = _mm512_xor_si512(v, x80);
-            _mm512_storeu_si512(d + n * 4, v);
+            int8_t *d = dst + (g * stride + n0) * 4;
+            for (int q = 0; q < 4; q++) /* a constant count, unrolled: v stays in registers */
+                if (q < nv) _mm512_storeu_si512(d + 64 * q, flip ? _mm512_xor_si512(v[q], x80) : v[q]);
+        }
+        if (colsum) {
+            const __m512i cs[4] = {cs0, cs1, cs2, cs3};
+            for (int q = 0; q < nv; q++)
+                _mm512_storeu_si512(colsum + n0 + 16 * q,
+                                    _mm512_add_epi32(_mm512_loadu_si512(colsum + n0 + 16 * q), cs[q]));
+        }
+    }
+}
+
+/* The four rows r[0..3] (NULL: zeros) over columns n < N -> d[n][4], flipped: exactly N
+ * columns (the last 16 by a masked store), the caller's next columns left alone. */
+WG_INLINE void pack_group_flip_exact(const int8_t *const r[4], int64_t N, int8_t *d)
+{
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    for (int64_t n0 = 0; n0 < N; n0 += 64) {
+        __m512i v[4];
+        int nv = pack_piece(r, n0, N - n0, v);
+        for (int q = 0; q < 4; q++) { /* a constant count, unrolled: v stays in registers */
+            int64_t c0 = n0 + 16 * q;
+            if (q >= nv) break;
+            __m512i u = _mm512_xor_si512(v[q], x80);
+            if (N - c0 < 16) _mm512_mask_storeu_epi32(d + c0 * 4, (__mmask16)(0xffffu >> (16 - (N - c0))), u);
+            else _mm512_storeu_si512(d + c0 * 4, u);
         }
     }
 }
@@ -384,20 +424,71 @@ void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
     free(bp);
 }
 
-/* tn: C[M][N] += sum over k < K of A[k][m] B[k][n]. Chunks of TN_CHUNK rows of A and B
- * are packed (B flipped to unsigned, with the correction -128 sum_k a[k][m] per row of
- * C). Threads take batches of chunks as they come; thread 0 adds into C, the others
- * into zeroed partial copies of C (M x np), added to C at the end (modulo 2^32, as
+/* ---- tn ------------------------------------------------------------------------
+ * C[M][N] += sum over k < K of A[k][m] B[k][n], in chunks of TN_CHUNK rows of A and B:
+ * both packed (B flipped to unsigned, with the correction -128 sum_k a[k][m] per row of
+ * C), then the tiles. With several left operands A_p sharing B (E2's error parts), the
+ * A_p are packed side by side, part p at columns p M .. p M + M - 1 of packed A, as one
+ * operand of nparts M columns whose rows of C are stacked by part: B is packed once for
+ * all of them. */
+
+/* One worker's packing buffers for chunks of up to TN_CHUNK rows. */
+typedef struct tn_bufs {
+    int8_t *ap;           /* packed A [TN_CHUNK / 4][mp][4] */
+    int8_t *bp;           /* packed, flipped B [TN_CHUNK / 4][np][4] */
+    int32_t *asum, *corr; /* per column of packed A: sum_k a[k][m], and -128 times it */
+    int64_t mp, np;
+} tn_bufs;
+
+/* Packed A's width: part p's 16-column stores reach p M + round16(M). */
+static int64_t tn_mp(int64_t M, int nparts) { return round16((nparts - 1) * M + round16(M)); }
+
+static size_t tn_bufs_bytes(int64_t M, int64_t N, int nparts)
+{
+    int64_t mp = tn_mp(M, nparts), np = round16(N);
+    return (size_t)(TN_CHUNK * (mp + np)) + 2 * (size_t)mp * sizeof(int32_t);
+}
+
+static tn_bufs tn_bufs_at(void *buf, int64_t M, int64_t N, int nparts)
+{
+    tn_bufs b = {.ap = buf, .mp = tn_mp(M, nparts), .np = round16(N)};
+    b.bp = b.ap + TN_CHUNK * b.mp;
+    b.asum = (int32_t *)(b.bp + TN_CHUNK * b.np);
+    b.corr = b.asum + b.mp;
+    return b;
+}
+
+/* Pack rows k0 .. k0 + kr - 1 (kr <= TN_CHUNK) of the parts. They go in order: part
+ * p's zero padding past its M columns is overwritten by part p + 1 (and adds zeros to
+ * its column sums). */
+static void tn_pack_a(int64_t M, int64_t k0, int64_t kr, int nparts, const int8_t *const *A, int64_t lda,
+                      const tn_bufs *b)
+{
+    memset(b->asum, 0, (size_t)b->mp * sizeof(int32_t));
+    for (int p = 0; p < nparts; p++)
+        pack_rows(A[p] + k0 * lda, lda, kr, M, b->ap + p * M * 4, b->mp, false, b->asum + p * M);
+    make_corr(b->asum, b->corr, b->mp);
+}
+
+/* The tiles of a packed chunk of kr rows: C's rows 0 .. mrows - 1 (nparts M), all N columns. */
+static void tn_tiles(int64_t mrows, int64_t N, int64_t kr, int32_t *C, int64_t ldc, walk w, const tn_bufs *b)
+{
+    tile_args proto = {.a = b->ap, .ars = 4, .aks = b->mp * 4, .groups = (kr + 3) / 4, .kt = 0, .b = b->bp,
+                       .bks = b->np * 4, .corr = b->corr, .c = C, .ldc = ldc, .acc = true};
+    run_rows(&proto, w, N, 0, mrows);
+}
+
+/* Threads take batches of chunks as they come; thread 0 adds into C, the others into
+ * zeroed partial copies of C (M x np), added to C at the end (modulo 2^32, as
  * everything here, so which thread took which chunk does not matter). */
 void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                         int32_t *C, int64_t ldc)
 {
-    int64_t mp = round16(M), np = round16(N), chunks = (K + TN_CHUNK - 1) / TN_CHUNK;
+    int64_t np = round16(N), chunks = (K + TN_CHUNK - 1) / TN_CHUNK;
     int nth = worth_threads(M, N, K) ? omp_get_max_threads() : 1;
     if (nth > chunks) nth = (int)chunks;
-    size_t apb = (size_t)(TN_CHUNK * mp), bpb = (size_t)(TN_CHUNK * np), csb = 2 * (size_t)mp * sizeof(int32_t);
-    size_t pb = (size_t)(M * np) * sizeof(int32_t);
-    size_t per = (apb + bpb + csb + pb + 63) / 64 * 64;
+    size_t bb = (tn_bufs_bytes(M, N, 1) + 63) / 64 * 64, pb = (size_t)(M * np) * sizeof(int32_t);
+    size_t per = bb + (pb + 63) / 64 * 64;
     char *buf = alloc64(per * (size_t)nth);
     walk w = walk_blocks(N, false);
 
@@ -405,8 +496,8 @@ void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         char *mine = buf + per * (size_t)t;
-        int8_t *ap = (int8_t *)mine, *bp = ap + apb;
-        int32_t *asum = (int32_t *)(bp + bpb), *corr = asum + mp, *part = corr + mp;
+        tn_bufs bufs = tn_bufs_at(mine, M, N, 1);
+        int32_t *part = (int32_t *)(mine + bb);
         int32_t *c = t == 0 ? C : part;
         int64_t ldcc = t == 0 ? ldc : np;
         if (t > 0) memset(part, 0, pb);
@@ -416,25 +507,21 @@ void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
             int64_t c1 = (bt + 1) * TN_BATCH < chunks ? (bt + 1) * TN_BATCH : chunks;
             for (int64_t ch = bt * TN_BATCH; ch < c1; ch++) {
                 int64_t k0 = ch * TN_CHUNK, kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
-                memset(asum, 0, (size_t)mp * sizeof(int32_t));
-                pack_rows(A + k0 * lda, lda, kr, M, ap, mp, false, asum);
-                make_corr(asum, corr, mp);
-                pack_rows(B + k0 * ldb, ldb, kr, N, bp, np, true, NULL);
+                tn_pack_a(M, k0, kr, 1, &A, lda, &bufs);
+                pack_rows(B + k0 * ldb, ldb, kr, N, bufs.bp, bufs.np, true, NULL);
                 if (ch + 1 < c1) /* the next chunk into L2 while this one computes */
                     for (int64_t k = k0 + kr; k < k0 + kr + TN_CHUNK && k < K; k++) {
                         for (int64_t n = 0; n < N; n += 64) _mm_prefetch((const char *)(B + k * ldb + n), _MM_HINT_T1);
                         for (int64_t m = 0; m < M; m += 64) _mm_prefetch((const char *)(A + k * lda + m), _MM_HINT_T1);
                     }
-                tile_args proto = {.a = ap, .ars = 4, .aks = mp * 4, .groups = (kr + 3) / 4, .kt = 0, .b = bp,
-                                   .bks = np * 4, .corr = corr, .c = c, .ldc = ldcc, .acc = true};
-                run_rows(&proto, w, N, 0, M);
+                tn_tiles(M, N, kr, c, ldcc, w, &bufs);
             }
         }
         if (T > 1) {
 #pragma omp barrier
             int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
             for (int u = 1; u < T; u++) {
-                const int32_t *p = (const int32_t *)(buf + per * (size_t)u + apb + bpb + csb);
+                const int32_t *p = (const int32_t *)(buf + per * (size_t)u + bb);
                 for (int64_t m = m0; m < m1; m++)
                     for (int64_t n = 0; n < N; n++)
                         C[m * ldc + n] = (int32_t)((uint32_t)C[m * ldc + n] + (uint32_t)p[m * np + n]);
@@ -442,6 +529,89 @@ void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
         }
     }
     free(buf);
+}
+
+size_t wg_gemm_s8_tn_gather_scratch_vnni(int64_t M, int64_t N, int nparts) { return tn_bufs_bytes(M, N, nparts); }
+
+/* B's gathered rows brow[0 .. kr - 1] (kr <= TN_CHUNK), flipped, into b->bp: each group
+ * of four rows run by run, each run's columns written exactly (the columns past nruns
+ * run, up to np, are the caller's). The last group's rows past kr repeat row kr - 1:
+ * whatever B holds there meets the zeros of packed A. When a group's four rows start 16 bytes
+ * apart (four neighbouring pixels of a stride-1 convolution on 16 channels), one 64-byte
+ * load holds 16 columns of all four, and one byte permutation (vpermb) packs them. */
+static void pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int64_t kr,
+                        const tn_bufs *b)
+{
+#if defined(__AVX512VBMI__)
+    /* byte 4q + j of the packed 16 columns is byte 16j + q of the load: column q of row j */
+    static const int8_t k_spread16[64] = {0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51,
+                                          4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55,
+                                          8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
+                                          12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+    const __m512i spread16 = _mm512_loadu_si512(k_spread16), x80 = _mm512_set1_epi8((char)0x80);
+    const int64_t whole16 = run / 16 * 16; /* columns the permutation packs; the rest (< 16) below */
+#endif
+    for (int64_t g = 0; 4 * g < kr; g++) {
+        const int8_t *r[4], *ri[4];
+        for (int j = 0; j < 4; j++) r[j] = brow[4 * g + j < kr ? 4 * g + j : kr - 1];
+        int8_t *d = b->bp + g * b->np * 4;
+#if defined(__AVX512VBMI__)
+        uintptr_t a0 = (uintptr_t)r[0];
+        if ((uintptr_t)r[1] == a0 + 16 && (uintptr_t)r[2] == a0 + 32 && (uintptr_t)r[3] == a0 + 48) {
+            for (int i = 0; i < nruns; i++) {
+                const int8_t *p = r[0] + i * run_ld;
+                int8_t *di = d + i * run * 4;
+                /* the load ends at byte n + 15 of row 3's run: inside it */
+                for (int64_t n = 0; n < whole16; n += 16) {
+                    __m512i v = _mm512_permutexvar_epi8(spread16, _mm512_loadu_si512(p + n));
+                    _mm512_storeu_si512(di + n * 4, _mm512_xor_si512(v, x80));
+                }
+                if (whole16 < run) {
+                    for (int j = 0; j < 4; j++) ri[j] = p + 16 * j + whole16;
+                    pack_group_flip_exact(ri, run - whole16, di + whole16 * 4);
+                }
+            }
+            continue;
+        }
+#endif
+        for (int i = 0; i < nruns; i++) {
+            for (int j = 0; j < 4; j++) ri[j] = r[j] + i * run_ld;
+            pack_group_flip_exact(ri, run, d + i * run * 4);
+        }
+    }
+}
+
+/* On the calling thread, chunk by chunk: the parts packed side by side, B gathered
+ * and packed once for all of them, then the tiles over all nparts M rows of C. */
+void wg_gemm_s8_tn_gather_vnni(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                               const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
+                               int64_t ldc, void *scratch)
+{
+    int64_t N = nruns * run;
+    void *own = scratch != NULL ? NULL : alloc64(tn_bufs_bytes(M, N, nparts));
+    tn_bufs bufs = tn_bufs_at(scratch != NULL ? scratch : own, M, N, nparts);
+    if (bufs.np > N) /* B's padding columns: what the tiles compute from them is never stored */
+        for (int64_t g = 0; g < TN_CHUNK / 4; g++)
+            memset(bufs.bp + (g * bufs.np + N) * 4, 0, (size_t)(bufs.np - N) * 4);
+    walk w = walk_blocks(N, false);
+    for (int64_t k0 = 0; k0 < K; k0 += TN_CHUNK) {
+        int64_t kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
+        tn_pack_a(M, k0, kr, nparts, A, lda, &bufs);
+        pack_gather(brow + k0, nruns, run, run_ld, kr, &bufs);
+        /* the parts' next chunk into L2 while this one computes (the parts stream from
+         * memory; B, gathered from a block of images, is typically in cache already) */
+        int64_t k1 = k0 + kr, kn = K - k1 < TN_CHUNK ? K - k1 : TN_CHUNK;
+        for (int p = 0; p < nparts && kn > 0; p++) {
+            const char *a = (const char *)(A[p] + k1 * lda);
+            if (lda == M) /* rows side by side: one stream */
+                for (int64_t i = 0; i < kn * M; i += 64) _mm_prefetch(a + i, _MM_HINT_T1);
+            else
+                for (int64_t k = 0; k < kn; k++)
+                    for (int64_t m = 0; m < M; m += 64) _mm_prefetch(a + k * lda + m, _MM_HINT_T1);
+        }
+        tn_tiles(nparts * M, N, kr, C, ldc, w, &bufs);
+    }
+    free(own);
 }
 
 #else

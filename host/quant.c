@@ -67,6 +67,12 @@ static void require_op(const wg_tensor *t, bool present, const char *op)
 
 static uint64_t max_abs(const wg_tensor *x) { return WG_BACKEND_OP(x, max_abs)(x->backend->ctx, x); }
 
+/* The caller's max-abs, or the backend's when it has none. */
+static uint64_t known_max_abs(const wg_tensor *x, uint64_t known)
+{
+    return known == WG_QUANT_MAX_UNKNOWN ? max_abs(x) : known;
+}
+
 void wg_quant_direct(wg_tensor *dst, const wg_tensor *src, int bits, bool clip)
 {
     check_pair(dst, src);
@@ -97,12 +103,17 @@ void wg_quant_fit(wg_tensor *dst, const wg_tensor *src, int bits)
 
 void wg_quant_shift(wg_tensor *dst, const wg_tensor *src, int bits)
 {
+    wg_quant_shift_max(dst, src, bits, WG_QUANT_MAX_UNKNOWN);
+}
+
+void wg_quant_shift_max(wg_tensor *dst, const wg_tensor *src, int bits, uint64_t known_max)
+{
     check_pair(dst, src);
     check_bits(bits, "shift quantization (E1)");
     int64_t bound = wg_bound_bits(bits);
     check_holds(dst, bound, "shift quantization (E1)");
     /* s = Shift(max) = 2^p input units; x / s on the grid 2^-(bits-1) is a shift by p - (bits-1). */
-    int shift = wg_npow2_exp(max_abs(src)) - (bits - 1);
+    int shift = wg_npow2_exp(known_max_abs(src, known_max)) - (bits - 1);
     int e_out = src->exp + shift;
     WG_BACKEND_OP(dst, round_shift)(dst->backend->ctx, dst, src, shift, bound);
     dst->exp = e_out;
@@ -110,13 +121,18 @@ void wg_quant_shift(wg_tensor *dst, const wg_tensor *src, int bits)
 
 void wg_quant_flag(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int bits)
 {
+    wg_quant_flag_max(coarse, fine, src, bits, WG_QUANT_MAX_UNKNOWN);
+}
+
+void wg_quant_flag_max(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int bits, uint64_t known_max)
+{
     check_pair(coarse, src);
     check_pair(fine, src);
     check_bits(bits, "flag quantization (E2)");
     check_holds(coarse, wg_bound_bits(bits), "flag quantization (E2), coarse part");
     check_holds(fine, wg_bound_bits(bits), "flag quantization (E2), fine part");
     /* The coarse grid is Shift(max) / 2^(bits-1): z = x / 2^shift_coarse. */
-    int shift_coarse = wg_npow2_exp(max_abs(src)) - (bits - 1);
+    int shift_coarse = wg_npow2_exp(known_max_abs(src, known_max)) - (bits - 1);
     int e_coarse = src->exp + shift_coarse;
     WG_BACKEND_OP(src, flag_split)(src->backend->ctx, coarse, fine, src, shift_coarse, bits);
     coarse->exp = e_coarse;

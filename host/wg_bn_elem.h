@@ -10,9 +10,10 @@
  * by invariant integers", 2011: a precomputed reciprocal, then at most two
  * corrections), and the remainder decides the rounding. The reciprocal only speeds
  * the division up: the quotient and remainder are exact whatever computes them. The
- * elementwise x-hat and dx also have fast forms (wg_bn_xhat_fast, wg_bn_dx_fast, at the
- * end), which move the divisions into per-channel constants and give the same integers;
- * the formulas above stay the reference they are tested against.
+ * elementwise x-hat and dx also have fast forms (wg_bn_xhat_fast, wg_bn_dx_fast and, in
+ * 32-bit lanes, wg_bn_xhat32_elem, at the end), which move the divisions into per-channel
+ * constants and give the same integers; the formulas above stay the reference they are
+ * tested against.
  *
  * Units: x16 on the grid 2^e_x (the narrowed input); mu, sigma on 2^-15; x-hat,
  * gamma, beta on 2^-7; y on 2^-14; running statistics on 2^-31. count = N*H*W, the
@@ -479,5 +480,88 @@ WG_HD wg_bn_lin wg_bn_dx_lin_init(int64_t gamma, int64_t sigma, uint64_t count, 
 /* dx as wg_bn_dx computes it, from wg_bn_dx_lin_init's constants, for |dy| <= dmax and
  * |xhat| <= hmax (the channel's maxima, at most 32767, from which the exponent rule chose f). */
 WG_HD int64_t wg_bn_dx_fast(int64_t dy, int64_t xhat, const wg_bn_lin *k) { return wg_bn_lin_rne(k, dy, xhat); }
+
+/* ---- x-hat in 32-bit lanes, for e_x >= -22 ------------------------------------------- */
+
+/* When m = e_x + 22 >= 0 (every narrowed input of a network whose grids are 2^-22 or
+ * coarser), x-hat also has a form in 32-bit integers only, twice the lanes of the 64-bit
+ * form. With m' = min(m, 47) (wg_bn_xhat_lin_init says why the cap changes nothing), D =
+ * sigma in [1, 2^31), A = 2^m' and C = -mu 2^7, x-hat is RNE(N(u) / D) of N(u) = A u + C,
+ * u = x16 in [-32767, 32767], clamped at +-32767.
+ *
+ * Clamps. N grows with u, so the unclamped u form one interval [lo, hi]: RNE(N / D) >=
+ * -32767 exactly when 2N > -65535 D (N / D = -32767.5 rounds to the even -32768), so lo =
+ * floor((-65535 D - 2C) / 2^(m'+1)) + 1, and likewise hi = ceil((65535 D - 2C) / 2^(m'+1))
+ * - 1 (both exact arithmetic shifts; |65535 D| + |2C| < 2^48). Below lo x-hat is -32767,
+ * above hi +32767, and both are clamps. lo <= hi + 1 always.
+ *
+ * Inside [lo, hi], with t = u - lo in [0, 65534] and E = N(lo) + 32768 D:
+ * X = (A t + E) / D = N(u) / D + 32768 lies in [1/2, 65535.5], so q = floor(X) is in
+ * [0, 65535] and has the parity of floor(N / D). With P = floor(A 2^16 / D) and Pe =
+ * floor(E 2^16 / D) (so A 2^16 / D - 1 < P and E 2^16 / D - 1 < Pe), a = P t + Pe satisfies
+ *
+ *   X 2^16 - (t + 1) < a <= X 2^16 < 2^32,
+ *
+ * and t + 1 <= 2^16, so a >> 16 is q or q - 1. a is an integer in [0, 2^32), so it is what
+ * P u + (Pe - P lo) gives modulo 2^32 (uint32 arithmetic, P itself reduced modulo 2^32);
+ * the remainder A t + E - D (a >> 16) = N(u) + 32768 D - D (a >> 16) lies in [0, 2D) and
+ * 2D < 2^32, so uint32 arithmetic gives it exactly too, from A and C + 32768 D reduced
+ * modulo 2^32. One compare moves the quotient to q, and the remainder r in [0, D) decides
+ * the rounding, ties to even: up when 2r + (q & 1) > D (2r + 1 < 2^32). x-hat = q + up -
+ * 32768. Per element: three 32-bit multiplies, no 64-bit lane. */
+typedef struct wg_bn_xhat32 {
+    int32_t lo, hi; /* the unclamped x16: [lo, hi]; below -32767, above +32767 */
+    uint32_t d;     /* D = sigma */
+    uint32_t p;     /* P = floor(A 2^16 / D), modulo 2^32 */
+    uint32_t k;     /* Pe - P lo, modulo 2^32 */
+    uint32_t a;     /* A modulo 2^32 */
+    uint32_t c;     /* C + 32768 D, modulo 2^32 */
+} wg_bn_xhat32;
+
+/* Whether the 32-bit form serves the narrowed input's exponent e_x. */
+WG_HD int wg_bn_xhat32_ok(int e_x) { return e_x - WG_BN_STAT_EXP - WG_BN_XHAT_EXP >= 0; }
+
+/* The constants for mu and sigma of the forward pass (|mu| <= 2^31 - 1, 1 <= sigma <=
+ * 2^31 - 1) and an e_x with wg_bn_xhat32_ok. An empty interval (lo = hi + 1) leaves the
+ * other constants 0: they are then never used. */
+WG_HD wg_bn_xhat32 wg_bn_xhat32_init(int64_t mu, int64_t sigma, int e_x)
+{
+    int m = e_x - WG_BN_STAT_EXP - WG_BN_XHAT_EXP;
+    m = m > WG_BN_XHAT_M_MAX ? WG_BN_XHAT_M_MAX : m;
+    const int64_t bound2 = 2 * WG_BN_XHAT_BOUND + 1; /* 65535 */
+    int64_t c = -mu * 128, d = sigma;
+    int64_t lo = ((-bound2 * d - 2 * c) >> (m + 1)) + 1; /* |.| < 2^48: int64 */
+    int64_t hi = -((2 * c - bound2 * d) >> (m + 1)) - 1;
+    lo = lo < -WG_BN_XHAT_BOUND ? -WG_BN_XHAT_BOUND : (lo > WG_BN_XHAT_BOUND + 1 ? WG_BN_XHAT_BOUND + 1 : lo);
+    hi = hi > WG_BN_XHAT_BOUND ? WG_BN_XHAT_BOUND : (hi < -WG_BN_XHAT_BOUND - 1 ? -WG_BN_XHAT_BOUND - 1 : hi);
+    wg_bn_xhat32 k = {(int32_t)lo, (int32_t)hi, (uint32_t)d, 0, 0, 0, 0};
+    if (lo > hi) return k;
+    uint64_t a = UINT64_C(1) << m;
+    /* E = A lo + C + 32768 D: in [D / 2, 65535.5 D] (lo is unclamped), below 2^47 */
+    uint64_t e = (uint64_t)((int64_t)a * lo + c + (WG_BN_XHAT_BOUND + 1) * d);
+    uint64_t p = (a << 16) / (uint64_t)d, pe = (e << 16) / (uint64_t)d; /* < 2^63 */
+    k.p = (uint32_t)p;
+    k.k = (uint32_t)pe - (uint32_t)p * (uint32_t)lo;
+    k.a = (uint32_t)a;
+    k.c = (uint32_t)c + (uint32_t)(WG_BN_XHAT_BOUND + 1) * (uint32_t)d;
+    return k;
+}
+
+/* x-hat as wg_bn_xhat computes it, for |x16| <= 32767, from wg_bn_xhat32_init's
+ * constants; *clamped is set to 1 when the clamp acted and to 0 otherwise. Unsigned
+ * 32-bit arithmetic wraps by definition; the values of u outside [lo, hi] compute
+ * discarded intermediates. */
+WG_HD int32_t wg_bn_xhat32_elem(int32_t u, const wg_bn_xhat32 *k, int32_t *clamped)
+{
+    uint32_t q = (k->p * (uint32_t)u + k->k) >> 16;
+    uint32_t r = k->a * (uint32_t)u + k->c - k->d * q;
+    uint32_t ge = r >= k->d;
+    q += ge;
+    r -= k->d & (0u - ge);
+    int32_t h = (int32_t)(q + (uint32_t)(r + r + (q & 1) > k->d)) - (WG_BN_XHAT_BOUND + 1);
+    int32_t below = u < k->lo, above = u > k->hi;
+    *clamped = below | above;
+    return below ? -WG_BN_XHAT_BOUND : (above ? WG_BN_XHAT_BOUND : h);
+}
 
 #endif

@@ -185,8 +185,10 @@ void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train
 
 /* Backward through convolution u whose input was x, from the error err at its output:
  * dx (NULL for the stem) and the weight gradient. int8: err is quantized first by E2
- * (or E1's rule with [quant] e2 = shift). */
-static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, const wg_tensor *err, wg_tensor *dx)
+ * (or E1's rule with [quant] e2 = shift); err_max is max|err| when its producer knows it,
+ * else WG_QUANT_MAX_UNKNOWN. */
+static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, const wg_tensor *err, uint64_t err_max,
+                          wg_tensor *dx)
 {
     wg_conv_geom g = geom_of(net, u);
     if (!net->o.int8) {
@@ -198,17 +200,18 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
     const wg_tensor *parts[2] = {&pc, &pf};
     int nparts = 2;
     if (net->o.e2 == WG_E2_FLAG) {
-        wg_quant_flag(&pc, &pf, err, net->o.bits.e2);
+        wg_quant_flag_max(&pc, &pf, err, net->o.bits.e2, err_max);
     } else {
-        wg_quant_shift(&pc, err, net->o.bits.e2);
+        wg_quant_shift_max(&pc, err, net->o.bits.e2, err_max);
         nparts = 1;
     }
     wg_conv_s8_backward(&g, x, &u->w->fwd, parts, nparts, dx, &u->w->grad, &net->ws);
 }
 
 /* From the error at activation p->a (err) to the error at the BN input (dx): E1,
- * ReLU's mask, BN backward (which also fills gamma's and beta's gradients). */
-static void act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, wg_tensor *dx)
+ * ReLU's mask, BN backward (which also fills gamma's and beta's gradients). Returns
+ * max|dx| in int8 mode, else WG_QUANT_MAX_UNKNOWN. */
+static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, wg_tensor *dx)
 {
     bn_unit *u = &p->bn;
     wg_tensor y = wg_net_cur(net, &p->y);
@@ -217,12 +220,13 @@ static void act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, wg_
         wg_quant_shift(&e, err, net->o.bits.e1);
         wg_relu_backward_s8(&y, &e);
         wg_bn_int_saved s = saved_int(net, u);
-        wg_bn_int_backward(&e, &u->gamma->fwd, &s, dx, &u->gamma->grad, &u->beta->grad);
+        return wg_bn_int_backward(&e, &u->gamma->fwd, &s, dx, &u->gamma->grad, &u->beta->grad);
     } else {
         wg_tensor e = *err;
         wg_relu_f32_backward(&y, &e);
         wg_bn_f32_saved s = saved_f32(net, u);
         wg_bn_f32_backward(&e, &u->gamma->master, &s, dx, &u->gamma->grad, &u->beta->grad);
+        return WG_QUANT_MAX_UNKNOWN;
     }
 }
 
@@ -252,16 +256,16 @@ static void block_backward(wg_net *net, block *bl)
     wg_tensor a1 = wg_net_cur(net, &bl->p[0].a);
     wg_tensor da = wg_net_scratch(net, &net->T1, last->ih, last->iw, last->cin);
     wg_tensor al = wg_net_cur(net, &bl->p[bl->nconv - 1].a);
-    conv_backward(net, last, &al, &R, &da);
+    conv_backward(net, last, &al, &R, WG_QUANT_MAX_UNKNOWN, &da);
     wg_tensor dproj = wg_net_scratch(net, &net->T2, ih, iw, ci);
-    if (bl->proj) conv_backward(net, &bl->cp, &a1, &R, &dproj);
+    if (bl->proj) conv_backward(net, &bl->cp, &a1, &R, WG_QUANT_MAX_UNKNOWN, &dproj);
     for (int i = bl->nconv - 1; i > 0; i--) {
         const conv_unit *c = &bl->c[i - 1];
         wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout);
-        act_bn_backward(net, &bl->p[i], &da, &dc);
+        uint64_t dc_max = act_bn_backward(net, &bl->p[i], &da, &dc);
         wg_tensor a = wg_net_cur(net, &bl->p[i - 1].a);
         da = wg_net_scratch(net, &net->T1, c->ih, c->iw, c->cin);
-        conv_backward(net, c, &a, &dc, &da);
+        conv_backward(net, c, &a, &dc, dc_max, &da);
     }
     if (bl->proj) error_add(net, &da, &dproj);
     wg_tensor dxbn = wg_net_scratch(net, &net->T3, ih, iw, ci);
@@ -293,7 +297,7 @@ static void fc_backward(wg_net *net, wg_tensor *dpool)
     wg_tensor pooled = wg_net_cur(net, &net->pooled), dl = wg_net_cur(net, &net->dlogits);
     pooled.exp = net->pooled.exp;
     dl.exp = net->dlogits.exp;
-    conv_backward(net, &net->fc, &pooled, &dl, dpool);
+    conv_backward(net, &net->fc, &pooled, &dl, WG_QUANT_MAX_UNKNOWN, dpool);
 }
 
 /* The stem's weight gradient from the error R at its output (the float layer of the
@@ -303,7 +307,7 @@ static void stem_backward(wg_net *net, const wg_tensor *R)
     wg_tensor in = wg_net_cur(net, &net->input);
     in.exp = net->input.exp;
     if (!net->float_ends) {
-        conv_backward(net, &net->stem, &in, R, NULL);
+        conv_backward(net, &net->stem, &in, R, WG_QUANT_MAX_UNKNOWN, NULL);
         return;
     }
     wg_conv_geom g = geom_of(net, &net->stem);

@@ -282,7 +282,7 @@ static int check_backward(wg_backend *b, const bn_case *k, bn_run *f, const ref_
     int64_t n = k->count * k->c, C = k->c, cnt = k->count;
     wg_tensor dy = mk_nhwc(b, d->dt, k, d->dy, d->e), dx = mk_nhwc(b, WG_I64, k, NULL, 0);
     wg_tensor dg = mk_vec(b, WG_I64, C, NULL, 0), db = mk_vec(b, WG_I64, C, NULL, 0);
-    wg_bn_int_backward(&dy, &f->gamma, &f->saved, &dx, &dg, &db);
+    uint64_t dx_max = wg_bn_int_backward(&dy, &f->gamma, &f->saved, &dx, &dg, &db);
     i128 *bs = calloc((size_t)C, sizeof *bs), *gs = calloc((size_t)C, sizeof *gs);
     int64_t *want = alloc64(3 * C), *dmax = alloc64(C), *hmax = alloc64(C);
     for (int64_t i = 0; i < n; i++) {
@@ -316,6 +316,7 @@ static int check_backward(wg_backend *b, const bn_case *k, bn_run *f, const ref_
                       d->dy[i], rf->xhat[i]);
         maxdx = (uint64_t)llabs(got[i]) > maxdx ? (uint64_t)llabs(got[i]) : maxdx;
     }
+    TR_EXPECT_I64(maxdx, dx_max, "case %d: the returned max |dx|", id); /* <= 2^62 */
     free(got), free(bs), free(gs), free(want), free(dmax), free(hmax);
     wg_tensor_free(&dy), wg_tensor_free(&dx), wg_tensor_free(&dg), wg_tensor_free(&db);
     return maxdx == 0 ? -1 : ref_floor_log2(maxdx);
@@ -479,6 +480,65 @@ static void test_fast_xhat(void **state)
     TR_FAIL_IF(checked != 260 * INT64_C(65535), "checked %" PRId64 " elements", checked);
 }
 
+/* wg_bn_xhat32_elem (wg_bn_xhat32_init) against wg_bn_xhat, exhaustively over x16 in
+ * [-32767, 32767], for channels over the 32-bit form's domain e_x >= -22 (m = e_x + 22 from 0
+ * to 82: A modulo 2^32 nonzero and zero, the cap at 47), sigma and mu at their extremes
+ * (sigma = 2^31 - 1: 2r + 1 near 2^32), channels with many ties (small even sigma), with the
+ * clamp interval's ends inside the domain (sigma near 2^m), and with an empty interval. The
+ * clamp flag must agree too; every channel's ends lo and hi are checked where they lie inside
+ * [-32767, 32767]. */
+static void test_fast_xhat32(void **state)
+{
+    (void)state;
+    tr_rng r = {717};
+    int64_t ties = 0, clamps = 0, checked = 0, ends = 0, empty = 0, wide_m = 0, big_sigma = 0;
+    for (int it = 0; it < 300; it++) {
+        static const int e_fixed[] = {-22, -21, -15, -14, 9, 10, 25, 26, 60};
+        int e_x = it < 9 ? e_fixed[it] : it % 2 ? (int)tr_range(&r, -22, -5) : (int)tr_range(&r, -22, 60);
+        int m = e_x + 22, mc = m > 30 ? 30 : m;
+        int64_t sigma, mu = spread(&r, -SAT31, SAT31);
+        switch (it % 5) {
+        case 0: sigma = spread(&r, 1, SAT31); break;
+        case 1: sigma = 2 * tr_range(&r, 1, 4); break;                                      /* ties */
+        case 2: sigma = clamp_to((INT64_C(1) << mc) + tr_range(&r, -3, 3), SAT31); break; /* the clamp */
+        case 3: sigma = SAT31 - tr_range(&r, 0, 3); break;
+        default: sigma = tr_range(&r, 1, SAT31); break;
+        }
+        if (sigma < 1) sigma = 1;
+        if (it % 5 != 0 && tr_next(&r) % 2) mu = tr_range(&r, -1000, 1000);
+        TR_FAIL_IF(!wg_bn_xhat32_ok(e_x), "e_x %d", e_x);
+        wg_bn_xhat_chan ref = wg_bn_xhat_chan_init(mu, sigma, e_x);
+        wg_bn_xhat32 k = wg_bn_xhat32_init(mu, sigma, e_x);
+        empty += k.lo > k.hi;
+        wide_m += m >= 32;
+        big_sigma += sigma >= (INT64_C(1) << 30);
+        int prev_clamp_neg = 1;
+        for (int64_t x = -32767; x <= 32767; x++) {
+            int c_ref = 0;
+            int32_t c_fast = -1;
+            int64_t want = wg_bn_xhat(x, e_x, &ref, &c_ref), got = wg_bn_xhat32_elem((int32_t)x, &k, &c_fast);
+            if (want != got || c_ref != c_fast)
+                TR_FAIL_IF(1, "x-hat32(x16 %" PRId64 ", e_x %d, mu %" PRId64 ", sigma %" PRId64 "): %" PRId64
+                           " (clamped %d), fast %" PRId64 " (clamped %d; lo %d, hi %d)", x, e_x, mu, sigma, want,
+                           c_ref, got, (int)c_fast, (int)k.lo, (int)k.hi);
+            if (m < 48) {
+                i128 num = (i128)x * ((i128)1 << m) - (i128)mu * 128;
+                ties += (2 * num) % sigma == 0 && num % sigma != 0 && !c_ref;
+            }
+            int clamp_neg = c_ref && want < 0;
+            ends += (x == k.lo && prev_clamp_neg && !clamp_neg) + (x == k.hi && !c_ref && x < 32767);
+            prev_clamp_neg = clamp_neg;
+            clamps += c_ref;
+            checked++;
+        }
+    }
+    TR_FAIL_IF(ties < 50000 || clamps < 1000000 || checked - clamps < 1000000 || ends < 150 || empty < 10 ||
+                   wide_m < 30 || big_sigma < 60,
+               "the sweep met only %" PRId64 " ties, %" PRId64 " clamps, %" PRId64 " interval ends, %" PRId64
+               " empty intervals, %" PRId64 " channels with m >= 32, %" PRId64 " with sigma >= 2^30",
+               ties, clamps, ends, empty, wide_m, big_sigma);
+}
+
 /* wg_bn_dx_fast (wg_bn_dx_lin_init) against wg_bn_dx (wg_bn_bwd_chan_init). A channel is
  * count, sigma, gamma, the maxima dmax, hmax and sums B, G within what they allow (|B| <=
  * dmax count, |G| <= dmax hmax count < 2^62), each at its extremes now and then; F is any
@@ -565,6 +625,49 @@ static void test_int_tiles(void **state)
         free(d.dy);
         run_free(&f);
         ref_free(&rf);
+        case_free(&k);
+    }
+}
+
+/* The training pass on the same saved tensors again and again, as a network runs it: on
+ * the same input, on inputs scaled up and down (narrowing shifts from 0 to 16, with
+ * INT32_MIN among the inputs), and on the same values at other exponents; every result
+ * against the reference, threaded sizes included. */
+static void test_int_narrow_repeat(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {919};
+    static const int64_t shapes[][4] = {{2, 3, 5, 16}, {16, 7, 7, 64}};
+    for (int id = 0; id < 2; id++) {
+        bn_case k = case_make(shapes[id][0], shapes[id][1], shapes[id][2], shapes[id][3], -14);
+        fill_x(&r, &k, 20);
+        bn_run f;
+        ref_fwd rf = check_forward(b, &k, NULL, NULL, NULL, &f, 600 + id);
+        ref_free(&rf);
+        static const int scale[] = {0, 0, 4, -7, 0, 9, -31, 0};
+        static const int dexp[] = {0, 0, 0, 0, 3, -5, 0, 2};
+        int64_t n = k.count * k.c;
+        for (int step = 0; step < 8; step++) {
+            for (int64_t i = 0; i < n; i++) {
+                int sc = scale[step];
+                k.x[i] = clamp_to(sc >= 0 ? k.x[i] * (INT64_C(1) << sc) : k.x[i] >> -sc, SAT31);
+            }
+            if (step == 6) k.x[n / 2] = INT32_MIN;
+            k.e_in += dexp[step];
+            int64_t *q = k.x;
+            wg_tensor_free(&f.x);
+            f.x = mk_nhwc(b, WG_I32, &k, q, k.e_in);
+            wg_bn_int_forward_train(&f.x, &f.gamma, &f.beta, &f.y, &f.saved, NULL);
+            ref_fwd want = ref_forward(&k, NULL, NULL);
+            int cid = 610 + 10 * id + step;
+            TR_EXPECT_I64(want.e_x, f.saved.e_x, "case %d: e_x", cid);
+            expect_tensor(&f.saved.mu, want.mu, k.c, -15, "mu", cid);
+            expect_tensor(&f.saved.sigma, want.sigma, k.c, -15, "sigma", cid);
+            expect_tensor(&f.saved.xhat, want.xhat, n, -7, "xhat", cid);
+            expect_tensor(&f.y, want.y, n, -14, "y", cid);
+            ref_free(&want);
+        }
+        run_free(&f);
         case_free(&k);
     }
 }
@@ -755,16 +858,19 @@ static void test_running_eval(void **state)
 /* id 0: +-2^26 (a 3x3x512 accumulator), narrowed by 12 bits; id 1: the int32 extremes,
  * x16 near +-32767, S2 near 2^50 and count * S2 near 2^70; id 2: 2^19 values of 2^31 - 1
  * at 2^0 (x-hat clamped at 32767 everywhere) with dy near 32767 (int16): G near 2^49, and
- * P = 2^14 count dy - 2^14 B - xhat G needs more than 64 bits. */
+ * P = 2^14 count dy - 2^14 B - xhat G needs more than 64 bits; id 3: the same x-hat with
+ * the int8 dy -128 everywhere, the worst case of the int32 accumulators of the backward
+ * sums (each position sums 256 tiles of -128 * 32767 before they move to int64). */
 static void test_int_overflow_scale(void **state)
 {
     wg_backend *b = *state;
     tr_rng r = {404};
-    for (int id = 0; id < 3; id++) {
-        bn_case k = case_make(id == 2 ? 8 : 16, 256, 256, 1, id == 2 ? 0 : -14);
+    for (int id = 0; id < 4; id++) {
+        bool clamped = id >= 2;
+        bn_case k = case_make(clamped ? 8 : 16, 256, 256, 1, clamped ? 0 : -14);
         for (int64_t i = 0; i < k.count; i++) {
             int64_t v = id == 0 ? (INT64_C(1) << 26) - tr_range(&r, 0, 1 << 22) : SAT31 - tr_range(&r, 0, 1 << 24);
-            k.x[i] = id == 2 ? SAT31 : (tr_next(&r) % 3 == 0) ? -v : v;
+            k.x[i] = clamped ? SAT31 : (tr_next(&r) % 3 == 0) ? -v : v;
         }
         k.gamma[0] = 32767;
         k.beta[0] = -32767;
@@ -772,7 +878,7 @@ static void test_int_overflow_scale(void **state)
         ref_fwd rf = check_forward(b, &k, NULL, NULL, NULL, &f, id);
         bwd_data d = {id == 2 ? WG_I16 : WG_I8, -9, alloc64(k.count)};
         for (int64_t i = 0; i < k.count; i++)
-            d.dy[i] = id == 2 ? 32767 - (int64_t)(tr_next(&r) % 2) : (tr_next(&r) & 1) ? 127 : -127;
+            d.dy[i] = id == 3 ? -128 : id == 2 ? 32767 - (int64_t)(tr_next(&r) % 2) : (tr_next(&r) & 1) ? 127 : -127;
         check_backward(b, &k, &f, &rf, &d, id);
         free(d.dy);
         run_free(&f);
@@ -957,8 +1063,8 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_division),        cmocka_unit_test(test_fast_xhat),
-        cmocka_unit_test(test_fast_dx),         cmocka_unit_test(test_int_tiles),
+        cmocka_unit_test(test_division),        cmocka_unit_test(test_fast_xhat),      cmocka_unit_test(test_fast_xhat32),
+        cmocka_unit_test(test_fast_dx),         cmocka_unit_test(test_int_tiles),       cmocka_unit_test(test_int_narrow_repeat),
         cmocka_unit_test(test_int_random),
         cmocka_unit_test(test_int_edges),       cmocka_unit_test(test_int_ties_clamps),
         cmocka_unit_test(test_int_rejects),     cmocka_unit_test(test_int_vs_float),

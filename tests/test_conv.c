@@ -9,7 +9,11 @@
  * layers. Backward-weight is also run over more than WG_GEMM_S8_MAX_K rows with
  * values near 127, where an int32 sum over all rows would overflow; backward-data at the
  * bounds of its int32 sums; and larger geometries with three threads through each of
- * conv.c's block paths.
+ * conv.c's block paths. Backward-weight's own paths (rows gathered from the input, 16
+ * bytes apart or not; im2col rows for short runs; x itself without padding) run with
+ * 1, 2 and 3 threads over batches that do not divide into its blocks, and its int32
+ * sums up to the bound itself: a thread's sums over exactly WG_GEMM_S8_MAX_K rows of
+ * +-127^2 products before they go to int64, and a block of more rows than that.
  * float32: the forward against a double direct convolution; the backward against
  * central finite differences in double. The inputs must come back unchanged; one
  * workspace serves all geometries of a test (grown and reused). */
@@ -385,6 +389,82 @@ static void test_s8_threaded(void **state)
     wg_conv_ws_free(&ws);
 }
 
+/* ---- int8, backward-weight's paths ----------------------------------------------------
+ * Each geometry through wg_conv_s8_backward with 1, 2 and 3 threads, one and two error
+ * parts (E2's flag split, 7 grids apart), against the reference. Odd batches, so that
+ * blocks of images split unevenly. */
+static void test_s8_backward_weight_paths(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {0xd3};
+    wg_conv_ws ws = {0};
+    int threads = omp_get_max_threads();
+    const tc_geom geoms[] = {
+        tc_geom_make(5, 12, 12, 16, 16, 3, 3, 1, 1), /* 16 channels, stride 1: rows 16 bytes apart */
+        tc_geom_make(7, 13, 13, 16, 8, 3, 3, 1, 1),  /* the same, groups of four rows across pixel rows */
+        tc_geom_make(5, 9, 9, 32, 12, 3, 3, 1, 1),   /* 32 channels: 96-byte runs */
+        tc_geom_make(7, 14, 14, 16, 32, 3, 3, 2, 1), /* stride 2 */
+        tc_geom_make(7, 28, 28, 1, 16, 3, 3, 1, 1),  /* the stem: 3-byte runs, im2col rows */
+        tc_geom_make(3, 5, 5, 6, 5, 3, 1, 1, 1),     /* 3x1 on 6 channels: im2col rows (too small for threads) */
+        tc_geom_make(15, 24, 24, 16, 32, 1, 1, 2, 0), /* 1x1 stride 2: x itself, one run */
+        tc_geom_make(25, 8, 8, 24, 10, 1, 1, 1, 0),  /* pointwise */
+        tc_geom_make(7, 9, 11, 20, 6, 1, 3, 1, 1),   /* 1x3: one 60-byte run */
+        tc_geom_make(3, 7, 7, 64, 64, 3, 3, 1, 1),   /* 64 channels, 7 x 7: the last ResNet stage */
+    };
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const tc_geom *g = &geoms[gi];
+        int64_t rows = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->c;
+        TR_FAIL_IF((rows * kdim < WG_PAR_MIN) != (gi == 5), "test bug: " GFMT " is %s WG_PAR_MIN", GARGS(g),
+                   gi == 5 ? "above" : "below");
+        int64_t *xq = rand_q(&r, tc_nx(g), 20), *wq = rand_q(&r, tc_nw(g), 0);
+        for (int nth = 1; nth <= 3; nth++) {
+            omp_set_num_threads(nth);
+            for (int nparts = 1; nparts <= 2; nparts++) {
+                int ee[2] = {-5, -12};
+                int64_t *eq[2];
+                for (int p = 0; p < nparts; p++) eq[p] = rand_q(&r, tc_ny(g), 50);
+                if (nparts == 2)
+                    for (int64_t i = 0; i < tc_ny(g); i++) eq[tr_next(&r) % 2][i] = 0;
+                check_s8_backward(b, g, &ws, xq, -7, wq, -6, eq, ee, nparts, nth == 2);
+                for (int p = 0; p < nparts; p++) free(eq[p]);
+            }
+        }
+        free(xq), free(wq);
+    }
+    omp_set_num_threads(threads);
+    wg_conv_ws_free(&ws);
+}
+
+/* Backward-weight's int32 sums at their bound: x and both error parts all 127, so every
+ * product is 127^2 and a thread's int32 sums reach 127^2 * WG_GEMM_S8_MAX_K =
+ * 2,114,060,288 exactly before they go to int64 (one more row would overflow). On one
+ * thread: three images of 65,536 rows (the sums go to int64 after two); one image of
+ * 131,769 rows (a block longer than the bound, split inside); then the three images on
+ * two threads. */
+static void test_s8_backward_weight_bound(void **state)
+{
+    wg_backend *b = *state;
+    wg_conv_ws ws = {0};
+    int threads = omp_get_max_threads();
+    const tc_geom geoms[2] = {tc_geom_make(3, 256, 256, 1, 1, 1, 1, 1, 0), tc_geom_make(1, 363, 363, 1, 1, 1, 1, 1, 0)};
+    for (int run = 0; run < 3; run++) {
+        const tc_geom *g = &geoms[run == 1];
+        omp_set_num_threads(run == 2 ? 2 : 1);
+        int64_t *xq = malloc((size_t)tc_nx(g) * sizeof *xq), *wq = malloc((size_t)tc_nw(g) * sizeof *wq), *eq[2];
+        for (int64_t i = 0; i < tc_nx(g); i++) xq[i] = 127;
+        for (int64_t i = 0; i < tc_nw(g); i++) wq[i] = 127;
+        for (int p = 0; p < 2; p++) {
+            eq[p] = malloc((size_t)tc_ny(g) * sizeof(int64_t));
+            for (int64_t i = 0; i < tc_ny(g); i++) eq[p][i] = 127;
+        }
+        const int ee[2] = {-5, -12};
+        check_s8_backward(b, g, &ws, xq, -7, wq, -7, eq, ee, 2, false);
+        free(eq[0]), free(eq[1]), free(xq), free(wq);
+    }
+    omp_set_num_threads(threads);
+    wg_conv_ws_free(&ws);
+}
+
 /* ---- float32 -------------------------------------------------------------------------- */
 
 static float *rand_f(tr_rng *r, int64_t n)
@@ -527,6 +607,8 @@ int main(void)
         cmocka_unit_test(test_s8_backward_chunked),
         cmocka_unit_test(test_s8_backward_extremes),
         cmocka_unit_test(test_s8_threaded),
+        cmocka_unit_test(test_s8_backward_weight_paths),
+        cmocka_unit_test(test_s8_backward_weight_bound),
         cmocka_unit_test(test_f32_forward),
         cmocka_unit_test(test_f32_backward),
     };

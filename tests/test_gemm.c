@@ -7,6 +7,12 @@
  * accumulating into a nonzero C. The bytes between rows (leading-dimension padding)
  * hold junk that must not leak into C, and C's padding must stay untouched. One test
  * runs K = WG_GEMM_S8_MAX_K at the extremes, up to the int32 bound itself.
+ * tn_gather (backward-weight: one or two left operands sharing a B whose rows are
+ * gathered as runs) against its _ref and the same independent loop, over hand-picked
+ * and random shapes: runs of 1..100 bytes (below, at and across the 16- and 64-column
+ * steps of the packing), K across the 256-row chunks and not a multiple of 4, rows
+ * 16 bytes apart (the permuted path, whole and with a ragged last 16 columns) and not,
+ * with and without the caller's scratch; and at K = WG_GEMM_S8_MAX_K up to the bound.
  *
  * float32: nn and tn against a double triple loop, within the stated bound below, and
  * bit-exact on integer-valued data (every partial sum is then an exact float). */
@@ -203,6 +209,151 @@ static void test_s8_max_k(void **state)
     }
 }
 
+/* ---- tn_gather ----------------------------------------------------------------------- */
+
+/* nparts parts A[p] (K rows, lda apart) and B's rows brow[k]: run i of row k at
+ * brow[k] + i * run_ld, run bytes. C: nparts * M rows, ldc apart. */
+typedef struct gather_case {
+    int64_t M, K, lda, ldc, run, run_ld;
+    int nparts, nruns;
+} gather_case;
+
+static int64_t gather_n(const gather_case *c) { return c->nruns * c->run; }
+
+/* Run tn_gather (with the caller's scratch, filled with junk first, or NULL) and its
+ * _ref on copies of C0; check both against the independent loop and C's padding. */
+static void check_gather(const gather_case *c, const int8_t *const *A, const int8_t *const *brow, const int32_t *C0,
+                         bool scratch, const char *what)
+{
+    int64_t N = gather_n(c), rows = c->nparts * c->M;
+    size_t cbytes = (size_t)(rows * c->ldc) * sizeof(int32_t);
+    int32_t *cf = malloc(cbytes), *cr = malloc(cbytes);
+    memcpy(cf, C0, cbytes);
+    memcpy(cr, C0, cbytes);
+    size_t sb = (wg_gemm_s8_tn_gather_scratch(c->M, N, c->nparts) + 63) / 64 * 64;
+    void *buf = scratch ? aligned_alloc(64, sb + 64) : NULL;
+    if (buf) memset(buf, 0x5a, sb + 64);
+    wg_gemm_s8_tn_gather(c->M, c->K, c->nparts, A, c->lda, brow, c->nruns, c->run, c->run_ld, cf, c->ldc, buf);
+    wg_gemm_s8_tn_gather_ref(c->M, c->K, c->nparts, A, c->lda, brow, c->nruns, c->run, c->run_ld, cr, c->ldc);
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t p = r / c->M, m = r % c->M;
+        for (int64_t j = 0; j < c->ldc; j++) {
+            int64_t i = r * c->ldc + j, want = C0[i];
+            if (j < N)
+                for (int64_t k = 0; k < c->K; k++)
+                    want += (int64_t)A[p][k * c->lda + m] * brow[k][(j / c->run) * c->run_ld + j % c->run];
+            TR_FAIL_IF(want < INT32_MIN || want > INT32_MAX, "test bug: %s overflows int32", what);
+            TR_EXPECT_I64(want, cf[i],
+                          "%s wg_gemm_s8_tn_gather M %" PRId64 " K %" PRId64 " parts %d runs %d x %" PRId64 " (%" PRId64
+                          " apart) lda %" PRId64 " ldc %" PRId64 " scratch %d: C[%" PRId64 "][%" PRId64 "]%s",
+                          what, c->M, c->K, c->nparts, c->nruns, c->run, c->run_ld, c->lda, c->ldc, (int)scratch, r, j,
+                          j < N ? "" : " (padding)");
+            TR_EXPECT_I64(want, cr[i],
+                          "%s wg_gemm_s8_tn_gather_ref M %" PRId64 " K %" PRId64 ": C[%" PRId64 "][%" PRId64 "]", what,
+                          c->M, c->K, r, j);
+        }
+    }
+    free(buf);
+    free(cf);
+    free(cr);
+}
+
+/* How B's rows lie: each in a place of its own (shuffled), or 16 bytes apart like the
+ * pixels of a 16-channel row (the permuted path), with a jump after every wrow rows like
+ * the end of a row of pixels (groups of four that straddle one take the other path). */
+typedef enum { ROWS_APART, ROWS_16 } rows_layout;
+
+static void test_s8_tn_gather(void **state)
+{
+    (void)state;
+    tr_rng r = {0x6761};
+    static const int64_t fixed[][6] = {
+        /* M, K, nparts, nruns, run, layout */
+        {16, 1568, 2, 3, 48, ROWS_16}, /* the stride-1 16-channel convolution, 28 pixels a row */
+        {16, 300, 2, 3, 40, ROWS_16},  /* 16 bytes apart, a ragged last 8 columns per run */
+        {5, 1, 1, 1, 1, ROWS_APART},    {70, 257, 2, 2, 64, ROWS_APART}, {3, 300, 2, 4, 17, ROWS_APART},
+        {64, 392, 2, 3, 192, ROWS_16},  {10, 513, 2, 1, 9, ROWS_APART},  {32, 259, 1, 3, 96, ROWS_16},
+        {1, 7, 2, 3, 16, ROWS_16},      {17, 6, 1, 2, 100, ROWS_APART},
+    };
+    for (int it = 0; it < 300; it++) {
+        gather_case c;
+        rows_layout layout;
+        int64_t wrow;
+        if (it < (int)(sizeof fixed / sizeof fixed[0])) {
+            c = (gather_case){.M = fixed[it][0], .K = fixed[it][1], .nparts = (int)fixed[it][2],
+                              .nruns = (int)fixed[it][3], .run = fixed[it][4]};
+            layout = (rows_layout)fixed[it][5];
+            wrow = it == 0 ? 28 : 7;
+        } else {
+            c = (gather_case){.M = tr_range(&r, 1, 70), .K = tr_range(&r, 1, 600), .nparts = (int)tr_range(&r, 1, 2),
+                              .nruns = (int)tr_range(&r, 1, 4), .run = tr_range(&r, 1, 100)};
+            layout = tr_next(&r) % 2 ? ROWS_16 : ROWS_APART;
+            wrow = tr_range(&r, 1, 30);
+        }
+        c.lda = c.M + (tr_next(&r) % 3 == 0 ? 0 : tr_range(&r, 1, 5));
+        c.ldc = gather_n(&c) + (tr_next(&r) % 3 == 0 ? 0 : tr_range(&r, 1, 5));
+        c.run_ld = c.run + tr_range(&r, 0, 40); /* the runs of a row: apart, or adjacent */
+        int64_t span = (c.nruns - 1) * c.run_ld + c.run; /* bytes of one row, first run to last */
+        static const int zero_pcts[] = {0, 0, 30, 90};
+        int zp = zero_pcts[tr_next(&r) % 4];
+        int8_t *A[2];
+        for (int p = 0; p < c.nparts; p++) A[p] = rand_mat_s8(&r, c.K, c.lda, zp);
+        int64_t pool_n = layout == ROWS_16 ? 16 * c.K + 64 * (c.K / wrow + 1) + span : c.K * span;
+        int8_t *pool = rand_mat_s8(&r, 1, pool_n, zp / 3);
+        const int8_t **brow = malloc((size_t)c.K * sizeof *brow);
+        for (int64_t k = 0; k < c.K; k++) brow[k] = pool + (layout == ROWS_16 ? 16 * k + 64 * (k / wrow) : k * span);
+        if (layout == ROWS_APART) /* shuffled */
+            for (int64_t k = c.K - 1; k > 0; k--) {
+                int64_t j = tr_range(&r, 0, k);
+                const int8_t *t = brow[k];
+                brow[k] = brow[j];
+                brow[j] = t;
+            }
+        int64_t nc = c.nparts * c.M * c.ldc;
+        int32_t *C0 = malloc((size_t)nc * sizeof(int32_t));
+        for (int64_t i = 0; i < nc; i++)
+            C0[i] = it % 7 == 3 ? 0 : (int32_t)tr_range(&r, -(INT64_C(1) << 30), INT64_C(1) << 30);
+        char what[32];
+        snprintf(what, sizeof what, "iteration %d:", it);
+        check_gather(&c, (const int8_t *const *)A, brow, C0, it % 2 == 0, what);
+        for (int p = 0; p < c.nparts; p++) free(A[p]);
+        free(pool);
+        free(brow);
+        free(C0);
+    }
+}
+
+/* K = WG_GEMM_S8_MAX_K rows, every product +-127^2 of one sign per output, two parts of
+ * opposite signs and two runs: as test_s8_max_k, C0 = +-(2^31 - 1 - the sum), so every
+ * output ends at +-INT32_MAX. One row of B serves all K (the rows may coincide). */
+static void test_s8_tn_gather_max_k(void **state)
+{
+    (void)state;
+    gather_case c = {.M = 3, .K = WG_GEMM_S8_MAX_K, .nparts = 2, .nruns = 2, .run = 5, .run_ld = 7};
+    c.lda = c.M + 1;
+    c.ldc = gather_n(&c) + 1;
+    const int64_t full = INT64_C(127) * 127 * c.K;
+    int8_t row[12], *A[2];
+    for (int64_t j = 0; j < 12; j++) row[j] = (int8_t)((j % 7) % 2 ? -127 : 127); /* column n = i * 5 + j: sign of j */
+    const int8_t **brow = malloc((size_t)c.K * sizeof *brow);
+    for (int64_t k = 0; k < c.K; k++) brow[k] = row;
+    for (int p = 0; p < 2; p++) {
+        A[p] = malloc((size_t)(c.K * c.lda));
+        for (int64_t k = 0; k < c.K; k++)
+            for (int64_t m = 0; m < c.lda; m++) A[p][k * c.lda + m] = (int8_t)((m + p) % 2 ? -127 : 127);
+    }
+    int32_t C0[2 * 3 * 11];
+    for (int64_t rr = 0; rr < 2 * c.M; rr++)
+        for (int64_t n = 0; n < c.ldc; n++) {
+            int64_t p = rr / c.M, m = rr % c.M, sign = ((m + p) % 2 ? -1 : 1) * ((n % 5) % 2 ? -1 : 1);
+            C0[rr * c.ldc + n] = n == gather_n(&c) ? 0x5a5a5a5a : (int32_t)(sign * (INT32_MAX - full));
+        }
+    check_gather(&c, (const int8_t *const *)A, brow, C0, true, "K = WG_GEMM_S8_MAX_K:");
+    free(A[0]);
+    free(A[1]);
+    free(brow);
+}
+
 /* ---- float32 ------------------------------------------------------------------------ */
 
 typedef void gemm_f32_fn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
@@ -278,7 +429,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_s8_nt),  cmocka_unit_test(test_s8_nn),  cmocka_unit_test(test_s8_tn),
-        cmocka_unit_test(test_s8_max_k), cmocka_unit_test(test_f32_nn), cmocka_unit_test(test_f32_tn),
+        cmocka_unit_test(test_s8_max_k), cmocka_unit_test(test_s8_tn_gather), cmocka_unit_test(test_s8_tn_gather_max_k),
+        cmocka_unit_test(test_f32_nn), cmocka_unit_test(test_f32_tn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
