@@ -34,6 +34,7 @@ train: build
 bench: build
 	$(BUILD)/bench_quant
 	$(BUILD)/bench_gemm
+	bench/train_speed.sh -n 3 -b $(BUILD)/wageubn configs/fashion_resnet20_int8.ini
 
 clean:
 	rm -rf $(BUILD)

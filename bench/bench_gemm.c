@@ -14,7 +14,7 @@
  * GMAC/s (M*N*K multiply-adds, zeros included, per second) and the speedup. A second
  * table times backward-weight with E2's two error parts on one thread, 2*M*N*K
  * multiply-adds: two tn products on the im2col matrix (the im2col not timed) against
- * one wg_gemm_s8_tn_gather that reads the rows from the zero-bordered images as conv.c
+ * one wg_gemm_s8_tn_gather that reads the rows from the zero-bordered images as conv_bwd.c
  * does (from the im2col matrix for the stem's 3-byte runs). Usage:
  *   bench_gemm [repetitions (default 5)] */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
@@ -178,7 +178,7 @@ static double time_median(gemm_fn *fn, int reps, int64_t M, int64_t N, int64_t K
 
 /* A 3x3, stride-1, pad-1 convolution's backward-weight on n images of h x h x c: the
  * parts A[p] (K = n h h rows of M), the zero-bordered images, the im2col matrix B
- * (K x N) built from them, and B's rows as conv.c gathers them: kernel rows' runs of
+ * (K x N) built from them, and B's rows as conv_bwd.c gathers them: kernel rows' runs of
  * 3 c bytes in the images (one run per row, from B, below 16 bytes). */
 typedef struct dw_case {
     int64_t M, N, K, nruns, run, run_ld;

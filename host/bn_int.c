@@ -1,5 +1,6 @@
 /* bn_int.c: integer batch normalization on the CPU backend (bn.h; docs/numerics.md,
- * section 7.3 for the forward pass and 7.5 "BN backward").
+ * section 7.3): the saved and running state and the forward passes, with the tiles and
+ * checks that the backward pass (bn_int_bwd.c) shares through bn_int_impl.h.
  *
  * Each step is one static function over plain arrays, and each maps one to one onto
  * a backend op of the CUDA implementation, which runs the same formulas
@@ -9,27 +10,14 @@
  *             -> pass_stats (mu, sigma) -> pass_running_update -> pass_xhat_chan
  *             (per-channel constants) -> pass_normalize (x-hat, y; elementwise)
  *   eval      narrow -> pass_running_stats -> pass_xhat_chan -> pass_normalize
- *   backward  pass_bwd_sums (per channel B, G, max |dy|, max |xhat|) -> bwd_exponent
- *             (host: the per-tensor exponent F) -> pass_bwd_chan (per-channel
- *             constants) -> pass_bwd_dx (elementwise)
  *
- * The elementwise passes use the fast forms wg_bn_xhat32_elem (e_x >= -22, 32-bit lanes;
- * wg_bn_xhat_fast below that) and wg_bn_dx_fast: the rational split once per channel,
- * then per element multiplies and compares, equal to wg_bn_xhat and wg_bn_dx bit for bit
- * (wg_bn_elem.h gives the arguments). The dx pass also returns max |dx|, which spares E2
- * its max-abs pass.
+ * The elementwise pass uses the fast forms wg_bn_xhat32_elem (e_x >= -22, 32-bit lanes;
+ * wg_bn_xhat_fast below that): the rational split once per channel, then per element
+ * multiplies and compares, equal to wg_bn_xhat bit for bit (wg_bn_elem.h gives the
+ * arguments).
  *
- * Loop shape (for the vectorizer). Every pass over the elements runs over tiles of
- * whole rows, flattened: a tile is rows = max(1, WG_BN_TILE / C) consecutive rows, n =
- * rows * C elements, and the per-channel constants are laid out once per row of a tile
- * (bn_tile, bn_tile32), so element l of a tile finds its constants at index l. C is 16 to
- * 64 in the CIFAR-size ResNets: a loop over one row is shorter than the vectors gcc
- * picks, which it sizes by the narrowest type of the loop (64 lanes for int8 dy). Each
- * tile is one loop that reads its inputs in their containers and writes its outputs:
- * x-hat and y in int32 lanes; dx in int64 lanes, dy read in its own container (one loop
- * per container type, WG_BN_BY_DTYPE; measured faster than widening into buffers
- * first); the 64-bit x-hat form widens into int64 buffers first. The backward sums of an
- * int8 dy accumulate in int32 lanes and move to int64 every WG_BN_SUMS32_TILES tiles.
+ * Loop shape: tiles of whole rows (bn_int_impl.h), x-hat and y in int32 lanes; the
+ * 64-bit x-hat form widens into int64 buffers first.
  *
  * Integer sums and maxima do not depend on order, so a parallel reduction gives the
  * same integers. Dimension legend: M = count = N*H*W rows, C channels (innermost). */
@@ -39,22 +27,13 @@
 #include <string.h>
 
 #include "backend.h"
+#include "bn_int_impl.h"
 #include "check.h"
 #include "wg_par.h"
 #include "quant.h"
 #include "wg_bn_elem.h"
 
-/* Exponents of dy beyond this are a bug upstream (the quantizers' own limit is 2^20). */
-enum { WG_BN_EXP_LIMIT = 1 << 19 };
-
-/* Elements per tile (at least one row): with 12 int64 constants and 3 int64 buffers per
- * element, a tile's working set is 15 KiB. */
-enum { WG_BN_TILE = 128 };
-
-/* For the per-container loops: the container switch folds away in each inlined copy. */
-#define WG_BN_INLINE static inline __attribute__((always_inline))
-
-static void *xmalloc(size_t nbytes)
+void *bn_xmalloc(size_t nbytes)
 {
     void *p = malloc(nbytes ? nbytes : 1);
     WG_ASSERT(p != NULL, "out of memory (%zu bytes) in batch norm", nbytes);
@@ -63,23 +42,12 @@ static void *xmalloc(size_t nbytes)
 
 /* ---- tiles ----------------------------------------------------------------------------- */
 
-/* The per-channel constants of a tile: wg_bn_lin's fields as arrays of n = rows * C,
- * channel ch's values at every index r * C + ch. gamma, beta: the forward pass only. */
-typedef struct bn_tile {
-    int64_t rows, n;
-    uint64_t *d, *qa, *qb, *qc, *ra, *rb, *rc;
-    int64_t *pa, *pb, *pc, *gamma, *beta;
-} bn_tile;
-
-/* Rows per tile for C channels. */
-static int64_t tile_rows(int64_t c) { return c < WG_BN_TILE ? WG_BN_TILE / c : 1; }
-
-static bn_tile tile_alloc(int64_t c)
+bn_tile bn_tile_alloc(int64_t c)
 {
     bn_tile t;
     t.rows = tile_rows(c);
     t.n = t.rows * c;
-    uint64_t *u = xmalloc(12 * (size_t)t.n * sizeof *u);
+    uint64_t *u = bn_xmalloc(12 * (size_t)t.n * sizeof *u);
     uint64_t **cols[7] = {&t.d, &t.qa, &t.qb, &t.qc, &t.ra, &t.rb, &t.rc};
     int64_t **icols[5] = {&t.pa, &t.pb, &t.pc, &t.gamma, &t.beta};
     for (int i = 0; i < 7; i++) *cols[i] = u + i * t.n;
@@ -87,10 +55,10 @@ static bn_tile tile_alloc(int64_t c)
     return t;
 }
 
-static void tile_free(bn_tile *t) { free(t->d); }
+void bn_tile_free(bn_tile *t) { free(t->d); }
 
 /* Channel ch's constants, at every row of the tile. */
-static void tile_set(bn_tile *t, int64_t c, int64_t ch, const wg_bn_lin *k, int64_t gamma, int64_t beta)
+void bn_tile_set(bn_tile *t, int64_t c, int64_t ch, const wg_bn_lin *k, int64_t gamma, int64_t beta)
 {
     for (int64_t l = ch; l < t->n; l += c) {
         t->d[l] = k->d, t->qa[l] = k->qa, t->qb[l] = k->qb, t->qc[l] = k->qc;
@@ -98,14 +66,6 @@ static void tile_set(bn_tile *t, int64_t c, int64_t ch, const wg_bn_lin *k, int6
         t->pa[l] = k->pa, t->pb[l] = k->pb, t->pc[l] = k->pc;
         t->gamma[l] = gamma, t->beta[l] = beta;
     }
-}
-
-/* Element l's constants (vectorizes: the fields are loaded from contiguous arrays). */
-WG_BN_INLINE wg_bn_lin tile_at(const bn_tile *t, int64_t l)
-{
-    const wg_bn_lin k = {t->d[l], t->qa[l], t->qb[l], t->qc[l], t->ra[l], t->rb[l], t->rc[l], t->pa[l], t->pb[l],
-                         t->pc[l]};
-    return k;
 }
 
 /* The per-channel constants of the 32-bit x-hat form (wg_bn_xhat32), laid out like
@@ -121,7 +81,7 @@ static bn_tile32 tile32_alloc(int64_t c)
     bn_tile32 t;
     t.rows = tile_rows(c);
     t.n = t.rows * c;
-    uint32_t *u = xmalloc(9 * (size_t)t.n * sizeof *u);
+    uint32_t *u = bn_xmalloc(9 * (size_t)t.n * sizeof *u);
     uint32_t **cols[5] = {&t.d, &t.p, &t.k, &t.a, &t.c};
     int32_t **icols[4] = {&t.lo, &t.hi, &t.gamma, &t.beta128};
     for (int i = 0; i < 5; i++) *cols[i] = u + i * t.n;
@@ -141,7 +101,7 @@ static void tile32_set(bn_tile32 *t, int64_t c, int64_t ch, const wg_bn_xhat32 *
 
 /* Folds per-element tile accumulators (k arrays of n, channel ch at r * C + ch) into
  * per-channel sums (the first nsum arrays) and maxima (the rest). */
-static void tile_fold(const int64_t *acc, int64_t n, int64_t c, int k, int nsum, int64_t *out)
+void bn_tile_fold(const int64_t *acc, int64_t n, int64_t c, int k, int nsum, int64_t *out)
 {
     for (int j = 0; j < k; j++)
         for (int64_t l = 0; l < n; l++) {
@@ -159,7 +119,7 @@ static void check_cpu(const wg_tensor *t, const char *what)
               what, wg_backend_name(t->backend));
 }
 
-static void check_vec(const wg_tensor *t, wg_dtype dt, int64_t c, const char *what)
+void bn_check_vec(const wg_tensor *t, wg_dtype dt, int64_t c, const char *what)
 {
     check_cpu(t, what);
     WG_ASSERT(t->dtype == dt, "%s is %s, expected %s", what, wg_dtype_name(t->dtype), wg_dtype_name(dt));
@@ -169,7 +129,7 @@ static void check_vec(const wg_tensor *t, wg_dtype dt, int64_t c, const char *wh
 
 /* An activation-shaped tensor: NHWC, of shape like (when given) and container dt
  * (any integer container when dt < 0). Returns C; *count = N*H*W. */
-static int64_t check_act(const wg_tensor *t, int dt, const wg_tensor *like, const char *what, int64_t *count)
+int64_t bn_check_act(const wg_tensor *t, int dt, const wg_tensor *like, const char *what, int64_t *count)
 {
     check_cpu(t, what);
     WG_ASSERT(t->layout == WG_LAYOUT_NHWC, "%s has layout %s, expected nhwc", what, wg_layout_name(t->layout));
@@ -187,8 +147,8 @@ static int64_t check_act(const wg_tensor *t, int dt, const wg_tensor *like, cons
 
 static void check_gamma_beta(const wg_tensor *gamma16, const wg_tensor *beta16, int64_t c)
 {
-    check_vec(gamma16, WG_I16, c, "gamma16");
-    check_vec(beta16, WG_I16, c, "beta16");
+    bn_check_vec(gamma16, WG_I16, c, "gamma16");
+    bn_check_vec(beta16, WG_I16, c, "beta16");
     WG_ASSERT(gamma16->exp == WG_BN_XHAT_EXP && beta16->exp == WG_BN_XHAT_EXP,
               "gamma16 and beta16 must be at e = -7 (wg_quant_direct(., master, 8, false)), not %d and %d",
               gamma16->exp, beta16->exp);
@@ -198,11 +158,11 @@ static void check_gamma_beta(const wg_tensor *gamma16, const wg_tensor *beta16, 
 static int64_t check_forward(const wg_tensor *x, const wg_tensor *gamma16, const wg_tensor *beta16,
                              const wg_tensor *y, const wg_bn_int_saved *s, int64_t *count)
 {
-    int64_t c = check_act(x, -1, NULL, "the BN input", count), n;
-    check_act(y, WG_I32, x, "the BN output", &n);
-    check_act(&s->xhat, WG_I16, x, "saved x-hat", &n);
-    check_vec(&s->mu, WG_I32, c, "saved mu");
-    check_vec(&s->sigma, WG_I32, c, "saved sigma");
+    int64_t c = bn_check_act(x, -1, NULL, "the BN input", count), n;
+    bn_check_act(y, WG_I32, x, "the BN output", &n);
+    bn_check_act(&s->xhat, WG_I16, x, "saved x-hat", &n);
+    bn_check_vec(&s->mu, WG_I32, c, "saved mu");
+    bn_check_vec(&s->sigma, WG_I32, c, "saved sigma");
     check_gamma_beta(gamma16, beta16, c);
     return c;
 }
@@ -258,11 +218,11 @@ void wg_bn_running_free(wg_bn_running *r)
 static void pass_sums(const int16_t *x16, int64_t m, int64_t c, int64_t *s1, int64_t *s2)
 {
     int64_t rows = tile_rows(c), n = rows * c, ntiles = (m + rows - 1) / rows;
-    int64_t *out = xmalloc(2 * (size_t)c * sizeof *out);
+    int64_t *out = bn_xmalloc(2 * (size_t)c * sizeof *out);
     memset(out, 0, 2 * (size_t)c * sizeof *out);
 #pragma omp parallel if (m * c >= WG_PAR_MIN)
     {
-        int64_t *acc = xmalloc(2 * (size_t)n * sizeof *acc), *mine = xmalloc(2 * (size_t)c * sizeof *mine);
+        int64_t *acc = bn_xmalloc(2 * (size_t)n * sizeof *acc), *mine = bn_xmalloc(2 * (size_t)c * sizeof *mine);
         int64_t *restrict a1 = acc, *restrict a2 = acc + n;
         memset(acc, 0, 2 * (size_t)n * sizeof *acc);
         memset(mine, 0, 2 * (size_t)c * sizeof *mine);
@@ -276,7 +236,7 @@ static void pass_sums(const int16_t *x16, int64_t m, int64_t c, int64_t *s1, int
                 a2[l] += v * v;
             }
         }
-        tile_fold(acc, n, c, 2, 2, mine);
+        bn_tile_fold(acc, n, c, 2, 2, mine);
 #pragma omp critical(wg_bn_sums)
         for (int64_t j = 0; j < 2 * c; j++) out[j] += mine[j];
         free(acc);
@@ -324,7 +284,7 @@ static void pass_xhat_chan(const int32_t *mu, const int32_t *sigma, const int16_
 {
     for (int64_t ch = 0; ch < c; ch++) {
         wg_bn_lin k = wg_bn_xhat_lin_init(mu[ch], sigma[ch], e_x);
-        tile_set(t, c, ch, &k, gamma[ch], beta[ch]);
+        bn_tile_set(t, c, ch, &k, gamma[ch], beta[ch]);
     }
 }
 
@@ -389,7 +349,7 @@ static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile 
      * gives the same bits */
 #pragma omp parallel reduction(+ : clamps) if (m * c >= WG_PAR_MIN)
     {
-        int64_t *buf = t32 ? NULL : xmalloc(3 * (size_t)tn * sizeof *buf);
+        int64_t *buf = t32 ? NULL : bn_xmalloc(3 * (size_t)tn * sizeof *buf);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < ntiles; b++) {
             int64_t k0 = b * tn, len = b == ntiles - 1 ? m * c - k0 : tn;
@@ -420,10 +380,10 @@ static void normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, 
         work->clamps = pass_normalize(work->xhat.data, count, c, NULL, &t, y->data);
         tile32_free(&t);
     } else {
-        bn_tile t = tile_alloc(c);
+        bn_tile t = bn_tile_alloc(c);
         pass_xhat_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
         work->clamps = pass_normalize(work->xhat.data, count, c, &t, NULL, y->data);
-        tile_free(&t);
+        bn_tile_free(&t);
     }
     work->e_x = e_x;
     work->xhat.exp = WG_BN_XHAT_EXP;
@@ -437,14 +397,14 @@ void wg_bn_int_forward_train(const wg_tensor *x, const wg_tensor *gamma16, const
 {
     int64_t count, c = check_forward(x, gamma16, beta16, y, saved, &count);
     if (running) {
-        check_vec(&running->mean, WG_I64, c, "running mean");
-        check_vec(&running->sigma, WG_I64, c, "running sigma");
+        bn_check_vec(&running->mean, WG_I64, c, "running mean");
+        bn_check_vec(&running->sigma, WG_I64, c, "running sigma");
         WG_ASSERT(running->mean.exp == WG_BN_RUNNING_EXP && running->sigma.exp == WG_BN_RUNNING_EXP,
                   "running statistics at e = %d and %d, expected %d", running->mean.exp, running->sigma.exp,
                   WG_BN_RUNNING_EXP);
     }
     int e_x = narrow_input(x, saved);
-    int64_t *s1 = xmalloc((size_t)c * sizeof *s1), *s2 = xmalloc((size_t)c * sizeof *s2);
+    int64_t *s1 = bn_xmalloc((size_t)c * sizeof *s1), *s2 = bn_xmalloc((size_t)c * sizeof *s2);
     pass_sums(saved->xhat.data, count, c, s1, s2);
     pass_stats(s1, s2, count, c, e_x, saved->mu.data, saved->sigma.data);
     free(s1);
@@ -461,226 +421,10 @@ void wg_bn_int_forward_eval(const wg_tensor *x, const wg_tensor *gamma16, const 
                             const wg_bn_running *running, wg_tensor *y, wg_bn_int_saved *work)
 {
     int64_t count, c = check_forward(x, gamma16, beta16, y, work, &count);
-    check_vec(&running->mean, WG_I64, c, "running mean");
-    check_vec(&running->sigma, WG_I64, c, "running sigma");
+    bn_check_vec(&running->mean, WG_I64, c, "running mean");
+    bn_check_vec(&running->sigma, WG_I64, c, "running sigma");
     WG_ASSERT(running->initialized, "evaluation with running statistics that no training step has set%s", "");
     int e_x = narrow_input(x, work);
     pass_running_stats(running->mean.data, running->sigma.data, c, work->mu.data, work->sigma.data);
     normalize(work, e_x, count, c, gamma16, beta16, y);
-}
-
-/* ---- backward passes ----------------------------------------------------------------- */
-
-/* dy[k] in its container t (a constant in each inlined copy). */
-WG_BN_INLINE int64_t dy_at(const void *p, wg_dtype t, int64_t k)
-{
-    switch (t) {
-    case WG_I8: return ((const int8_t *)p)[k];
-    case WG_I16: return ((const int16_t *)p)[k];
-    case WG_I32: return ((const int32_t *)p)[k];
-    default: return ((const int64_t *)p)[k];
-    }
-}
-
-/* Runs body(T) with T the container of dy, so that each copy reads it directly. */
-#define WG_BN_BY_DTYPE(t, body)                                                                                        \
-    do {                                                                                                               \
-        switch (t) {                                                                                                   \
-        case WG_I8: body(WG_I8); break;                                                                                \
-        case WG_I16: body(WG_I16); break;                                                                              \
-        case WG_I32: body(WG_I32); break;                                                                              \
-        default: body(WG_I64); break;                                                                                  \
-        }                                                                                                              \
-    } while (0)
-
-/* The len elements of a tile from element k0 into the per-element accumulators acc (4
- * arrays of the tile size n: sum dy, sum dy * xhat, max |dy|, max |xhat|). */
-WG_BN_INLINE void bwd_sums_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h, int64_t len,
-                                int64_t n, int64_t *restrict acc)
-{
-    int64_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
-    for (int64_t l = 0; l < len; l++) {
-        int64_t d = dy_at(dy, t, k0 + l), ad = d < 0 ? -d : d, ah = h[l] < 0 ? -h[l] : h[l];
-        bs[l] += d;
-        gs[l] += d * h[l];
-        dm[l] = ad > dm[l] ? ad : dm[l];
-        hm[l] = ah > hm[l] ? ah : hm[l];
-    }
-}
-
-/* The int8 dy of E1 in 32-bit lanes: int32 per-element accumulators (acc32, the same 4
- * arrays), which WG_BN_SUMS32_TILES tiles cannot overflow: each tile adds |dy| <= 128 and
- * |dy xhat| <= 128 * 32767 < 2^22 at each position, so the sums stay below 2^30. */
-enum { WG_BN_SUMS32_TILES = 256 };
-
-WG_BN_INLINE void bwd_sums_tile_s8(const int8_t *restrict dy, const int16_t *restrict h, int64_t len, int64_t n,
-                                   int32_t *restrict acc)
-{
-    int32_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
-    for (int64_t l = 0; l < len; l++) {
-        int32_t d = dy[l], v = h[l], ad = d < 0 ? -d : d, ah = v < 0 ? -v : v;
-        bs[l] += d;
-        gs[l] += d * v;
-        dm[l] = ad > dm[l] ? ad : dm[l];
-        hm[l] = ah > hm[l] ? ah : hm[l];
-    }
-}
-
-/* Moves the int32 accumulators into the int64 ones (sums added, maxima merged) and
- * clears the sums. */
-static void sums32_flush(int32_t *restrict acc32, int64_t *restrict acc, int64_t n)
-{
-    for (int64_t l = 0; l < 2 * n; l++) {
-        acc[l] += acc32[l];
-        acc32[l] = 0;
-    }
-    for (int64_t l = 2 * n; l < 4 * n; l++) acc[l] = acc32[l] > acc[l] ? acc32[l] : acc[l];
-}
-
-/* Per channel B = sum dy, G = sum dy * xhat (exact: |dy| <= 32767, |xhat| <= 32767,
- * count < 2^32 give |G| < 2^62), and the maxima of |dy| and |xhat| for the bound. Each
- * thread reduces its tiles element by element, folds them into the channels, and the
- * threads' results are combined (integer sums and maxima: any split gives the same). */
-static void pass_bwd_sums(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, int64_t *bsum,
-                          int64_t *gsum, uint64_t *dmax, uint64_t *hmax)
-{
-    int64_t rows = tile_rows(c), n = rows * c, ntiles = (m + rows - 1) / rows;
-    int64_t *out = xmalloc(4 * (size_t)c * sizeof *out);
-    memset(out, 0, 4 * (size_t)c * sizeof *out);
-#pragma omp parallel if (m * c >= WG_PAR_MIN)
-    {
-        int64_t *acc = xmalloc(4 * (size_t)n * sizeof *acc), *mine = xmalloc(4 * (size_t)c * sizeof *mine);
-        int32_t *acc32 = xmalloc(4 * (size_t)n * sizeof *acc32);
-        memset(acc, 0, 4 * (size_t)n * sizeof *acc);
-        memset(acc32, 0, 4 * (size_t)n * sizeof *acc32);
-        memset(mine, 0, 4 * (size_t)c * sizeof *mine);
-        int pending = 0; /* tiles in acc32 */
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < ntiles; b++) {
-            int64_t k0 = b * n, len = b == ntiles - 1 ? m * c - k0 : n;
-            if (dt == WG_I8) {
-                bwd_sums_tile_s8((const int8_t *)dy + k0, xhat + k0, len, n, acc32);
-                if (++pending == WG_BN_SUMS32_TILES) {
-                    sums32_flush(acc32, acc, n);
-                    pending = 0;
-                }
-                continue;
-            }
-#define WG_BN_SUMS_TILE(T) bwd_sums_tile(dy, T, k0, xhat + k0, len, n, acc)
-            WG_BN_BY_DTYPE(dt, WG_BN_SUMS_TILE);
-#undef WG_BN_SUMS_TILE
-        }
-        sums32_flush(acc32, acc, n);
-        tile_fold(acc, n, c, 4, 2, mine);
-#pragma omp critical(wg_bn_bwd_sums)
-        for (int64_t j = 0; j < 4 * c; j++)
-            out[j] = j < 2 * c ? out[j] + mine[j] : (mine[j] > out[j] ? mine[j] : out[j]);
-        free(acc);
-        free(acc32);
-        free(mine);
-    }
-    for (int64_t ch = 0; ch < c; ch++) {
-        bsum[ch] = out[ch];
-        gsum[ch] = out[c + ch];
-        dmax[ch] = (uint64_t)out[2 * c + ch];
-        hmax[ch] = (uint64_t)out[3 * c + ch];
-    }
-    free(out);
-}
-
-/* The per-tensor decision (host): F = min(62, 62 - max over channels of the bound
- * exponent), so that |dx| <= 2^62 on the grid 2^(e-6-F). F >= 0 always holds for
- * |dy| <= 32767 (docs/numerics.md 7.5). */
-static int bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
-                        const int64_t *gsum, const uint64_t *dmax, const uint64_t *hmax)
-{
-    int emax = WG_BN_DX_NO_BOUND;
-    for (int64_t ch = 0; ch < c; ch++) {
-        int e = wg_bn_dx_bound_exp(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], hmax[ch]);
-        emax = e > emax ? e : emax;
-    }
-    WG_ASSERT(emax <= WG_BN_DX_BITS, "BN backward: dx bound 2^%d exceeds 2^%d", emax, WG_BN_DX_BITS);
-    int f = WG_BN_DX_BITS - emax;
-    return f > WG_BN_DX_BITS ? WG_BN_DX_BITS : f;
-}
-
-/* Per channel constants of the dx element (wg_bn_dx_lin_init with this tensor's F). */
-static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
-                          const int64_t *gsum, const uint64_t *dmax, int f, bn_tile *t)
-{
-    for (int64_t ch = 0; ch < c; ch++) {
-        wg_bn_lin k = wg_bn_dx_lin_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], f);
-        tile_set(t, c, ch, &k, 0, 0);
-    }
-}
-
-/* dx of one tile of n elements from element k0 (wg_bn_dx_fast); returns max |dx| over
- * the tile. */
-WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
-                                  int64_t *restrict out, int64_t n, const bn_tile *tile)
-{
-    uint64_t mx = 0;
-    for (int64_t l = 0; l < n; l++) {
-        const wg_bn_lin k = tile_at(tile, l);
-        int64_t v = wg_bn_dx_fast(dy_at(dy, t, k0 + l), h[l], &k);
-        uint64_t av = wg_abs_u64(v);
-        out[l] = v;
-        mx = av > mx ? av : mx;
-    }
-    return mx;
-}
-
-/* Elementwise dx (int64); returns max |dx| (an integer maximum: any split gives it). */
-static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
-                            int64_t *dx)
-{
-    int64_t ntiles = (m + t->rows - 1) / t->rows;
-    uint64_t mx = 0;
-#pragma omp parallel for reduction(max : mx) schedule(static) if (m * c >= WG_PAR_MIN)
-    for (int64_t b = 0; b < ntiles; b++) {
-        int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
-        uint64_t tm = 0;
-#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, len, t)
-        WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
-#undef WG_BN_DX_TILE
-        mx = tm > mx ? tm : mx;
-    }
-    return mx;
-}
-
-uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
-                            wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta)
-{
-    int64_t count, n;
-    int64_t c = check_act(&saved->xhat, WG_I16, NULL, "saved x-hat", &count);
-    check_act(dy, -1, &saved->xhat, "the BN output error dy", &n);
-    check_act(dx, WG_I64, &saved->xhat, "the BN input error dx", &n);
-    check_vec(&saved->sigma, WG_I32, c, "saved sigma");
-    check_vec(gamma16, WG_I16, c, "gamma16");
-    check_vec(dgamma, WG_I64, c, "dgamma");
-    check_vec(dbeta, WG_I64, c, "dbeta");
-    WG_ASSERT(saved->xhat.exp == WG_BN_XHAT_EXP && saved->sigma.exp == WG_BN_STAT_EXP &&
-                  gamma16->exp == WG_BN_XHAT_EXP,
-              "x-hat, sigma, gamma16 at e = %d, %d, %d (expected -7, -15, -7: a training forward pass first)",
-              saved->xhat.exp, saved->sigma.exp, gamma16->exp);
-    WG_ASSERT(dy->exp > -WG_BN_EXP_LIMIT && dy->exp < WG_BN_EXP_LIMIT, "dy has exponent %d", dy->exp);
-    if (wg_dtype_bound(dy->dtype) > WG_BN_DY_MAX) {
-        uint64_t m = dy->backend->iface->max_abs(dy->backend->ctx, dy);
-        WG_ASSERT(m <= WG_BN_DY_MAX, "BN backward: max |dy| = %llu (at most %d: quantize with E1 first)",
-                  (unsigned long long)m, WG_BN_DY_MAX);
-    }
-    uint64_t *dmax = xmalloc((size_t)c * sizeof *dmax), *hmax = xmalloc((size_t)c * sizeof *hmax);
-    bn_tile t = tile_alloc(c);
-    int64_t *bsum = dbeta->data, *gsum = dgamma->data;
-    pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, bsum, gsum, dmax, hmax);
-    int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
-    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
-    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
-    free(dmax);
-    free(hmax);
-    tile_free(&t);
-    dbeta->exp = dy->exp;
-    dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
-    dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
-    return dx_max;
 }

@@ -22,7 +22,8 @@ points=(
   "lr0.2|--set train.lr=0.2"
   "lr0.4|--set train.lr=0.4"
   "lr0.8|--set train.lr=0.8"
-  "lr0.4-gdecay|--set train.lr=0.4 --set train.g_scale=128,32,8"
+  "lr1.6|--set train.lr=1.6"
+  "lr0.8-gdecay|--set train.lr=0.8 --set train.g_scale=128,32,8"
 )
 
 echo "| point | settings | val acc after epochs 1..5 | train img/s |"

@@ -9,7 +9,7 @@
  * layers. Backward-weight is also run over more than WG_GEMM_S8_MAX_K rows with
  * values near 127, where an int32 sum over all rows would overflow; backward-data at the
  * bounds of its int32 sums; and larger geometries with three threads through each of
- * conv.c's block paths. Backward-weight's own paths (rows gathered from the input, 16
+ * conv_bwd.c's block paths. Backward-weight's own paths (rows gathered from the input, 16
  * bytes apart or not; im2col rows for short runs; x itself without padding) run with
  * 1, 2 and 3 threads over batches that do not divide into its blocks, and its int32
  * sums up to the bound itself: a thread's sums over exactly WG_GEMM_S8_MAX_K rows of
@@ -333,7 +333,7 @@ static void test_s8_backward_extremes(void **state)
 /* ---- int8, the threaded paths ----------------------------------------------------------
  * Geometries large enough for threads (rows x kdim >= WG_PAR_MIN), run with three of
  * them over an odd number of images (blocks split unevenly), through each path of
- * conv.c: forward blocks (im2col, pointwise); backward-data as a convolution (stride 1,
+ * conv.c and conv_bwd.c: forward blocks (im2col, pointwise); backward-data as a convolution (stride 1,
  * square kernels, pad < kernel: 3x3, 5x5, 1x1, the 3x3 stem on one channel) and by
  * column GEMM and col2im (stride 2, a 1x3 kernel, pad >= kernel), with one part and
  * with two whose columns share a buffer (span 7), do not (span 9), or share one whose

@@ -1,0 +1,251 @@
+/* bn_int_bwd.c: the backward pass of integer batch normalization on the CPU backend
+ * (bn.h's wg_bn_int_backward; docs/numerics.md, section 7.5 "BN backward"). The tiles
+ * and checks it shares with the forward passes (bn_int.c) are in bn_int_impl.h.
+ *
+ * Each step is one static function over plain arrays, and each maps one to one onto
+ * a backend op of the CUDA implementation, which runs the same formulas
+ * (wg_bn_elem.h):
+ *
+ *   backward  pass_bwd_sums (per channel B, G, max |dy|, max |xhat|) -> bwd_exponent
+ *             (host: the per-tensor exponent F) -> pass_bwd_chan (per-channel
+ *             constants) -> pass_bwd_dx (elementwise)
+ *
+ * The elementwise pass uses the fast form wg_bn_dx_fast: the rational split once per
+ * channel, then per element multiplies and compares, equal to wg_bn_dx bit for bit
+ * (wg_bn_elem.h gives the arguments). The dx pass also returns max |dx|, which spares
+ * E2 its max-abs pass.
+ *
+ * Loop shape: tiles of whole rows (bn_int_impl.h), dx in int64 lanes, dy read in its
+ * own container (one loop per container type, WG_BN_BY_DTYPE; measured faster than
+ * widening into buffers first). The sums of an int8 dy accumulate in int32 lanes and
+ * move to int64 every WG_BN_SUMS32_TILES tiles.
+ *
+ * Integer sums and maxima do not depend on order, so a parallel reduction gives the
+ * same integers. Dimension legend: M = count = N*H*W rows, C channels (innermost). */
+#include "bn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "bn_int_impl.h"
+#include "check.h"
+#include "wg_par.h"
+#include "wg_bn_elem.h"
+
+/* Exponents of dy beyond this are a bug upstream (the quantizers' own limit is 2^20). */
+enum { WG_BN_EXP_LIMIT = 1 << 19 };
+
+/* dy[k] in its container t (a constant in each inlined copy). */
+WG_BN_INLINE int64_t dy_at(const void *p, wg_dtype t, int64_t k)
+{
+    switch (t) {
+    case WG_I8: return ((const int8_t *)p)[k];
+    case WG_I16: return ((const int16_t *)p)[k];
+    case WG_I32: return ((const int32_t *)p)[k];
+    default: return ((const int64_t *)p)[k];
+    }
+}
+
+/* Runs body(T) with T the container of dy, so that each copy reads it directly. */
+#define WG_BN_BY_DTYPE(t, body)                                                                                        \
+    do {                                                                                                               \
+        switch (t) {                                                                                                   \
+        case WG_I8: body(WG_I8); break;                                                                                \
+        case WG_I16: body(WG_I16); break;                                                                              \
+        case WG_I32: body(WG_I32); break;                                                                              \
+        default: body(WG_I64); break;                                                                                  \
+        }                                                                                                              \
+    } while (0)
+
+/* The len elements of a tile from element k0 into the per-element accumulators acc (4
+ * arrays of the tile size n: sum dy, sum dy * xhat, max |dy|, max |xhat|). */
+WG_BN_INLINE void bwd_sums_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h, int64_t len,
+                                int64_t n, int64_t *restrict acc)
+{
+    int64_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
+    for (int64_t l = 0; l < len; l++) {
+        int64_t d = dy_at(dy, t, k0 + l), ad = d < 0 ? -d : d, ah = h[l] < 0 ? -h[l] : h[l];
+        bs[l] += d;
+        gs[l] += d * h[l];
+        dm[l] = ad > dm[l] ? ad : dm[l];
+        hm[l] = ah > hm[l] ? ah : hm[l];
+    }
+}
+
+/* The int8 dy of E1 in 32-bit lanes: int32 per-element accumulators (acc32, the same 4
+ * arrays), which WG_BN_SUMS32_TILES tiles cannot overflow: each tile adds |dy| <= 128 and
+ * |dy xhat| <= 128 * 32767 < 2^22 at each position, so the sums stay below 2^30. */
+enum { WG_BN_SUMS32_TILES = 256 };
+
+WG_BN_INLINE void bwd_sums_tile_s8(const int8_t *restrict dy, const int16_t *restrict h, int64_t len, int64_t n,
+                                   int32_t *restrict acc)
+{
+    int32_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
+    for (int64_t l = 0; l < len; l++) {
+        int32_t d = dy[l], v = h[l], ad = d < 0 ? -d : d, ah = v < 0 ? -v : v;
+        bs[l] += d;
+        gs[l] += d * v;
+        dm[l] = ad > dm[l] ? ad : dm[l];
+        hm[l] = ah > hm[l] ? ah : hm[l];
+    }
+}
+
+/* Moves the int32 accumulators into the int64 ones (sums added, maxima merged) and
+ * clears the sums. */
+static void sums32_flush(int32_t *restrict acc32, int64_t *restrict acc, int64_t n)
+{
+    for (int64_t l = 0; l < 2 * n; l++) {
+        acc[l] += acc32[l];
+        acc32[l] = 0;
+    }
+    for (int64_t l = 2 * n; l < 4 * n; l++) acc[l] = acc32[l] > acc[l] ? acc32[l] : acc[l];
+}
+
+/* Per channel B = sum dy, G = sum dy * xhat (exact: |dy| <= 32767, |xhat| <= 32767,
+ * count < 2^32 give |G| < 2^62), and the maxima of |dy| and |xhat| for the bound. Each
+ * thread reduces its tiles element by element, folds them into the channels, and the
+ * threads' results are combined (integer sums and maxima: any split gives the same). */
+static void pass_bwd_sums(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, int64_t *bsum,
+                          int64_t *gsum, uint64_t *dmax, uint64_t *hmax)
+{
+    int64_t rows = tile_rows(c), n = rows * c, ntiles = (m + rows - 1) / rows;
+    int64_t *out = bn_xmalloc(4 * (size_t)c * sizeof *out);
+    memset(out, 0, 4 * (size_t)c * sizeof *out);
+#pragma omp parallel if (m * c >= WG_PAR_MIN)
+    {
+        int64_t *acc = bn_xmalloc(4 * (size_t)n * sizeof *acc), *mine = bn_xmalloc(4 * (size_t)c * sizeof *mine);
+        int32_t *acc32 = bn_xmalloc(4 * (size_t)n * sizeof *acc32);
+        memset(acc, 0, 4 * (size_t)n * sizeof *acc);
+        memset(acc32, 0, 4 * (size_t)n * sizeof *acc32);
+        memset(mine, 0, 4 * (size_t)c * sizeof *mine);
+        int pending = 0; /* tiles in acc32 */
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < ntiles; b++) {
+            int64_t k0 = b * n, len = b == ntiles - 1 ? m * c - k0 : n;
+            if (dt == WG_I8) {
+                bwd_sums_tile_s8((const int8_t *)dy + k0, xhat + k0, len, n, acc32);
+                if (++pending == WG_BN_SUMS32_TILES) {
+                    sums32_flush(acc32, acc, n);
+                    pending = 0;
+                }
+                continue;
+            }
+#define WG_BN_SUMS_TILE(T) bwd_sums_tile(dy, T, k0, xhat + k0, len, n, acc)
+            WG_BN_BY_DTYPE(dt, WG_BN_SUMS_TILE);
+#undef WG_BN_SUMS_TILE
+        }
+        sums32_flush(acc32, acc, n);
+        bn_tile_fold(acc, n, c, 4, 2, mine);
+#pragma omp critical(wg_bn_bwd_sums)
+        for (int64_t j = 0; j < 4 * c; j++)
+            out[j] = j < 2 * c ? out[j] + mine[j] : (mine[j] > out[j] ? mine[j] : out[j]);
+        free(acc);
+        free(acc32);
+        free(mine);
+    }
+    for (int64_t ch = 0; ch < c; ch++) {
+        bsum[ch] = out[ch];
+        gsum[ch] = out[c + ch];
+        dmax[ch] = (uint64_t)out[2 * c + ch];
+        hmax[ch] = (uint64_t)out[3 * c + ch];
+    }
+    free(out);
+}
+
+/* The per-tensor decision (host): F = min(62, 62 - max over channels of the bound
+ * exponent), so that |dx| <= 2^62 on the grid 2^(e-6-F). F >= 0 always holds for
+ * |dy| <= 32767 (docs/numerics.md 7.5). */
+static int bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
+                        const int64_t *gsum, const uint64_t *dmax, const uint64_t *hmax)
+{
+    int emax = WG_BN_DX_NO_BOUND;
+    for (int64_t ch = 0; ch < c; ch++) {
+        int e = wg_bn_dx_bound_exp(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], hmax[ch]);
+        emax = e > emax ? e : emax;
+    }
+    WG_ASSERT(emax <= WG_BN_DX_BITS, "BN backward: dx bound 2^%d exceeds 2^%d", emax, WG_BN_DX_BITS);
+    int f = WG_BN_DX_BITS - emax;
+    return f > WG_BN_DX_BITS ? WG_BN_DX_BITS : f;
+}
+
+/* Per channel constants of the dx element (wg_bn_dx_lin_init with this tensor's F). */
+static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
+                          const int64_t *gsum, const uint64_t *dmax, int f, bn_tile *t)
+{
+    for (int64_t ch = 0; ch < c; ch++) {
+        wg_bn_lin k = wg_bn_dx_lin_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], f);
+        bn_tile_set(t, c, ch, &k, 0, 0);
+    }
+}
+
+/* dx of one tile of n elements from element k0 (wg_bn_dx_fast); returns max |dx| over
+ * the tile. */
+WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
+                                  int64_t *restrict out, int64_t n, const bn_tile *tile)
+{
+    uint64_t mx = 0;
+    for (int64_t l = 0; l < n; l++) {
+        const wg_bn_lin k = tile_at(tile, l);
+        int64_t v = wg_bn_dx_fast(dy_at(dy, t, k0 + l), h[l], &k);
+        uint64_t av = wg_abs_u64(v);
+        out[l] = v;
+        mx = av > mx ? av : mx;
+    }
+    return mx;
+}
+
+/* Elementwise dx (int64); returns max |dx| (an integer maximum: any split gives it). */
+static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
+                            int64_t *dx)
+{
+    int64_t ntiles = (m + t->rows - 1) / t->rows;
+    uint64_t mx = 0;
+#pragma omp parallel for reduction(max : mx) schedule(static) if (m * c >= WG_PAR_MIN)
+    for (int64_t b = 0; b < ntiles; b++) {
+        int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
+        uint64_t tm = 0;
+#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, len, t)
+        WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
+#undef WG_BN_DX_TILE
+        mx = tm > mx ? tm : mx;
+    }
+    return mx;
+}
+
+uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                            wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta)
+{
+    int64_t count, n;
+    int64_t c = bn_check_act(&saved->xhat, WG_I16, NULL, "saved x-hat", &count);
+    bn_check_act(dy, -1, &saved->xhat, "the BN output error dy", &n);
+    bn_check_act(dx, WG_I64, &saved->xhat, "the BN input error dx", &n);
+    bn_check_vec(&saved->sigma, WG_I32, c, "saved sigma");
+    bn_check_vec(gamma16, WG_I16, c, "gamma16");
+    bn_check_vec(dgamma, WG_I64, c, "dgamma");
+    bn_check_vec(dbeta, WG_I64, c, "dbeta");
+    WG_ASSERT(saved->xhat.exp == WG_BN_XHAT_EXP && saved->sigma.exp == WG_BN_STAT_EXP &&
+                  gamma16->exp == WG_BN_XHAT_EXP,
+              "x-hat, sigma, gamma16 at e = %d, %d, %d (expected -7, -15, -7: a training forward pass first)",
+              saved->xhat.exp, saved->sigma.exp, gamma16->exp);
+    WG_ASSERT(dy->exp > -WG_BN_EXP_LIMIT && dy->exp < WG_BN_EXP_LIMIT, "dy has exponent %d", dy->exp);
+    if (wg_dtype_bound(dy->dtype) > WG_BN_DY_MAX) {
+        uint64_t m = dy->backend->iface->max_abs(dy->backend->ctx, dy);
+        WG_ASSERT(m <= WG_BN_DY_MAX, "BN backward: max |dy| = %llu (at most %d: quantize with E1 first)",
+                  (unsigned long long)m, WG_BN_DY_MAX);
+    }
+    uint64_t *dmax = bn_xmalloc((size_t)c * sizeof *dmax), *hmax = bn_xmalloc((size_t)c * sizeof *hmax);
+    bn_tile t = bn_tile_alloc(c);
+    int64_t *bsum = dbeta->data, *gsum = dgamma->data;
+    pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, bsum, gsum, dmax, hmax);
+    int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
+    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
+    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
+    free(dmax);
+    free(hmax);
+    bn_tile_free(&t);
+    dbeta->exp = dy->exp;
+    dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
+    dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
+    return dx_max;
+}
