@@ -36,17 +36,6 @@
 /* Exponents of dy beyond this are a bug upstream (the quantizers' own limit is 2^20). */
 enum { WG_BN_EXP_LIMIT = 1 << 19 };
 
-/* dy[k] in its container t (a constant in each inlined copy). */
-WG_BN_INLINE int64_t dy_at(const void *p, wg_dtype t, int64_t k)
-{
-    switch (t) {
-    case WG_I8: return ((const int8_t *)p)[k];
-    case WG_I16: return ((const int16_t *)p)[k];
-    case WG_I32: return ((const int32_t *)p)[k];
-    default: return ((const int64_t *)p)[k];
-    }
-}
-
 /* Runs body(T) with T the container of dy, so that each copy reads it directly. */
 #define WG_BN_BY_DTYPE(t, body)                                                                                        \
     do {                                                                                                               \
@@ -65,7 +54,7 @@ WG_BN_INLINE void bwd_sums_tile(const void *dy, wg_dtype t, int64_t k0, const in
 {
     int64_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
     for (int64_t l = 0; l < len; l++) {
-        int64_t d = dy_at(dy, t, k0 + l), ad = d < 0 ? -d : d, ah = h[l] < 0 ? -h[l] : h[l];
+        int64_t d = wg_load_i64(dy, t, k0 + l), ad = d < 0 ? -d : d, ah = h[l] < 0 ? -h[l] : h[l];
         bs[l] += d;
         gs[l] += d * h[l];
         dm[l] = ad > dm[l] ? ad : dm[l];
@@ -187,7 +176,7 @@ WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const 
     uint64_t mx = 0;
     for (int64_t l = 0; l < n; l++) {
         const wg_bn_lin k = tile_at(tile, l);
-        int64_t v = wg_bn_dx_fast(dy_at(dy, t, k0 + l), h[l], &k);
+        int64_t v = wg_bn_dx_fast(wg_load_i64(dy, t, k0 + l), h[l], &k);
         uint64_t av = wg_abs_u64(v);
         out[l] = v;
         mx = av > mx ? av : mx;
