@@ -28,8 +28,11 @@ build: configure
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
+# --overwrite: each `make train` starts the default run over (an interrupted one is
+# continued with `build/wageubn train configs/fashion_resnet20_int8.ini --resume
+# runs/fashion_resnet20_int8`)
 train: build
-	$(BUILD)/wageubn train configs/fashion_resnet20_int8.ini $(TRAIN_FLAGS)
+	$(BUILD)/wageubn train configs/fashion_resnet20_int8.ini --overwrite $(TRAIN_FLAGS)
 
 bench: build
 	$(BUILD)/bench_quant

@@ -27,3 +27,12 @@ void wg_run_failed(const char *fmt, ...)
     fputc('\n', stderr);
     exit(WG_EXIT_DIVERGED);
 }
+
+bool wg_input_error(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return false;
+}

@@ -22,6 +22,12 @@ void wg_die(const char *file, int line, const char *fmt, ...) __attribute__((nor
 
 #define WG_DIE(...) wg_die(__FILE__, __LINE__, __VA_ARGS__)
 
+/* A user-input error: the message into err (errlen bytes), and false, for the
+ * readers' `return wg_input_error(err, errlen, "%s: offset %zu: ...", ...)`. */
+#include <stdbool.h>
+#include <stddef.h>
+bool wg_input_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #define WG_EXIT_DIVERGED 3
 void wg_run_failed(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 

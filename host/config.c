@@ -12,6 +12,7 @@
  * so that libinih's multi-line values (an indented line continues the previous value)
  * never apply. Errors stop at the first one, by line. */
 #include "config.h"
+#include "ini_text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -112,7 +113,10 @@ static const key_def k_keys[] = {
     BITS("bits_lr", lr, 2, 16, "bits of the learning rate"),
     BITS("momentum_shift", momentum_shift, 0, 8, "momentum factor 2^-shift (2: 1/4)"),
     {"output", "dir", T_STR, AT(output.dir), "", .help = "output directory (empty: runs/<config file name>)"},
-    INT("output", "keep_checkpoints", output.keep_checkpoints, 0, INT_MAX, "3", "checkpoints to keep"),
+    INT("output", "keep_checkpoints", output.keep_checkpoints, 0, INT_MAX, "3",
+        "step checkpoints kept in checkpoints/ (latest and best are kept apart)"),
+    INT("output", "checkpoint_every", output.checkpoint_every, 0, INT_MAX, "0",
+        "steps between checkpoints (0: at the end of each epoch only)"),
 };
 #define N_KEYS ((int)(sizeof k_keys / sizeof k_keys[0]))
 
@@ -530,6 +534,26 @@ bool wg_config_equal(const wg_config *a, const wg_config *b)
     return true;
 }
 
+int wg_config_diff(const wg_config *a, const wg_config *b, const char *const *skip, char *out, size_t outlen)
+{
+    int n = 0;
+    if (outlen) out[0] = '\0';
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &k_keys[i];
+        char name[64], va[WG_CONFIG_MAX_STR + 32], vb[WG_CONFIG_MAX_STR + 32];
+        snprintf(name, sizeof name, "%s.%s", k->section, k->key);
+        bool skipped = false;
+        for (int s = 0; skip && skip[s]; s++) skipped |= strcmp(skip[s], name) == 0;
+        format_value(a, k, va, sizeof va);
+        format_value(b, k, vb, sizeof vb);
+        if (skipped || strcmp(va, vb) == 0) continue;
+        size_t used = strlen(out);
+        put((outbuf){out + used, outlen - used}, "%s%s: %s -> %s", n ? ", " : "", name, va, vb);
+        n++;
+    }
+    return n;
+}
+
 /* ---- schedules ------------------------------------------------------------------ */
 
 /* The piecewise interval of epoch e: how many lr_boundaries are <= e. */
@@ -625,6 +649,30 @@ static bool validate(const wg_config *cfg, const origins *o, outbuf e, outbuf w)
     if (cfg->data.limit_train > 0 && cfg->data.val_split >= cfg->data.limit_train)
         return put(e, "%s[data] val_split = %" PRId64 " leaves no training images of [data] limit_train = %" PRId64,
                    origin(o, "data", "val_split", at, sizeof at), cfg->data.val_split, cfg->data.limit_train), false;
+    /* the integer BN's grids are constants of its formulas (docs/numerics.md 7.3): these
+     * keys document them, and other values would be ignored or refused deep inside */
+    const struct {
+        const char *key;
+        int value, fixed;
+    } bn_fixed[] = {{"bits_bn_stat", cfg->quant.bits.bn_stat, 16},
+                    {"bits_xhat", cfg->quant.bits.xhat, 8},
+                    {"bits_gamma_beta", cfg->quant.bits.gamma_beta, 8}};
+    for (size_t i = 0; i < sizeof bn_fixed / sizeof bn_fixed[0]; i++)
+        if (bn_fixed[i].value != bn_fixed[i].fixed)
+            return put(e, "%s[quant] %s = %d: the integer batch norm implements %d bits only (its grids are fixed, "
+                          "docs/numerics.md 7.3)", origin(o, "quant", bn_fixed[i].key, at, sizeof at), bn_fixed[i].key,
+                       bn_fixed[i].value, bn_fixed[i].fixed), false;
+    /* the operands of the int8 GEMMs (docs/numerics.md 7.1, 7.4) */
+    const struct {
+        const char *key;
+        int value;
+    } gemm_operands[] = {{"bits_w", cfg->quant.bits.w}, {"bits_a", cfg->quant.bits.a},
+                         {"bits_e1", cfg->quant.bits.e1}, {"bits_e2", cfg->quant.bits.e2}};
+    for (size_t i = 0; i < sizeof gemm_operands / sizeof gemm_operands[0]; i++)
+        if (gemm_operands[i].value > 8)
+            return put(e, "%s[quant] %s = %d: at most 8 (W, A, E1 and E2 are the int8 operands of the convolutions)",
+                       origin(o, "quant", gemm_operands[i].key, at, sizeof at), gemm_operands[i].key,
+                       gemm_operands[i].value), false;
     if (cfg->train.mode != WG_MODE_INT8) return true;
 
     int bits = cfg->quant.bits.lr;
@@ -665,8 +713,9 @@ bool wg_config_validate(const wg_config *cfg, char *err, size_t errlen, char *wa
 typedef struct load_ctx {
     wg_config cfg;
     const char *path;
-    const char *text; /* the file */
-    size_t len, pos;  /* its length, and where the reader is */
+    wg_ini_text t;     /* the file, line by line */
+    const char *given; /* wg_config_load_text: the text instead of a file */
+    size_t given_len;
     int line;         /* the line handed to libinih last */
     int header_line;  /* the last line that opens a section ("[...") */
     int handler_fail; /* the first line where the handler returned 0 */
@@ -696,18 +745,13 @@ static int fail(load_ctx *c, int line, const char *fmt, ...)
 static char *read_line(char *str, int num, void *stream)
 {
     load_ctx *c = stream;
-    if (c->pos >= c->len || c->err_line) return NULL;
-    const char *s = c->text + c->pos, *nl = memchr(s, '\n', c->len - c->pos);
-    const char *next = nl ? nl + 1 : c->text + c->len, *eol = nl ? nl : next; /* eol: end of the text */
-    c->pos = (size_t)(next - c->text);
-    c->line++;
-    if (eol > s && eol[-1] == '\r') eol--;
-    if (num < 4 || eol - s + 3 > num)
+    const char *s, *eol;
+    if (c->err_line) return NULL;
+    wg_ini_next next = wg_ini_text_next(&c->t, str, num, &s, &eol);
+    c->line = c->t.line;
+    if (next == WG_INI_END) return NULL;
+    if (next == WG_INI_TOO_LONG)
         return fail(c, c->line, "the line is %td characters long: at most %d", eol - s, num - 3), NULL;
-    while (s < eol && (*s == ' ' || *s == '\t')) s++;
-    memcpy(str, s, (size_t)(next - s));
-    str[next - s] = '\0';
-    if (c->line == 1 && eol - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3; /* UTF-8 BOM */
     if (s < eol && *s == '[') { /* libinih would drop what follows "]" on the line */
         const char *end = memchr(s, ']', (size_t)(eol - s)), *rest = end ? end + 1 : eol;
         while (rest < eol && (*rest == ' ' || *rest == '\t')) rest++;
@@ -750,54 +794,29 @@ static int on_key(void *user, const char *section, const char *name, const char 
     return ok;
 }
 
-/* Read the file into c->text (NUL-terminated); false with a message in c->err. */
-static bool read_file(load_ctx *c, char **text)
-{
-    FILE *f = fopen(c->path, "rb");
-    if (!f) return put(c->err, "%s: cannot open: %s", c->path, strerror(errno)), false;
-    *text = malloc(MAX_FILE + 1);
-    if (!*text) return fclose(f), put(c->err, "%s: out of memory", c->path), false;
-    errno = 0;
-    c->len = fread(*text, 1, MAX_FILE + 1, f);
-    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
-    fclose(f);
-    if (rerr) return put(c->err, "%s: cannot read: %s", c->path, strerror(rerr)), false;
-    if (c->len > MAX_FILE) return put(c->err, "%s: larger than %d bytes: not a config file", c->path, MAX_FILE), false;
-    (*text)[c->len] = '\0';
-    c->text = *text;
-    const char *nul = memchr(*text, '\0', c->len);
-    if (nul) {
-        int line = 1;
-        for (const char *p = *text; p < nul; p++) line += *p == '\n';
-        return put(c->err, "%s:%d: a NUL byte: not a text file", c->path, line), false;
-    }
-    return true;
-}
-
 static bool parse_file(load_ctx *c)
 {
-    char *text = NULL;
-    bool ok = read_file(c, &text);
-    if (ok) {
-        int rc = ini_parse_stream(read_line, c, on_key, c);
-        if (rc == -2) {
-            put(c->err, "%s: out of memory", c->path);
-            ok = false;
-        } else if (rc > 0 && rc != c->handler_fail && (!c->err_line || rc <= c->err_line)) {
-            /* libinih's own complaint: a line that is neither a section nor key = value */
-            const char *p = c->text;
-            for (int l = 1; l < rc && p; l++) p = strchr(p, '\n'), p = p ? p + 1 : NULL;
-            char line[SHOW + 4], s[SHOW + 4];
-            size_t n = p ? strcspn(p, "\r\n") : 0;
-            snprintf(line, sizeof line, "%.*s", (int)(n < SHOW ? n : SHOW), p ? p : "");
-            c->err_line = 0;
-            fail(c, rc, "expected '[section]' or 'key = value', not '%s'", show(trim(line), s));
-            ok = false;
-        } else {
-            ok = c->err_line == 0;
-        }
+    char msg[WG_CONFIG_ERR_LEN];
+    if (!wg_ini_text_read(&c->t, c->path, c->given, c->given_len, MAX_FILE, "config file", msg, sizeof msg)) {
+        wg_ini_text_free(&c->t);
+        return put(c->err, "%s", msg), false;
     }
-    free(text);
+    bool ok;
+    int rc = ini_parse_stream(read_line, c, on_key, c);
+    if (rc == -2) {
+        put(c->err, "%s: out of memory", c->path);
+        ok = false;
+    } else if (rc > 0 && rc != c->handler_fail && (!c->err_line || rc <= c->err_line)) {
+        /* libinih's own complaint: a line that is neither a section nor key = value */
+        char line[SHOW + 4], s[SHOW + 4];
+        wg_ini_text_line(&c->t, rc, line, sizeof line);
+        c->err_line = 0;
+        fail(c, rc, "expected '[section]' or 'key = value', not '%s'", show(trim(line), s));
+        ok = false;
+    } else {
+        ok = c->err_line == 0;
+    }
+    wg_ini_text_free(&c->t);
     return ok;
 }
 
@@ -816,8 +835,8 @@ static bool resolve_dir(load_ctx *c, const char *path)
     return false;
 }
 
-bool wg_config_load(wg_config *cfg, const char *path, const char *const *overrides, int n_overrides, char *err,
-                    size_t errlen, char *warn, size_t warnlen)
+static bool load(wg_config *cfg, const char *path, const char *text, size_t len, const char *const *overrides,
+                 int n_overrides, char *err, size_t errlen, char *warn, size_t warnlen)
 {
     load_ctx *c = calloc(1, sizeof *c);
     if (!c) return put((outbuf){err, errlen}, "%s: out of memory", path ? path : "config"), false;
@@ -825,6 +844,8 @@ bool wg_config_load(wg_config *cfg, const char *path, const char *const *overrid
     if (warn && warnlen) warn[0] = '\0';
     wg_config_defaults(&c->cfg);
     c->path = path;
+    c->given = text;
+    c->given_len = len;
     c->err = (outbuf){err, errlen};
     bool ok = !path || parse_file(c);
     for (int i = 0; ok && i < n_overrides; i++) {
@@ -840,4 +861,16 @@ bool wg_config_load(wg_config *cfg, const char *path, const char *const *overrid
     }
     free(c);
     return ok;
+}
+
+bool wg_config_load(wg_config *cfg, const char *path, const char *const *overrides, int n_overrides, char *err,
+                    size_t errlen, char *warn, size_t warnlen)
+{
+    return load(cfg, path, NULL, 0, overrides, n_overrides, err, errlen, warn, warnlen);
+}
+
+bool wg_config_load_text(wg_config *cfg, const char *text, size_t len, const char *name, char *err, size_t errlen,
+                         char *warn, size_t warnlen)
+{
+    return load(cfg, name, text, len, NULL, 0, err, errlen, warn, warnlen);
 }

@@ -109,7 +109,8 @@ typedef struct wg_config {
     } quant;
     struct {
         char dir[WG_CONFIG_MAX_STR]; /* "" in the defaults; loading resolves it */
-        int keep_checkpoints;
+        int keep_checkpoints; /* step_<8 digits>.safetensors files kept in RUN_DIR/checkpoints */
+        int checkpoint_every; /* steps between checkpoints; 0: at the end of each epoch only */
     } output;
 } wg_config;
 
@@ -125,6 +126,11 @@ void wg_config_defaults(wg_config *cfg);
  * failure returns false with the first error in err and leaves *cfg unchanged. */
 bool wg_config_load(wg_config *cfg, const char *path, const char *const *overrides, int n_overrides, char *err,
                     size_t errlen, char *warn, size_t warnlen);
+
+/* The same from a config text in memory (a checkpoint's resolved config): name stands
+ * for the file in messages; no overrides. */
+bool wg_config_load_text(wg_config *cfg, const char *text, size_t len, const char *name, char *err, size_t errlen,
+                         char *warn, size_t warnlen);
 
 /* Apply one override "section.key=value" with the checks a file value gets (not the
  * cross-field ones: call wg_config_validate after a series of these, and note that
@@ -145,6 +151,11 @@ bool wg_config_write(const wg_config *cfg, FILE *f);
 
 /* True when every key has the same value in a and b. */
 bool wg_config_equal(const wg_config *a, const wg_config *b);
+
+/* The keys whose values differ, as "section.key: a -> b, ..." in out (truncated to
+ * outlen), skipping the "section.key" names of skip (NULL-terminated; may be NULL).
+ * Returns how many differ. */
+int wg_config_diff(const wg_config *a, const wg_config *b, const char *const *skip, char *out, size_t outlen);
 
 /* The schedules of the file comment, at a real epoch in [0, epochs] (later epochs
  * are clamped to epochs). The config must have passed wg_config_validate. */

@@ -9,7 +9,9 @@
  *
  * Every field is checked before it is used, and every read is bounded by the size
  * the header promised and that was allocated, so a damaged file gives a message,
- * never a crash. */
+ * never a crash. The image buffer grows with the data actually read (doubling),
+ * never to the header's count up front: a 16-byte file claiming 2^32 images of
+ * 4096x4096 must not reserve 2^56 bytes (found by tests/fuzz/fuzz_idx.c). */
 #include "data.h"
 
 #include <errno.h>
@@ -24,6 +26,7 @@
 #define WG_IDX_MAGIC_IMAGES 0x00000803u
 #define WG_IDX_MAGIC_LABELS 0x00000801u
 #define WG_IDX_CHUNK (1u << 30) /* the largest single gzread */
+#define WG_IDX_GROW0 ((int64_t)1 << 20) /* the image buffer's first size, in bytes */
 
 typedef struct wg_idx_file {
     const char *path;
@@ -83,6 +86,31 @@ static int64_t wg_idx_read_bytes(wg_idx_file *f, void *buf, int64_t len, char *e
         if (k < want) break; /* end of the data; a gzip stream cut short is Z_BUF_ERROR */
     }
     f->off += got;
+    return got;
+}
+
+/* Read up to len bytes into *buf, allocated here and grown by doubling as the bytes
+ * arrive, so memory follows what the file holds, not what its header claims.
+ * Returns how many were read (< len at the end of the data), or -1 after writing a
+ * message (damaged data, out of memory). *buf is the caller's to free either way. */
+static int64_t wg_idx_read_grow(wg_idx_file *f, uint8_t **buf, int64_t len, char *err, size_t errlen)
+{
+    int64_t got = 0, cap = 0;
+    *buf = NULL;
+    while (got < len) {
+        int64_t next = cap == 0 ? WG_IDX_GROW0 : 2 * cap;
+        cap = next < len ? next : len;
+        uint8_t *b = (uint64_t)cap <= (uint64_t)SIZE_MAX ? realloc(*buf, (size_t)cap) : NULL;
+        if (!b) {
+            wg_idx_msg(err, errlen, f, f->off, "cannot allocate %lld bytes of images", (long long)cap);
+            return -1;
+        }
+        *buf = b;
+        int64_t k = wg_idx_read_bytes(f, b + got, cap - got, err, errlen);
+        if (k < 0) return -1;
+        got += k;
+        if (got < cap) break; /* the end of the data */
+    }
     return got;
 }
 
@@ -150,11 +178,7 @@ static bool wg_idx_read_images(wg_idx_file *f, int64_t limit, wg_dataset *out, i
     out->h = (int)h[2];
     out->w = (int)h[3];
     out->c = 1;
-    if ((uint64_t)n * (uint64_t)img > (uint64_t)SIZE_MAX || !(out->images = malloc((size_t)(n * img)))) {
-        wg_idx_msg(err, errlen, f, 4, "cannot allocate %lld images of %ux%u", (long long)n, h[2], h[3]);
-        return false;
-    }
-    int64_t got = wg_idx_read_bytes(f, out->images, n * img, err, errlen);
+    int64_t got = wg_idx_read_grow(f, &out->images, n * img, err, errlen); /* n * img < 2^56 */
     if (got < 0) return false;
     if (got < n * img) {
         wg_idx_msg(err, errlen, f, f->off, "file ends after %lld of %lld images (%lld bytes into image %lld)",

@@ -2,7 +2,11 @@
  *
  *   wageubn version          version, and the backends and libraries built in
  *   wageubn devices          where training can run on this machine
- *   wageubn train CONFIG     train a network (see host/train.h) [--set k=v] [--out DIR]
+ *   wageubn train CONFIG     train a network (see host/train.h) [--set k=v] [--out DIR] [--resume R]
+ *   wageubn eval CONFIG      evaluate a checkpoint (--checkpoint F)
+ *   wageubn info CHECKPOINT  what a checkpoint holds
+ *   wageubn sweep SWEEP.ini  train a grid of configs (host/sweep.c)
+ *   wageubn plot RUN_DIR...  training curves as a PNG (host/plot.c)
  *
  * Bad command lines get a message naming what was wrong and exit 2. */
 #include <stdio.h>
@@ -13,6 +17,10 @@
 #include "backend.h"
 #include "config.h"
 #include "quant.h"
+#include "checkpoint.h"
+#include "plot.h"
+#include "run_dir.h"
+#include "sweep.h"
 #include "train.h"
 #if defined(WG_HAVE_CUDA)
 #include "backend_cuda.h"
@@ -35,7 +43,19 @@ static void usage(FILE *out)
             "  version          print the version and what this build contains\n"
             "  devices          list the backends this machine can run\n"
             "  train CONFIG [--set section.key=value ...] [--out DIR] [--threads N]\n"
-            "                   train the network CONFIG describes (configs/*.ini)\n"
+            "               [--resume RUN_DIR|CHECKPOINT] [--overwrite]\n"
+            "                   train the network CONFIG describes (configs/*.ini); --resume\n"
+            "                   continues a run from its checkpoint, bit for bit\n"
+            "  eval CONFIG --checkpoint CHECKPOINT|RUN_DIR [--set ...] [--json FILE]\n"
+            "                   test loss, top-1 and top-5 accuracy of a checkpoint\n"
+            "  info CHECKPOINT|RUN_DIR [--tensor NAME]\n"
+            "                   what a checkpoint holds: position, accuracy, tensors; or the\n"
+            "                   values of one tensor (q * 2^exp), one per line\n"
+            "  sweep SWEEP.ini [--dry-run] [--set section.key=value ...]\n"
+            "                   train every point of a config grid (configs/sweeps/), skipping\n"
+            "                   finished points; writes results.csv and results.md\n"
+            "  plot RUN_DIR [RUN_DIR ...] [--out FILE.png] [--title T] [--keep-script]\n"
+            "                   loss and accuracy curves of runs, with gnuplot\n"
             "  help             this message\n");
 }
 
@@ -76,58 +96,137 @@ static int cmd_devices(void)
 
 enum { WG_MAX_OVERRIDES = 64 };
 
-/* wageubn train CONFIG [--set section.key=value ...] [--out DIR] [--threads N] */
-static int cmd_train(int argc, char **argv)
-{
-    const char *path = NULL;
+/* The arguments of train and eval: CONFIG, overrides and the command's own options. */
+typedef struct cmd_args {
+    const char *config;
     const char *overrides[WG_MAX_OVERRIDES];
-    char owned[2][WG_CONFIG_MAX_STR + 32];
-    int n = 0;
+    char owned[WG_MAX_OVERRIDES][1100]; /* --out and --threads as overrides */
+    int n;
+    bool has_out;
+    const char *resume, *checkpoint, *json; /* train --resume; eval --checkpoint, --json */
+    bool overwrite;                         /* train --overwrite */
+} cmd_args;
+
+static bool add_override(cmd_args *a, const char *cmd, const char *key, const char *value)
+{
+    if (a->n == WG_MAX_OVERRIDES) {
+        fprintf(stderr, "wageubn %s: more than %d overrides\n", cmd, WG_MAX_OVERRIDES);
+        return false;
+    }
+    if (key == NULL) a->overrides[a->n++] = value;
+    else {
+        snprintf(a->owned[a->n], sizeof(a->owned[0]), "%s=%s", key, value);
+        a->overrides[a->n] = a->owned[a->n];
+        a->n++;
+    }
+    return true;
+}
+
+/* Parse argv of `wageubn CMD`; options with values: --set --out --threads, and for
+ * train --resume, for eval --checkpoint and --json; train takes --overwrite. */
+static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
+{
+    bool train = !strcmp(cmd, "train");
+    memset(a, 0, sizeof(*a));
     for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
-        if (!strcmp(a, "--set") || !strcmp(a, "--out") || !strcmp(a, "--threads")) {
-            if (!has_value) {
-                fprintf(stderr, "wageubn train: %s needs a value\n", a);
-                return WG_EXIT_USAGE;
-            }
-            if (n == WG_MAX_OVERRIDES) {
-                fprintf(stderr, "wageubn train: more than %d overrides\n", WG_MAX_OVERRIDES);
-                return WG_EXIT_USAGE;
-            }
+        const char *o = argv[i];
+        bool valued = !strcmp(o, "--set") || !strcmp(o, "--out") || !strcmp(o, "--threads") ||
+                      (train && !strcmp(o, "--resume")) || (!train && (!strcmp(o, "--checkpoint") || !strcmp(o, "--json")));
+        if (valued && i + 1 == argc) {
+            fprintf(stderr, "wageubn %s: %s needs a value\n", cmd, o);
+            return false;
+        }
+        if (valued) {
             const char *v = argv[++i];
-            if (!strcmp(a, "--set")) {
-                overrides[n++] = v;
-            } else {
-                char *o = owned[!strcmp(a, "--out") ? 0 : 1];
-                snprintf(o, sizeof(owned[0]), "%s=%s", !strcmp(a, "--out") ? "output.dir" : "train.threads", v);
-                overrides[n++] = o;
-            }
-        } else if (a[0] == '-') {
-            fprintf(stderr, "wageubn train: unknown option '%s' (expected --set, --out or --threads)\n", a);
-            return WG_EXIT_USAGE;
-        } else if (path == NULL) {
-            path = a;
+            bool ok = true;
+            if (!strcmp(o, "--set")) ok = add_override(a, cmd, NULL, v);
+            else if (!strcmp(o, "--out")) ok = add_override(a, cmd, "output.dir", v), a->has_out = true;
+            else if (!strcmp(o, "--threads")) ok = add_override(a, cmd, "train.threads", v);
+            else if (!strcmp(o, "--resume")) a->resume = v;
+            else if (!strcmp(o, "--checkpoint")) a->checkpoint = v;
+            else a->json = v;
+            if (!ok) return false;
+        } else if (train && !strcmp(o, "--overwrite")) {
+            a->overwrite = true;
+        } else if (o[0] == '-') {
+            fprintf(stderr, "wageubn %s: unknown option '%s' (expected --set, --out, --threads, %s)\n", cmd, o,
+                    train ? "--resume or --overwrite" : "--checkpoint or --json");
+            return false;
+        } else if (a->config == NULL) {
+            a->config = o;
         } else {
-            fprintf(stderr, "wageubn train: one config file expected, got '%s' and '%s'\n", path, a);
-            return WG_EXIT_USAGE;
+            fprintf(stderr, "wageubn %s: one config file expected, got '%s' and '%s'\n", cmd, a->config, o);
+            return false;
         }
     }
-    if (path == NULL) {
-        fprintf(stderr, "usage: wageubn train CONFIG.ini [--set section.key=value ...] [--out DIR] [--threads N]\n");
+    return true;
+}
+
+static bool load_config(const char *cmd, const cmd_args *a, wg_config *cfg)
+{
+    char err[WG_CONFIG_ERR_LEN];
+    if (wg_config_load(cfg, a->config, a->overrides, a->n, err, sizeof(err), NULL, 0)) return true;
+    fprintf(stderr, "wageubn %s: %s\n", cmd, err);
+    return false;
+}
+
+/* wageubn train CONFIG [--set section.key=value ...] [--out DIR] [--threads N] [--resume RUN_DIR|FILE] [--overwrite] */
+static int cmd_train(int argc, char **argv)
+{
+    static const char use[] = "usage: wageubn train CONFIG.ini [--set section.key=value ...] [--out DIR] [--threads N] "
+                              "[--resume RUN_DIR|CHECKPOINT] [--overwrite]\n";
+    cmd_args a;
+    if (!parse_args("train", argc, argv, &a)) return WG_EXIT_USAGE;
+    if (a.config == NULL) return fputs(use, stderr), WG_EXIT_USAGE;
+    if (a.resume && a.overwrite) {
+        fprintf(stderr, "wageubn train: --resume continues a run and --overwrite starts one over: choose one\n");
         return WG_EXIT_USAGE;
+    }
+    char dir[1024];
+    if (a.resume && !a.has_out) { /* continue in the checkpoint's run directory */
+        wg_run_dir_of(a.resume, dir, sizeof(dir));
+        if (!add_override(&a, "train", "output.dir", dir)) return WG_EXIT_USAGE;
     }
     wg_config cfg;
-    char err[WG_CONFIG_ERR_LEN];
-    if (!wg_config_load(&cfg, path, overrides, n, err, sizeof(err), NULL, 0)) {
-        fprintf(stderr, "wageubn train: %s\n", err);
-        return WG_EXIT_USAGE;
-    }
-    printf("# wageubn %s: resolved configuration of %s\n", WG_VERSION, path);
+    if (!load_config("train", &a, &cfg)) return WG_EXIT_USAGE;
+    printf("# wageubn %s: resolved configuration of %s\n", WG_VERSION, a.config);
     wg_config_write(&cfg, stdout);
     fflush(stdout);
     wg_train_result res;
-    return wg_train_run(&cfg, &res) == 0 ? WG_EXIT_OK : WG_EXIT_FAILED;
+    wg_train_opts opts = {.resume = a.resume, .overwrite = a.overwrite};
+    return wg_train_run(&cfg, &opts, &res);
+}
+
+/* wageubn eval CONFIG --checkpoint FILE|RUN_DIR [--set ...] [--json FILE] */
+static int cmd_eval(int argc, char **argv)
+{
+    cmd_args a;
+    if (!parse_args("eval", argc, argv, &a)) return WG_EXIT_USAGE;
+    if (a.config == NULL || a.checkpoint == NULL) {
+        fprintf(stderr, "usage: wageubn eval CONFIG.ini --checkpoint CHECKPOINT|RUN_DIR [--set section.key=value ...] "
+                        "[--json FILE]\n");
+        return WG_EXIT_USAGE;
+    }
+    wg_config cfg;
+    if (!load_config("eval", &a, &cfg)) return WG_EXIT_USAGE;
+    return wg_eval_run(&cfg, a.checkpoint, a.json);
+}
+
+/* wageubn info CHECKPOINT|RUN_DIR [--tensor NAME] */
+static int cmd_info(int argc, char **argv)
+{
+    bool tensor = argc == 3 && !strcmp(argv[1], "--tensor");
+    if ((argc != 1 && !tensor) || argv[0][0] == '-') {
+        fprintf(stderr, "usage: wageubn info CHECKPOINT|RUN_DIR [--tensor NAME]\n");
+        return WG_EXIT_USAGE;
+    }
+    char err[2048], path[1024];
+    if (!wg_checkpoint_resolve(argv[0], path, sizeof(path), err, sizeof(err)) ||
+        !wg_checkpoint_print_info(path, tensor ? argv[2] : NULL, stdout, err, sizeof(err))) {
+        fprintf(stderr, "wageubn info: %s\n", err);
+        return WG_EXIT_FAILED;
+    }
+    return WG_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -144,7 +243,12 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "devices")) return cmd_devices();
     if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
-    fprintf(stderr, "wageubn: unknown command '%s' (expected version, devices, train or help)\n", cmd);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "sweep")) return wg_sweep_main(argc - 2, argv + 2);
+    if (!strcmp(cmd, "plot")) return wg_plot_main(argc - 2, argv + 2);
+    fprintf(stderr, "wageubn: unknown command '%s' (expected train, eval, info, sweep, plot, version, devices or "
+                    "help)\n", cmd);
     usage(stderr);
     return WG_EXIT_USAGE;
 }

@@ -24,7 +24,9 @@ bool wg_param_init(wg_param *p, wg_backend *b, const char *name, uint32_t id, wg
     bool ok;
     if (int8) {
         wg_dtype fwd = kind == WG_PARAM_WEIGHT ? WG_I8 : WG_I16; /* gamma = 1.0 is 128 units: int16 */
-        wg_dtype gq = kind == WG_PARAM_WEIGHT ? WG_I8 : WG_I32;
+        /* G holds +-(g_scale - 1): int8 for the reference g_scale 128 (bits->g_scale_log2 is
+         * the largest of the run's schedule here), int16 up to 2^15 */
+        wg_dtype gq = kind != WG_PARAM_WEIGHT ? WG_I32 : bits->g_scale_log2 <= 7 ? WG_I8 : WG_I16;
         ok = wg_tensor_init(&p->master, b, WG_I32, layout, ndim, shape, -(bits->u - 1)) &&
              wg_tensor_init(&p->momentum, b, WG_I32, layout, ndim, shape, -(bits->momentum - 1)) &&
              wg_tensor_init(&p->grad, b, WG_I64, layout, ndim, shape, 0) &&

@@ -32,7 +32,8 @@ typedef struct wg_param {
     wg_tensor momentum;  /* int8 mode: int32 at -(bits_momentum-1); fp32: float */
     wg_tensor grad;      /* int8 mode: int64 sums at the layer's exponent; fp32: float */
     wg_tensor fwd;       /* int8 mode: int8 W or int16 gamma/beta; fp32: unused */
-    wg_tensor gq;        /* int8 mode: the quantized gradient (int8 G or int32 BN grad) */
+    wg_tensor gq;        /* int8 mode: the quantized gradient (G: int8, or int16 when bits->g_scale_log2
+                            at init is above 7; int32 BN grad) */
 } wg_param;
 
 typedef struct wg_optim_step_args {

@@ -14,7 +14,8 @@ static void logits_shape(const wg_tensor *z, int64_t *n, int64_t *k)
     *n = wg_tensor_numel(z) / *k;
 }
 
-/* -log softmax(row)[label] in double, and whether the argmax is the label. */
+/* -log softmax(row)[label] in double, and whether the label is the argmax (top-1) or
+ * among the 5 largest (top-5). */
 static void report_row(const double *row, int64_t k, int32_t label, wg_loss_stats *st)
 {
     int64_t best = 0;
@@ -24,6 +25,9 @@ static void report_row(const double *row, int64_t k, int32_t label, wg_loss_stat
     for (int64_t j = 0; j < k; j++) s += exp(row[j] - row[best]);
     st->loss_sum += log(s) - (row[label] - row[best]);
     st->correct += best == label;
+    int64_t rank = 0; /* logits ahead of the label's */
+    for (int64_t j = 0; j < k; j++) rank += row[j] > row[label] || (row[j] == row[label] && j < label);
+    st->correct5 += rank < 5;
     st->count += 1;
 }
 

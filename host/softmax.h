@@ -24,6 +24,7 @@ typedef struct wg_loss_stats {
     double loss_sum; /* sum over the batch of -log p(label) */
     int64_t correct; /* argmax == label (ties: the lowest index) */
     int64_t count;
+    int64_t correct5; /* the label among the 5 largest logits (ties: lower indices first) */
 } wg_loss_stats;
 
 /* dz may be NULL (evaluation). labels: N class indices in [0, K). */

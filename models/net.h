@@ -67,6 +67,19 @@ void wg_net_loss(wg_net *net, const int32_t *labels, bool backward, wg_loss_stat
 void wg_net_reset_bn_stats(wg_net *net);
 
 wg_param *wg_net_params(wg_net *net, int *count);
+
+/* One tensor of the state that training carries from step to step besides the
+ * parameters' masters and momenta: a BN layer's running statistics (int8 mode: mean
+ * and sigma, int64 at 2^-31; fp32: mean and var). name: "<bn>.running_mean", ... */
+typedef struct wg_net_state {
+    char name[64];
+    wg_tensor *t;
+    bool *initialized; /* false until a training step set the statistics */
+} wg_net_state;
+
+/* The running statistics of every BN layer, in a fixed order: up to max entries into
+ * out; returns how many the network has. */
+int wg_net_bn_state(wg_net *net, wg_net_state *out, int max);
 int64_t wg_net_param_scalars(const wg_net *net);
 const char *wg_net_name(const wg_net *net);
 

@@ -348,6 +348,31 @@ void wg_net_reset_bn_stats(wg_net *net)
     reset_point(&net->head);
 }
 
+/* The two statistics of one BN layer, named after its gamma ("block1.bn1.gamma"). */
+static int point_state(act_point *p, bool int8, wg_net_state *out, int at, int max)
+{
+    bn_unit *u = &p->bn;
+    const char *gname = u->gamma->name;
+    int stem = (int)(strlen(gname) - strlen(".gamma"));
+    wg_tensor *ts[2] = {int8 ? &u->ri.mean : &u->rf.mean, int8 ? &u->ri.sigma : &u->rf.var};
+    const char *what[2] = {"running_mean", int8 ? "running_sigma" : "running_var"};
+    for (int k = 0; k < 2; k++, at++) {
+        if (at >= max) continue;
+        snprintf(out[at].name, sizeof(out[at].name), "%.*s.%s", stem, gname, what[k]);
+        out[at].t = ts[k];
+        out[at].initialized = int8 ? &u->ri.initialized : &u->rf.initialized;
+    }
+    return at;
+}
+
+int wg_net_bn_state(wg_net *net, wg_net_state *out, int max)
+{
+    int at = 0;
+    for (int i = 0; i < net->nblocks; i++)
+        for (int k = 0; k < net->blocks[i].nconv; k++) at = point_state(&net->blocks[i].p[k], net->o.int8, out, at, max);
+    return point_state(&net->head, net->o.int8, out, at, max);
+}
+
 wg_param *wg_net_params(wg_net *net, int *count)
 {
     *count = net->nparams;

@@ -4,7 +4,7 @@
 # Builds with CMake for the local GPU, runs every test (the "gpu" label compares the
 # CUDA backend with the CPU backend bit for bit), and writes the logs under $OUT
 # (default ./gpu-results). Such a machine may have no apt: bring cmocka along first
-# with `scripts/fetch-deps.sh` here (it unpacks Debian's .debs of cmocka and libinih into .deps/),
+# with `scripts/fetch-deps.sh` here (it unpacks Debian's .debs of cmocka, libinih and cJSON into .deps/),
 # then carry .deps to the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,10 @@ mkdir -p "$OUT"
 
 flags=(-DCMAKE_BUILD_TYPE=Release -DWG_CUDA=ON -DWG_CUDA_DEBUG_SYNC=ON "-DCMAKE_CUDA_ARCHITECTURES=$ARCH")
 [ -d .deps/inih ] && flags+=("-DWG_INIH_ROOT=$PWD/.deps/inih")
+if [ -d .deps/cjson ]; then
+    flags+=("-DWG_CJSON_ROOT=$PWD/.deps/cjson")
+    export LD_LIBRARY_PATH="$PWD/.deps/cjson/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 if [ -d .deps/cmocka ]; then
     flags+=("-DWG_CMOCKA_ROOT=$PWD/.deps/cmocka")
     export LD_LIBRARY_PATH="$PWD/.deps/cmocka/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

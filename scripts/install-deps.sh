@@ -9,8 +9,12 @@ set -euo pipefail
 # What the build and the tests need. The CUDA toolkit is not a Debian package here:
 # the CUDA backend is built when nvcc is found (see CMakeLists.txt).
 # dataset-fashion-mnist is the default data set: `make train` trains on it and the
-# whole-network tests overfit a few of its images.
-PACKAGES=(cmake make gcc libc6-dev libcmocka-dev zlib1g-dev libinih-dev dataset-fashion-mnist)
+# whole-network tests overfit a few of its images. libcjson-dev: checkpoints and
+# sweeps (JSON); gnuplot-nox: `wageubn plot`; python3-numpy: the test that loads a
+# checkpoint with the numpy snippet of docs/checkpoints.md. (The fuzzing script,
+# scripts/fuzz.sh, also needs clang; it says so when clang is missing.)
+PACKAGES=(cmake make gcc libc6-dev libcmocka-dev zlib1g-dev libinih-dev libcjson-dev gnuplot-nox python3-numpy
+          dataset-fashion-mnist)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-deps: not a Debian system (no dpkg-query); make sure these are installed: ${PACKAGES[*]}" >&2

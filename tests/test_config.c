@@ -166,7 +166,7 @@ static const char k_full[] =
     "act_exponent = fixed\n"
     "e2 = shift\n"
     "bits_w = 4\nbits_a = 5\nbits_u = 9\nbits_e1 = 6\nbits_e2 = 7\nbits_gc = 16\nbits_bn_grad = 14\n"
-    "bits_bn_stat = 20\nbits_xhat = 10\nbits_gamma_beta = 12\nbits_momentum = 32\nbits_lr = 16\nmomentum_shift = 0\n"
+    "bits_bn_stat = 16\nbits_xhat = 8\nbits_gamma_beta = 8\nbits_momentum = 32\nbits_lr = 16\nmomentum_shift = 0\n"
     "[output]\n"
     "dir = /tmp/run one\n"
     "keep_checkpoints = 0\n";
@@ -190,7 +190,7 @@ static void check_full(const wg_config *c)
     assert_true(c->quant.preset == WG_PRESET_REFERENCE && c->quant.act_exponent == WG_ACT_FIXED);
     assert_int_equal(c->quant.e2, WG_E2_SHIFT);
     wg_quant_bits b = {.w = 4, .a = 5, .u = 9, .e1 = 6, .e2 = 7, .g_scale_log2 = 7, .gc = 16, .bn_grad = 14,
-                       .bn_stat = 20, .xhat = 10, .gamma_beta = 12, .momentum = 32, .momentum_shift = 0, .lr = 16};
+                       .bn_stat = 16, .xhat = 8, .gamma_beta = 8, .momentum = 32, .momentum_shift = 0, .lr = 16};
     assert_memory_equal(&c->quant.bits, &b, sizeof b);
     assert_string_equal(c->output.dir, "/tmp/run one");
     assert_int_equal(c->output.keep_checkpoints, 0);
@@ -213,7 +213,7 @@ static const struct {
      "%s:2: [train] epochs = 99999999999999999999: expected an integer in 1..10000"},
     {"[train]\nepoch = 3\n", "%s:2: [train] epoch: unknown key; did you mean 'epochs'?"},
     {"[data]\nlr = 0.1\n", "%s:2: [data] lr: unknown key; 'lr' belongs in [train]"},
-    {"[output]\nzzz = 1\n", "%s:2: [output] zzz: unknown key; the keys of [output] are dir, keep_checkpoints"},
+    {"[output]\nzzz = 1\n", "%s:2: [output] zzz: unknown key; the keys of [output] are dir, keep_checkpoints, checkpoint_every"},
     {"[model]\nname = resnet20\n\n[trian]\nepochs = 1\n", "%s:4: unknown section [trian]; did you mean [train]?"},
     {"[network]\nx = 1\n", "%s:1: unknown section [network]; the sections are [model], [data], [train], [quant], [output]"},
     {"[train]\nepochs = 3\nbatch = 4\nepochs = 4\n", "%s:4: [train] epochs: set a second time (first on line 2)"},
@@ -273,6 +273,9 @@ static const struct {
      "%s:3: [train] lr_boundaries: boundary 5 is not below [train] epochs = 5"},
     {"[train]\nlr_boundaries = 2, 4\nlr_multipliers = 1, 0.1\n",
      "%s:3: [train] lr_multipliers has 2 values: with 2 lr_boundaries it needs 3"},
+    {"[quant]\nbits_xhat = 16\n",
+     "%s:2: [quant] bits_xhat = 16: the integer batch norm implements 8 bits only (its grids are fixed, "
+     "docs/numerics.md 7.3)"},
     {"[train]\nlr_boundaries = 2\nlr_multipliers = 1, 0.1\ng_scale = 128, 64, 32\n",
      "%s:4: [train] g_scale has 3 values: with 1 lr_boundaries it needs 1 or 2"},
     {"[train]\nlr_multipliers = 1, 0.1\n", "%s:2: [train] lr_multipliers has 2 values: with 0 lr_boundaries it needs 1"},
@@ -447,7 +450,7 @@ static void test_round_trip(void **state)
     assert_non_null(strstr(t1, "\n; network to train: one of resnet20 | resnet32"));
     assert_non_null(strstr(t1, "\nlr_boundaries = 80, 120.5\n"));
     assert_non_null(strstr(t1, "\nseed = 18446744073709551615\n"));
-    assert_non_null(strstr(t1, "\nbits_gamma_beta = 12\n"));
+    assert_non_null(strstr(t1, "\nbits_gamma_beta = 8\n"));
     assert_non_null(strstr(t1, "(default: 8)\nbits_w = 4\n"));
     free(t1), free(t2);
 

@@ -158,6 +158,7 @@ static void td_idx_corrupt(int k, uint8_t *bi, size_t *ni, uint8_t *bl, size_t *
     case 8: *ni = 10; break;                             /* truncated header */
     case 9: bi[(*ni)++] = 0; break;                      /* trailing byte */
     case 10: td_be32(bi + 4, 0), td_be32(bl + 4, 0), *ni = 16, *nl = 8; break; /* empty */
+    case 11: td_be32(bi + 4, 0xffffffffu), td_be32(bi + 8, 4096), td_be32(bi + 12, 4096); break; /* 2^56 bytes promised */
     default: break;
     }
 }
@@ -178,6 +179,8 @@ static void test_idx_errors(void **state)
         {"truncated header", 0, "10: file ends inside the 16-byte IDX header"},
         {"trailing data", 0, "121: data continues after the last of 7 images"},
         {"empty", 0, "4: count 0; expected at least one item"},
+        /* memory follows the data, not the header (found by tests/fuzz/fuzz_idx.c) */
+        {"huge count", 0, "121: file ends after 0 of 4294967295 images (105 bytes into image 0)"},
     };
     char err[1024];
     for (int gz = 0; gz < 2; gz++)

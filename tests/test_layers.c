@@ -531,15 +531,25 @@ static void check_softmax_s32(wg_backend *b, const int64_t *z, const int32_t *la
     const int64_t shape[2] = {n, k};
     wg_tensor tz = tl_tensor(b, WG_I32, WG_LAYOUT_PLAIN, 2, shape, e_z, z, NULL), td = {0};
     if (with_dz) td = tl_tensor(b, WG_I32, WG_LAYOUT_PLAIN, 2, shape, 99, NULL, NULL);
-    wg_loss_stats st = {0, 0, 0};
+    wg_loss_stats st = {0};
     wg_softmax_ce_s32(&tz, lab, with_dz ? &td : NULL, &st);
-    int64_t *dz = with_dz ? tr_tensor_get(&td) : NULL, correct = 0;
+    int64_t *dz = with_dz ? tr_tensor_get(&td) : NULL, correct = 0, correct5 = 0;
     if (with_dz) TR_EXPECT_I64(-(15 + WG_SOFTMAX_GRAD_EXTRA), td.exp, "softmax gradient exponent%s", "");
     long double loss = 0, tol = 0, *p = malloc((size_t)k * sizeof *p), *eta = malloc((size_t)k * sizeof *eta);
     for (int64_t bi = 0; bi < n; bi++) {
         int64_t best = 0;
         for (int64_t j = 1; j < k; j++) best = z[bi * k + j] > z[bi * k + best] ? j : best;
         correct += best == lab[bi];
+        /* top-5 by picking the largest remaining logit 5 times (ties: the lowest index) */
+        bool taken[64] = {false}, in5 = false;
+        for (int r = 0; r < 5 && r < k && k <= 64; r++) {
+            int64_t m = -1;
+            for (int64_t j = 0; j < k; j++)
+                if (!taken[j] && (m < 0 || z[bi * k + j] > z[bi * k + m])) m = j;
+            taken[m] = true;
+            in5 |= m == lab[bi];
+        }
+        correct5 += k <= 64 ? in5 : 0;
         long double term = tl_softmax_row_ref(z + bi * k, k, e_z, lab[bi], p, eta), sum_dz = 0;
         loss += term, tol += 1e-13L * (k + fabsl(term));
         for (int64_t j = 0; with_dz && j < k; j++) {
@@ -565,6 +575,7 @@ static void check_softmax_s32(wg_backend *b, const int64_t *z, const int32_t *la
     }
     TR_FAIL_IF(fabsl(st.loss_sum - loss) > tol, "softmax loss %.17g, long double %.17Lg", st.loss_sum, loss);
     TR_EXPECT_I64(correct, st.correct, "softmax correct (N %" PRId64 " K %" PRId64 ")", n, k);
+    if (k <= 64) TR_EXPECT_I64(correct5, st.correct5, "softmax top-5 correct (N %" PRId64 " K %" PRId64 ")", n, k);
     TR_EXPECT_I64(n, st.count, "softmax count%s", "");
     tl_expect_unchanged(&tz, z, e_z, "softmax");
     free(p), free(eta), free(dz);
@@ -628,7 +639,7 @@ static void test_softmax_f32(void **state)
         const int64_t shape[2] = {n, k};
         wg_tensor tz = tl_tensor(b, WG_F32, WG_LAYOUT_PLAIN, 2, shape, 0, NULL, zf),
                   td = tl_tensor(b, WG_F32, WG_LAYOUT_PLAIN, 2, shape, 0, NULL, NULL);
-        wg_loss_stats st = {0, 0, 0}, st2 = {0, 0, 0};
+        wg_loss_stats st = {0}, st2 = {0};
         wg_softmax_ce_f32(&tz, lab, &td, &st);
         wg_softmax_ce_f32(&tz, lab, NULL, &st2);
         long double want = tl_ce_mean(zl, lab, n, k) * n;

@@ -1,0 +1,42 @@
+/* train_impl.h: what training (train.c) and evaluation (eval.c) share: a loaded data
+ * set, a built network and its batch buffers. Not a public header. */
+#ifndef WG_TRAIN_IMPL_H
+#define WG_TRAIN_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "config.h"
+#include "data.h"
+#include "net.h"
+
+typedef struct run {
+    const wg_config *cfg;
+    bool int8;
+    wg_dataset train, test, val;
+    wg_net *net;
+    wg_backend *b;
+    void *images; /* one batch, int8 or float */
+    uint8_t *labels8;
+    int32_t *labels;
+    int64_t *order;
+    FILE *metrics; /* train only */
+    bool tty;
+} run;
+
+/* Load the data (with the validation split), build the network, allocate the batch
+ * buffers. false with a message in err (the data set, the network). */
+bool wg_run_setup(run *r, char *err, size_t errlen);
+void wg_run_teardown(run *r);
+
+/* Load images idx[0..n) of ds into r->images and r->labels; returns the int8 exponent. */
+int wg_run_load_batch(run *r, const wg_dataset *ds, const int64_t *idx, int64_t n, bool augment, uint32_t epoch);
+
+/* Re-estimate the BN running statistics from the first [train] bn_recalibrate
+ * training batches (see train.c), then evaluate ds with them. */
+void wg_run_recalibrate_bn(run *r);
+wg_loss_stats wg_run_evaluate(run *r, const wg_dataset *ds);
+
+#endif

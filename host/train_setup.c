@@ -1,0 +1,119 @@
+/* train_setup.c: data, network and batch buffers of a run (see train_impl.h). */
+#define _POSIX_C_SOURCE 200809L /* isatty, fileno */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "train_impl.h"
+
+static const char *model_name(wg_model_name m)
+{
+    switch (m) {
+    case WG_MODEL_RESNET20: return "resnet20";
+    case WG_MODEL_RESNET32: return "resnet32";
+    case WG_MODEL_RESNET56: return "resnet56";
+    case WG_MODEL_RESNET18: return "resnet18";
+    case WG_MODEL_RESNET34: return "resnet34";
+    case WG_MODEL_RESNET50: return "resnet50";
+    case WG_MODEL_PLAINCNN: return "plaincnn";
+    case WG_MODEL_RESNET8: return "resnet8";
+    }
+    return "unknown";
+}
+
+/* Load one batch of images (by index) into r->images and r->labels. */
+int wg_run_load_batch(run *r, const wg_dataset *ds, const int64_t *idx, int64_t n, bool augment, uint32_t epoch)
+{
+    wg_augment aug = {.flip = augment && r->cfg->data.augment_flip, .pad = augment ? r->cfg->data.augment_pad : 0};
+    int exp = 0;
+    if (r->int8) wg_data_batch_int8(ds, idx, n, aug, r->cfg->train.seed, epoch, r->images, &exp);
+    else wg_data_batch_f32(ds, idx, n, aug, r->cfg->train.seed, epoch, r->images);
+    wg_data_batch_labels(ds, idx, n, r->labels8);
+    for (int64_t i = 0; i < n; i++) r->labels[i] = r->labels8[i];
+    return exp;
+}
+
+wg_loss_stats wg_run_evaluate(run *r, const wg_dataset *ds)
+{
+    wg_loss_stats st = {0};
+    int64_t batch = r->cfg->train.batch;
+    for (int64_t i = 0; i < ds->n; i += batch) {
+        int64_t n = ds->n - i < batch ? ds->n - i : batch;
+        for (int64_t k = 0; k < n; k++) r->order[k] = i + k;
+        int exp = wg_run_load_batch(r, ds, r->order, n, false, 0);
+        wg_net_forward(r->net, r->images, exp, n, false);
+        wg_net_loss(r->net, r->labels, false, &st);
+    }
+    return st;
+}
+
+/* Re-estimate the BN running statistics for the current weights: forward passes in
+ * training mode (no backward, no update) over the first batches of the training set,
+ * in order and without augmentation. During training the weights move faster than a
+ * 0.997 running average follows (their scale grows step by step under BN), so the
+ * averages lag; re-estimating them makes evaluation reflect the weights evaluated.
+ * Deterministic: the same images every time. */
+void wg_run_recalibrate_bn(run *r)
+{
+    int64_t batch = r->cfg->train.batch, nb = r->cfg->train.bn_recalibrate;
+    if (nb == 0) return;
+    wg_net_reset_bn_stats(r->net);
+    for (int64_t k = 0; k < nb && (k + 1) * batch <= r->train.n; k++) {
+        for (int64_t i = 0; i < batch; i++) r->order[i] = k * batch + i;
+        int exp = wg_run_load_batch(r, &r->train, r->order, batch, false, 0);
+        wg_net_forward(r->net, r->images, exp, batch, true);
+    }
+}
+
+bool wg_run_setup(run *r, char *err, size_t errlen)
+{
+    const wg_config *cfg = r->cfg;
+    if (!wg_dataset_load(cfg->data.root, cfg->data.format == WG_DATA_IDX ? "idx" : "cifar", cfg->data.limit_train,
+                         cfg->data.limit_test, &r->train, &r->test, err, errlen))
+        return false;
+    if (cfg->data.val_split > 0 && !wg_dataset_split_val(&r->train, cfg->data.val_split, &r->val, err, errlen))
+        return false;
+    if (r->train.n < cfg->train.batch) {
+        snprintf(err, errlen, "[train] batch = %d is larger than the %lld training images", cfg->train.batch,
+                 (long long)r->train.n);
+        return false;
+    }
+    if (cfg->train.threads > 0) omp_set_num_threads(cfg->train.threads);
+    r->b = wg_backend_cpu_init();
+    wg_net_opts o = {.model = model_name(cfg->model.name), .int8 = r->int8, .bits = cfg->quant.bits,
+                     .act = cfg->quant.act_exponent, .e2 = cfg->quant.e2,
+                     .float_ends = cfg->quant.preset == WG_PRESET_REFERENCE, .batch = cfg->train.batch,
+                     .h = r->train.h, .w = r->train.w, .c = r->train.c, .classes = r->train.num_classes,
+                     .seed = cfg->train.seed};
+    for (int i = 0; i < cfg->train.g_scale.n; i++) { /* containers for the schedule's largest g_scale (optim.c) */
+        int l = (int)lround(log2(cfg->train.g_scale.v[i]));
+        if (l > o.bits.g_scale_log2) o.bits.g_scale_log2 = l;
+    }
+    r->net = wg_net_create(&o, r->b, err, errlen);
+    if (r->net == NULL) return false;
+    int64_t pix = (int64_t)cfg->train.batch * r->train.h * r->train.w * r->train.c;
+    int64_t most = r->train.n > r->test.n ? r->train.n : r->test.n;
+    r->images = malloc((size_t)pix * (r->int8 ? 1 : sizeof(float)));
+    r->labels8 = malloc((size_t)cfg->train.batch);
+    r->labels = malloc((size_t)cfg->train.batch * sizeof(int32_t));
+    r->order = malloc((size_t)(most > cfg->train.batch ? most : cfg->train.batch) * sizeof(int64_t));
+    WG_ASSERT(r->images && r->labels8 && r->labels && r->order, "out of memory for the batch buffers");
+    r->tty = isatty(fileno(stderr));
+    return true;
+}
+
+void wg_run_teardown(run *r)
+{
+    wg_net_free(r->net);
+    if (r->b) wg_backend_free(r->b);
+    wg_dataset_free(&r->train);
+    wg_dataset_free(&r->test);
+    wg_dataset_free(&r->val);
+    free(r->images);
+    free(r->labels8);
+    free(r->labels);
+    free(r->order);
+}
