@@ -193,7 +193,7 @@ static int cmd_train(int argc, char **argv)
     wg_config_write(&cfg, stdout);
     fflush(stdout);
     wg_train_result res;
-    wg_train_opts opts = {.resume = a.resume, .overwrite = a.overwrite};
+    wg_train_opts opts = {.resume = a.resume, .overwrite = a.overwrite, .config_path = a.config};
     return wg_train_run(&cfg, &opts, &res);
 }
 

@@ -191,16 +191,20 @@ static bool read_run(run *r)
     return ok;
 }
 
-/* The legend's name of a run: its directory's base name ("." and "run/" too). */
+/* The legend's name of a run: the base name of the directory as given ("run/" too; a
+ * link keeps its own name, so links name runs), or of its real path for "." and "..". */
 static void run_name(const char *dir, char *out, size_t n)
 {
     char buf[PATH_MAX];
-    const char *d = realpath(dir, buf) ? buf : dir;
-    size_t len = strlen(d);
-    while (len > 1 && d[len - 1] == '/') len--;
-    size_t start = len;
-    while (start > 0 && d[start - 1] != '/') start--;
-    snprintf(out, n, "%.*s", (int)(len - start), d + start);
+    for (int pass = 0; pass < 2; pass++) {
+        const char *d = pass == 0 ? dir : realpath(dir, buf) ? buf : dir;
+        size_t len = strlen(d);
+        while (len > 1 && d[len - 1] == '/') len--;
+        size_t start = len;
+        while (start > 0 && d[start - 1] != '/') start--;
+        snprintf(out, n, "%.*s", (int)(len - start), d + start);
+        if (strcmp(out, ".") && strcmp(out, "..")) return;
+    }
 }
 
 /* ---- the gnuplot script -------------------------------------------------------------------- */

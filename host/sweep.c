@@ -215,7 +215,7 @@ static void point_argv(const char *exe, const wg_sweep *sw, const wg_point *pt, 
 
 static void print_plan(const wg_sweep *sw, const wg_point *pts)
 {
-    printf("%d points of %s (base %s), in %s:\n", sw->npoints, sw->path, sw->base, sw->out);
+    printf("%d point%s of %s (base %s), in %s:\n", sw->npoints, sw->npoints == 1 ? "" : "s", sw->path, sw->base, sw->out);
     for (int p = 0; p < sw->npoints; p++) {
         const wg_point *pt = &pts[p];
         wg_sweep_overrides ov;
@@ -367,7 +367,7 @@ static void catch_stop_signals(void)
 static int run_sweep(const wg_sweep *sw, wg_point *pts, const char *exe)
 {
     if (!make_dirs(sw->out) || !wg_sweep_write_resolved(sw)) return EXIT_FAILED;
-    fprintf(stderr, "sweep: %d points of %s in %s\n", sw->npoints, sw->path, sw->out);
+    fprintf(stderr, "sweep: %d point%s of %s in %s\n", sw->npoints, sw->npoints == 1 ? "" : "s", sw->path, sw->out);
     for (int p = 0; p < sw->npoints; p++) /* the table shows done points even if the sweep stops early */
         if (pts[p].finished) read_finished(&pts[p]);
     catch_stop_signals();

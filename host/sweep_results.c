@@ -212,8 +212,8 @@ static void write_csv(FILE *f, const wg_sweep *sw, const wg_point *pts)
 static void write_md(FILE *f, const wg_sweep *sw, const wg_point *pts)
 {
     char num[4][32], status[160];
-    fprintf(f, "# Sweep %s\n\nBase config `%s`; %d points; one run directory per point under `%s`.\n\n| point",
-            sw->path, sw->base, sw->npoints, sw->out);
+    fprintf(f, "# Sweep %s\n\nBase config `%s`; %d point%s; one run directory per point under `%s`.\n\n| point",
+            sw->path, sw->base, sw->npoints, sw->npoints == 1 ? "" : "s", sw->out);
     key_columns(f, sw, -1, true, " | ", md_field);
     fprintf(f, " | test acc (%%) | val acc (%%) | train img/s | wall (s) | status |\n|---:|");
     for (int i = 0; i < sw->naxes; i++)

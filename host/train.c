@@ -300,8 +300,8 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
     res->wall_s = now_s() - t0;
     if (status > WG_TRAIN_EXIT_SIGNALLED) {
         fprintf(stderr, "%swageubn: stopped by signal %d at step %lld; checkpoint %s. Continue with: wageubn train "
-                        "CONFIG --resume %s\n", r.tty ? "\n" : "", status - WG_TRAIN_EXIT_SIGNALLED, (long long)step,
-                written, cfg->output.dir);
+                        "%s --resume %s\n", r.tty ? "\n" : "", status - WG_TRAIN_EXIT_SIGNALLED, (long long)step,
+                written, opts->config_path ? opts->config_path : "CONFIG", cfg->output.dir);
     } else if (status == 0) {
         if (!write_summary(&r, res)) fprintf(stderr, "wageubn train: cannot write %s/summary.json\n", cfg->output.dir);
         fprintf(stderr, "wageubn: test accuracy %.2f%% after %d epochs (%.0f training images/s, %.0f s)%s%s\n",

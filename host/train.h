@@ -31,6 +31,7 @@ enum {
 typedef struct wg_train_opts {
     const char *resume; /* a checkpoint file or a run directory (its latest.safetensors); NULL: a new run */
     bool overwrite;     /* a new run may replace the run already in the run directory */
+    const char *config_path; /* for the message that says how to resume; NULL: "CONFIG" */
 } wg_train_opts;
 
 typedef struct wg_train_result {
