@@ -255,6 +255,15 @@ static const wg_st_tensor *match(const wg_st_file *f, const state_tensor *e, con
     return ft;
 }
 
+/* "<name>.initialized" is "true" (checked by match). */
+static bool meta_flag(const wg_st_file *f, const char *name)
+{
+    char key[WG_ST_NAME_MAX + 16];
+    snprintf(key, sizeof(key), "%s.initialized", name);
+    const char *v = wg_st_meta_get(f, key);
+    return v != NULL && !strcmp(v, "true");
+}
+
 static bool read_position(const wg_st_file *f, wg_ckpt_position *pos, char *err, size_t errlen)
 {
     int64_t epoch;
@@ -291,6 +300,12 @@ bool wg_checkpoint_load(const char *path, wg_net *net, const wg_quant_bits *bits
               wg_checkpoint_config(&f, &c, err, errlen);
     /* check everything before touching the network */
     for (int i = 0; ok && i < s.n; i++) ok = (src[i] = match(&f, &s.v[i], wg_net_name(net), err, errlen)) != NULL;
+    /* a BN layer's two statistics share one flag: their entries must agree */
+    for (int i = 1; ok && i < s.n; i++)
+        if (s.v[i].initialized && s.v[i].initialized == s.v[i - 1].initialized &&
+            meta_flag(&f, s.v[i].name) != meta_flag(&f, s.v[i - 1].name))
+            ok = wg_input_error(err, errlen, "%s: metadata '%s.initialized' and '%s.initialized' disagree", path,
+                                s.v[i - 1].name, s.v[i].name);
     for (int i = 0; ok && i < f.ntensors; i++) {
         bool known = false;
         for (int k = 0; k < s.n && !known; k++) known = src[k] == &f.tensors[i];
@@ -303,11 +318,7 @@ bool wg_checkpoint_load(const char *path, wg_net *net, const wg_quant_bits *bits
     if (ok) {
         for (int i = 0; i < s.n; i++) {
             wg_tensor_upload(s.v[i].t, src[i]->data);
-            if (s.v[i].initialized) {
-                char key[WG_ST_NAME_MAX + 16];
-                snprintf(key, sizeof(key), "%s.initialized", s.v[i].name);
-                *s.v[i].initialized = !strcmp(wg_st_meta_get(&f, key), "true");
-            }
+            if (s.v[i].initialized) *s.v[i].initialized = meta_flag(&f, s.v[i].name);
         }
         int np;
         wg_param *params = wg_net_params(net, &np);
@@ -402,7 +413,8 @@ bool wg_checkpoint_print_info(const char *path, const char *tensor, FILE *out, c
         fprintf(out, "%s: wageubn checkpoint, format version %d, written by wageubn %s on %s\n", path, WG_CKPT_VERSION,
                 ver ? ver : "?", when ? when : "?");
         fprintf(out, "model %s, %s mode, preset %s, seed %s\n", model ? model : "?", mode ? mode : "?",
-                c.quant.preset == WG_PRESET_FULL ? "full" : "reference", wg_st_meta_get(&f, "seed"));
+                c.quant.preset == WG_PRESET_FULL ? "full" : "reference",
+                wg_st_meta_get(&f, "seed") ? wg_st_meta_get(&f, "seed") : "?");
         char where[96];
         wg_ckpt_position_str(&p, where, sizeof(where));
         fprintf(out, "position: %s (the run trains %d epochs)\n", where, c.train.epochs);
@@ -416,8 +428,8 @@ bool wg_checkpoint_print_info(const char *path, const char *tensor, FILE *out, c
             shape_str(t->ndim, t->shape, shape, sizeof(shape));
             snprintf(key, sizeof(key), "%s.exp", t->name);
             const char *exp = wg_st_meta_get(&f, key);
-            int64_t n = 1;
-            for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+            int64_t n = (int64_t)(t->nbytes / wg_st_dtype_size(t->dtype)); /* not the shape's product: a
+                                                                             * zero-size tensor may list huge sizes */
             if (!strstr(t->name, ".momentum") && !strstr(t->name, ".running_")) scalars += n;
             fprintf(out, "  %-28s %-4s %-18s exp %s\n", t->name, wg_st_dtype_name(t->dtype), shape, exp ? exp : "?");
         }

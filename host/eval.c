@@ -39,6 +39,19 @@ static bool write_json(const char *path, const cJSON *root)
     return ok;
 }
 
+/* Whether every BN layer's running statistics were set by a training step. */
+static bool bn_statistics_set(wg_net *net)
+{
+    int n = wg_net_bn_state(net, NULL, 0);
+    wg_net_state *st = calloc((size_t)n + 1, sizeof(*st));
+    WG_ASSERT(st != NULL, "out of memory");
+    wg_net_bn_state(net, st, n);
+    bool set = true;
+    for (int i = 0; i < n; i++) set &= *st[i].initialized;
+    free(st);
+    return set;
+}
+
 /* FILE.safetensors -> FILE.eval.json */
 static void default_json_path(const char *ckpt, char *out, size_t n)
 {
@@ -58,6 +71,12 @@ int wg_eval_run(const wg_config *cfg, const char *checkpoint, const char *json_p
         !wg_run_setup(&r, err, sizeof(err)) ||
         !wg_checkpoint_load(path, r.net, &cfg->quant.bits, &pos, NULL, err, sizeof(err))) {
         fprintf(stderr, "wageubn eval: %s\n", err);
+        wg_run_teardown(&r);
+        return 1;
+    }
+    if (cfg->train.bn_recalibrate == 0 && !bn_statistics_set(r.net)) {
+        fprintf(stderr, "wageubn eval: %s: the BN running statistics were never set (a checkpoint from before the first "
+                        "training step); evaluate with [train] bn_recalibrate > 0\n", path);
         wg_run_teardown(&r);
         return 1;
     }

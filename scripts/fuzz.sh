@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# scripts/fuzz.sh [SECONDS_PER_TARGET]: bounded libFuzzer runs of the readers of
-# user input (tests/fuzz/): the config reader, the IDX/CIFAR dataset readers and the
-# safetensors (checkpoint) reader.
+# scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]: bounded libFuzzer runs of the
+# readers of user input (tests/fuzz/): the config reader, the IDX/CIFAR dataset
+# readers, the safetensors reader and the checkpoint layer on top of it (load and
+# `wageubn info` against a small network). TARGETs (default: all) are among config,
+# idx, safetensors, checkpoint.
 #
 # Each harness is built with clang -fsanitize=fuzzer,address,undefined (and
 # WG_FUZZ_MUTATOR: the custom mutators that need libFuzzer) from the
-# host/*.c files it needs (not through CMake: the fuzzing runtime wants clang, the
-# project builds with gcc), then runs SECONDS_PER_TARGET seconds (default 60) on a
+# host/*.c and models/*.c files it needs (not through CMake: the fuzzing runtime
+# wants clang, the project builds with gcc), then runs SECONDS_PER_TARGET seconds (default 60) on a
 # working copy of its seed corpus under build-fuzz/corpus/<target>/, which keeps
 # what libFuzzer adds between runs; tests/fuzz/corpus/ only gets the inputs we
 # choose to keep. Crashing inputs go to build-fuzz/artifacts/<target>/.
@@ -14,19 +16,31 @@
 # Prints one summary line per target (seconds, executions, executions/s, coverage,
 # corpus size, crashes). Exits 1 when a target crashed (naming the input that
 # reproduces it: build-fuzz/fuzz_<target> FILE), 2 when clang or libFuzzer is
-# missing or a harness does not build. The safetensors target is skipped (with a
-# note) until host/safetensors.c exists.
+# missing or a harness does not build.
 set -euo pipefail
 
+all_targets=(config idx safetensors checkpoint)
+usage="usage: $0 [SECONDS_PER_TARGET] [TARGET...]   (a positive integer, default 60; TARGETs among ${all_targets[*]})"
 secs=${1:-60}
 if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs < 1)); then
-    echo "usage: $0 [SECONDS_PER_TARGET]   (a positive integer; default 60)" >&2
+    echo "$usage" >&2
     exit 2
+fi
+targets=("${all_targets[@]}")
+if (($# > 1)); then
+    targets=("${@:2}")
+    for t in "${targets[@]}"; do
+        if [[ " ${all_targets[*]} " != *" $t "* ]]; then
+            echo "fuzz.sh: unknown target '$t'; $usage" >&2
+            exit 2
+        fi
+    done
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/build-fuzz
 cc=${FUZZ_CC:-clang}
-max_len=8192 # bytes: every reader's interesting structure fits (seeds are < 4 KiB)
+max_len=8192 # bytes: every reader's interesting structure fits (seeds are < 4 KiB) ...
+declare -A max_len_of=([checkpoint]=16384) # ... but a checkpoint's (seeds are < 9 KiB)
 
 if ! command -v "$cc" >/dev/null 2>&1; then
     echo "fuzz.sh: $cc not found; install it (Debian: apt-get install clang)" >&2
@@ -48,13 +62,22 @@ if ! "$cc" -fsanitize=fuzzer,address,undefined "$probe.c" -o "$probe" >"$probe.l
 fi
 
 # What each harness needs: its sources besides the harness (the readers and what
-# they call), relative to the source root.
+# they call), relative to the source root, and compiler flags beyond cflags. The
+# checkpoint harness builds a network: the core library's sources but the dataset
+# readers and the trainer (the list of WG_CORE_SOURCES in CMakeLists.txt, less
+# data*.c, eval.c, run_dir.c and train*.c), with OpenMP as in the normal build.
 declare -A extra=(
-    [config]="tests/fuzz/fuzz_tmp.c host/config.c host/quant.c host/tensor.c host/backend.c host/check.c"
+    [config]="tests/fuzz/fuzz_tmp.c host/config.c host/ini_text.c host/quant.c host/tensor.c host/backend.c
+        host/check.c"
     [idx]="tests/fuzz/fuzz_tmp.c host/data.c host/data_idx.c host/data_cifar.c host/check.c"
-    [safetensors]="host/safetensors.c host/check.c"
+    [safetensors]="tests/fuzz/st_mutator.c host/safetensors.c host/check.c"
+    [checkpoint]="tests/fuzz/st_mutator.c tests/fuzz/fuzz_tmp.c host/checkpoint.c host/safetensors.c host/config.c host/ini_text.c
+        host/check.c host/tensor.c host/backend.c host/backend_cpu.c host/quant.c host/optim.c host/init.c
+        host/act.c host/bn_f32.c host/bn_int.c host/bn_int_bwd.c host/conv.c host/conv_bwd.c host/conv_im2col.c
+        host/convert.c host/gemm.c host/gemm_vnni.c host/pool.c host/residual.c host/softmax.c
+        models/resnet.c models/resnet_pass.c"
 )
-targets=(config idx safetensors)
+declare -A xflags=([checkpoint]="-I$root/models -fopenmp")
 # shellcheck disable=SC2054 # the commas belong to -fsanitize's list
 cflags=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
         -g -O1 -std=c11 -Wall -Wextra -I"$root/host")
@@ -66,15 +89,13 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 summary=()
 crashes=()
 for t in "${targets[@]}"; do
-    if [[ $t == safetensors && ! -f $root/host/safetensors.c ]]; then
-        summary+=("$(printf '%-12s skipped: host/safetensors.c does not exist yet' "$t")")
-        continue
-    fi
     bin=$out/fuzz_$t
     srcs=("$root/tests/fuzz/fuzz_$t.c")
     for s in ${extra[$t]}; do srcs+=("$root/$s"); done
     echo "fuzz.sh: building $bin"
-    if ! "$cc" "${cflags[@]}" -DWG_FUZZ_MUTATOR=1 "${srcs[@]}" "${libs[@]}" -o "$bin"; then
+    # shellcheck disable=SC2206 # xflags are words to split
+    flags=("${cflags[@]}" ${xflags[$t]:-})
+    if ! "$cc" "${flags[@]}" -DWG_FUZZ_MUTATOR=1 "${srcs[@]}" "${libs[@]}" -o "$bin"; then
         echo "fuzz.sh: the $t harness does not build (a reader that calls more of the core needs" \
              "its source added to extra[$t] in $0)" >&2
         exit 2
@@ -88,7 +109,7 @@ for t in "${targets[@]}"; do
     [[ -f $root/tests/fuzz/$t.dict ]] && dict=(-dict="$root/tests/fuzz/$t.dict")
     echo "fuzz.sh: fuzzing $t for ${secs}s (log: $log)"
     rc=0
-    (cd "$out" && "$bin" -max_total_time="$secs" -max_len=$max_len -timeout=10 -rss_limit_mb=2048 \
+    (cd "$out" && "$bin" -max_total_time="$secs" -max_len="${max_len_of[$t]:-$max_len}" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$art/" "${dict[@]}" "$work" >"$log" 2>&1) || rc=$?
     last=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
     cov=$(sed -nE 's/.* cov: ([0-9]+) ft: ([0-9]+) corp: ([0-9]+)\/.*/\1 \2 \3/p' <<<"$last")
@@ -99,7 +120,7 @@ for t in "${targets[@]}"; do
         "$t" "$secs" "${execs:-?}" "${rate:-?}" "$cov" "$ft" "$corp")
     if ((rc != 0)); then
         input=$(sed -nE 's/.*Test unit written to (.*)$/\1/p' "$log" | tail -n 1)
-        reason=$(grep -m1 -E 'ERROR: |fuzz_[a-z]+: |deadly signal|out-of-memory|timeout' "$log" || true)
+        reason=$(grep -m1 -E 'ERROR: |runtime error: |fuzz_[a-z]+: |deadly signal|out-of-memory|timeout' "$log" || true)
         summary+=("$line crashes 1")
         crashes+=("$t: ${reason:-libFuzzer exited with $rc}
     input: ${input:-(none written; see $log)}

@@ -435,6 +435,8 @@ static void test_ckpt_mismatch(void **state)
         {"a malformed step", NULL, NULL, "step", "12abc", "metadata 'step' = \"12abc\"; expected an integer"},
         {"no exponent", NULL, NULL, "stem.exp", NULL, "metadata 'stem.exp' is missing"},
         {"a bad flag", NULL, NULL, "head.bn.running_mean.initialized", "maybe", "expected \"true\" or \"false\""},
+        {"flags that disagree", NULL, NULL, "head.bn.running_sigma.initialized", "true",
+         "'head.bn.running_mean.initialized' and 'head.bn.running_sigma.initialized' disagree"},
         {"a broken config", NULL, NULL, "config", "[train]\nepochs = zero\n", "(metadata 'config'):2: [train] epochs = zero"},
     };
     size_t ref_len;

@@ -9,11 +9,10 @@
  * dimensions of non-negative sizes and NUL-terminated names; metadata keys and
  * values are NUL-terminated, and the named lookups find what was read.
  *
- * Built for libFuzzer (WG_FUZZ_MUTATOR, set by scripts/fuzz.sh), it also has a
- * structure-aware mutator: half of the mutations change the JSON header alone and
- * rewrite the length field to match, since a byte-level mutation that inserts or
- * drops a header byte nearly always breaks that length and stops at the first
- * check. The other half mutate the file as plain bytes, the length field too. */
+ * scripts/fuzz.sh links it with a structure-aware mutator (st_mutator.c): half of
+ * the mutations change the JSON header alone and rewrite the length field to match,
+ * since a byte-level mutation that inserts or drops a header byte nearly always
+ * breaks that length and stops at the first check. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,25 +79,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wg_st_free(&f);
     return 0;
 }
-
-#ifdef WG_FUZZ_MUTATOR
-size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
-
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
-{
-    uint64_t hlen = 0;
-    for (int i = 7; size >= 8 && i >= 0; i--) hlen = hlen << 8 | data[i];
-    if (seed % 2 == 0 || size < 8 || hlen > size - 8 || max_size < size) return LLVMFuzzerMutate(data, size, max_size);
-    /* [length][header][tensor data]: set the data aside, mutate the header, put the
-     * data back after it and write the new length */
-    static uint8_t saved[1 << 16];
-    size_t dlen = size - 8 - (size_t)hlen;
-    if (dlen > sizeof saved) return LLVMFuzzerMutate(data, size, max_size);
-    memcpy(saved, data + 8 + hlen, dlen);
-    size_t nh = LLVMFuzzerMutate(data + 8, (size_t)hlen, max_size - 8 - dlen);
-    memcpy(data + 8 + nh, saved, dlen);
-    for (int i = 0; i < 8; i++) data[i] = (uint8_t)((uint64_t)nh >> (8 * i));
-    return 8 + nh + dlen;
-}
-#endif
