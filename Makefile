@@ -3,7 +3,7 @@
 #   make train   install what is missing, build, train the default network
 #                (resnet20 on Fashion-MNIST in full 8-bit integers)
 #   make test    install what is missing, build (CPU + CUDA compile), run all tests
-#   make bench   build and run the benchmarks
+#   make bench   build and run the benchmarks (docs/performance.md)
 #
 # Variables: BUILD (build directory, default build), JOBS (parallel jobs),
 # CMAKE_FLAGS (extra configure flags, e.g. -DWG_CUDA=OFF or -DWG_SANITIZE=ON),
@@ -34,10 +34,14 @@ test: build
 train: build
 	$(BUILD)/wageubn train configs/fashion_resnet20_int8.ini --overwrite $(TRAIN_FLAGS)
 
+# bench_onednn is built when oneDNN is installed, and train_speed.sh -t times PyTorch
+# when python3-torch is (docs/performance.md: apt-get install libdnnl-dev python3-torch)
 bench: build
 	$(BUILD)/bench_quant
 	$(BUILD)/bench_gemm
-	bench/train_speed.sh -n 3 -b $(BUILD)/wageubn configs/fashion_resnet20_int8.ini
+	if [ -x $(BUILD)/bench_onednn ]; then $(BUILD)/bench_onednn; else echo "bench_onednn: not built (no libdnnl-dev)"; fi
+	if /usr/bin/python3 -c "import torch" 2>/dev/null; then torch=-t; fi; \
+	bench/train_speed.sh -n 3 $$torch -b $(BUILD)/wageubn configs/fashion_resnet20_int8.ini configs/fashion_resnet20_fp32.ini
 
 clean:
 	rm -rf $(BUILD)
