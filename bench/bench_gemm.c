@@ -28,22 +28,10 @@
 #include <omp.h>
 #endif
 
+#include "bench_util.h"
 #include "gemm.h"
 
 enum { MAX_REPS = 64 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void set_threads(int n)
 {

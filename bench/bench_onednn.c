@@ -26,6 +26,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "bench_util.h"
 #include "gemm.h"
 
 enum { MAX_REPS = 64 };
@@ -38,19 +39,6 @@ enum { MAX_REPS = 64 };
             exit(1);                                                                                           \
         }                                                                                                      \
     } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void *xmalloc(size_t n)
 {

@@ -14,20 +14,8 @@
 #include <time.h>
 
 #include "backend.h"
+#include "bench_util.h"
 #include "quant.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct bench_data {
     wg_tensor src32, dst8, fine8;
