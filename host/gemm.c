@@ -187,10 +187,28 @@ void wg_gemm_s8_tn_gather_ref(int64_t M, int64_t K, int nparts, const int8_t *co
 
 /* ---- float32 (the baseline mode) ---------------------------------------------- */
 
+#ifdef WG_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+
+#include "check.h"
+
+/* C += op(A) B, row-major, from oneDNN (Debian libdnnl-dev): its sgemm runs near the
+ * float peak, where the loops below reach a fraction (docs/performance.md). */
+static void onednn_sgemm(char transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                         int64_t ldb, float *C, int64_t ldc)
+{
+    dnnl_status_t st = dnnl_sgemm(transa, 'N', M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+    WG_ASSERT(st == dnnl_success, "dnnl_sgemm(%c, N, %lld, %lld, %lld) failed with status %d", transa, (long long)M,
+              (long long)N, (long long)K, (int)st);
+}
+#endif
+
+#ifndef WG_HAVE_ONEDNN
 static void axpy_f32(float *restrict c, float a, const float *restrict b, int64_t N)
 {
     for (int64_t n = 0; n < N; n++) c[n] += a * b[n];
 }
+#endif
 
 /* Below this many multiply-adds, starting threads costs more than they save. */
 #define WG_GEMM_F32_MIN_THREADED (INT64_C(1) << 20)
@@ -198,18 +216,25 @@ static void axpy_f32(float *restrict c, float a, const float *restrict b, int64_
 void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc)
 {
+#ifdef WG_HAVE_ONEDNN
+    if (M > 0 && N > 0 && K > 0) onednn_sgemm('N', M, N, K, A, lda, B, ldb, C, ldc);
+#else
 #pragma omp parallel for schedule(static) if (M * N * K >= WG_GEMM_F32_MIN_THREADED && M > 1)
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < K; k++) {
             float a = A[m * lda + k];
             if (a != 0.0f) axpy_f32(C + m * ldc, a, B + k * ldb, N);
         }
+#endif
 }
 
 /* Threads take contiguous rows of C (filters), each the whole loop over k. */
 void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc)
 {
+#ifdef WG_HAVE_ONEDNN
+    if (M > 0 && N > 0 && K > 0) onednn_sgemm('T', M, N, K, A, lda, B, ldb, C, ldc);
+#else
 #pragma omp parallel if (M * N * K >= WG_GEMM_F32_MIN_THREADED && M > 1)
     {
         int64_t t = 0, T = 1;
@@ -224,4 +249,5 @@ void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
                 if (a != 0.0f) axpy_f32(C + m * ldc, a, B + k * ldb, N);
             }
     }
+#endif
 }

@@ -11,10 +11,11 @@ set -euo pipefail
 # dataset-fashion-mnist is the default data set: `make train` trains on it and the
 # whole-network tests overfit a few of its images. libcjson-dev: checkpoints and
 # sweeps (JSON); gnuplot-nox: `wageubn plot`; python3-numpy: the test that loads a
-# checkpoint with the numpy snippet of docs/checkpoints.md. (The fuzzing script,
-# scripts/fuzz.sh, also needs clang; it says so when clang is missing.)
-PACKAGES=(cmake make gcc libc6-dev libcmocka-dev zlib1g-dev libinih-dev libcjson-dev gnuplot-nox python3-numpy
-          dataset-fashion-mnist)
+# checkpoint with the numpy snippet of docs/checkpoints.md; libdnnl-dev (oneDNN): the
+# fp32 mode's GEMMs. (The fuzzing script, scripts/fuzz.sh, also needs clang, and the
+# PyTorch comparison of bench/ python3-torch; each says so when it is missing.)
+PACKAGES=(cmake make gcc libc6-dev libcmocka-dev zlib1g-dev libinih-dev libcjson-dev libdnnl-dev gnuplot-nox
+          python3-numpy dataset-fashion-mnist)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-deps: not a Debian system (no dpkg-query); make sure these are installed: ${PACKAGES[*]}" >&2
