@@ -29,7 +29,7 @@
 enum {
     MAX_FILE = 1 << 20, /* bytes; a config is a few KiB */
     MAX_VALUE = 160,    /* characters of a written value */
-    SHOW = 48,          /* characters of a name or value quoted in a message */
+    SHOW = WG_INI_SHOW, /* characters of a name or value quoted in a message */
     WHY = 512,          /* a reason buffer */
     FMT = 512,          /* a formatted value (16 numbers of at most 26 characters) */
 };
@@ -153,15 +153,6 @@ static void warnf(outbuf o, const char *fmt, ...)
     }
 }
 
-/* A user's text made printable for a message: at most SHOW characters, other bytes as '?'. */
-static const char *show(const char *s, char buf[SHOW + 4])
-{
-    size_t i = 0;
-    for (; s[i] && i < SHOW; i++) buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    strcpy(buf + i, s[i] ? "..." : "");
-    return buf;
-}
-
 static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c; }
 
 /* Edit distance (Levenshtein, ignoring case); long strings count as far apart. */
@@ -226,9 +217,11 @@ static int lookup(const char *section, const char *typed, char *out, size_t n)
     char s1[SHOW + 4], s2[SHOW + 4];
     if (find_section(section) < 0) {
         int best = closest(section, k_sections, N_SECTIONS);
-        if (best >= 0) snprintf(out, n, "unknown section [%s]; did you mean [%s]?", show(section, s1), k_sections[best]);
-        else snprintf(out, n, "unknown section [%s]; the sections are [model], [data], [train], [quant], [output]",
-                      show(section, s1));
+        if (best >= 0)
+            snprintf(out, n, "unknown section [%s]; did you mean [%s]?", wg_ini_show(section, s1), k_sections[best]);
+        else
+            snprintf(out, n, "unknown section [%s]; the sections are [model], [data], [train], [quant], [output]",
+                     wg_ini_show(section, s1));
         return -1;
     }
     int found = find_key(section, typed);
@@ -240,7 +233,7 @@ static int lookup(const char *section, const char *typed, char *out, size_t n)
         if (strcmp(k_keys[i].section, section) == 0) names[m++] = k_keys[i].key;
     }
     int best = closest(typed, names, m);
-    size_t used = (size_t)snprintf(out, n, "[%s] %s: unknown key; ", section, show(typed, s2));
+    size_t used = (size_t)snprintf(out, n, "[%s] %s: unknown key; ", section, wg_ini_show(typed, s2));
     if (elsewhere) {
         snprintf(out + used, n - used, "'%s' belongs in [%s]", typed, elsewhere);
     } else if (best >= 0) {
@@ -473,27 +466,20 @@ void wg_config_defaults(wg_config *cfg)
     cfg->quant.bits.g_scale_log2 = wg_config_g_scale_log2_at(cfg, 0);
 }
 
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t') s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
-    return s;
-}
-
 /* Apply "section.key=value"; *which receives the key's index. */
 static bool apply_set(wg_config *cfg, const char *assignment, int *which, char *err, size_t errlen)
 {
     char a[SHOW + 4], why[WHY], copy[1024];
     outbuf e = {err, errlen};
-    show(assignment, a);
+    wg_ini_show(assignment, a);
     if (strlen(assignment) >= sizeof copy) return put(e, "--set %s: longer than %zu characters", a, sizeof copy - 1), false;
     strcpy(copy, assignment);
     char *eq = strchr(copy, '='), *dot = strchr(copy, '.');
     if (!eq || !dot || dot > eq) return put(e, "--set %s: expected section.key=value (e.g. train.epochs=1)", a), false;
     *eq = *dot = '\0';
-    int i = lookup(trim(copy), trim(dot + 1), why, sizeof why);
-    if (i < 0 || !set_value(cfg, &k_keys[i], trim(eq + 1), why, sizeof why)) return put(e, "--set %s: %s", a, why), false;
+    int i = lookup(wg_ini_trim(copy), wg_ini_trim(dot + 1), why, sizeof why);
+    if (i < 0 || !set_value(cfg, &k_keys[i], wg_ini_trim(eq + 1), why, sizeof why))
+        return put(e, "--set %s: %s", a, why), false;
     if (which) *which = i;
     return true;
 }
@@ -603,7 +589,7 @@ static const char *origin(const origins *o, const char *section, const char *key
     int i = key_index(section, key);
     char a[SHOW + 4];
     buf[0] = '\0';
-    if (o && o->set[i]) snprintf(buf, n, "--set %s: ", show(o->overrides[o->set[i] - 1], a));
+    if (o && o->set[i]) snprintf(buf, n, "--set %s: ", wg_ini_show(o->overrides[o->set[i] - 1], a));
     else if (o && o->line[i]) snprintf(buf, n, "%s:%d: ", o->path, o->line[i]);
     return buf;
 }
@@ -768,18 +754,20 @@ static int take_key(load_ctx *c, const char *section, const char *name, const ch
     char s1[SHOW + 4], s2[SHOW + 4], why[WHY];
     int line = c->line, s = find_section(section);
     if (c->err_line) return 0;
-    if (section[0] == '\0') return fail(c, line, "%s = %s: a key before any [section]", show(name, s1), show(value, s2));
+    if (section[0] == '\0')
+        return fail(c, line, "%s = %s: a key before any [section]", wg_ini_show(name, s1), wg_ini_show(value, s2));
     if (s >= 0 && c->sec_header[s] == 0) c->sec_header[s] = c->header_line;
     if (s >= 0 && c->sec_header[s] != c->header_line)
         return fail(c, c->header_line, "[%s] appears a second time (first on line %d): one section per concern",
                     section, c->sec_header[s]);
-    if (s >= 0 && name[0] == '\0') return fail(c, line, "[%s] = %s: the key name is missing", section, show(value, s2));
+    if (s >= 0 && name[0] == '\0')
+        return fail(c, line, "[%s] = %s: the key name is missing", section, wg_ini_show(value, s2));
     int i = lookup(section, name, why, sizeof why);
     if (i < 0) return fail(c, s < 0 ? c->header_line : line, "%s", why);
     if (c->key_line[i])
         return fail(c, line, "[%s] %s: set a second time (first on line %d)", section, name, c->key_line[i]);
     if (!set_value(&c->cfg, &k_keys[i], value, why, sizeof why))
-        return fail(c, line, "[%s] %s = %s: %s%s", section, name, show(value, s2), why,
+        return fail(c, line, "[%s] %s = %s: %s%s", section, name, wg_ini_show(value, s2), why,
                     strpbrk(value, "#;") ? " (a comment after a value starts with ' ;')" : "");
     c->key_line[i] = line;
     return 1;
@@ -811,7 +799,7 @@ static bool parse_file(load_ctx *c)
         char line[SHOW + 4], s[SHOW + 4];
         wg_ini_text_line(&c->t, rc, line, sizeof line);
         c->err_line = 0;
-        fail(c, rc, "expected '[section]' or 'key = value', not '%s'", show(trim(line), s));
+        fail(c, rc, "expected '[section]' or 'key = value', not '%s'", wg_ini_show(wg_ini_trim(line), s));
         ok = false;
     } else {
         ok = c->err_line == 0;

@@ -74,3 +74,19 @@ void wg_ini_text_line(const wg_ini_text *t, int line, char *out, size_t n)
     size_t len = p ? strcspn(p, "\r\n") : 0;
     snprintf(out, n, "%.*s", (int)(len < n - 1 ? len : n - 1), p ? p : "");
 }
+
+const char *wg_ini_show(const char *s, char buf[WG_INI_SHOW + 4])
+{
+    size_t i = 0;
+    for (; s[i] && i < WG_INI_SHOW; i++) buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    strcpy(buf + i, s[i] ? "..." : "");
+    return buf;
+}
+
+char *wg_ini_trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
+    return s;
+}

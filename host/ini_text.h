@@ -33,4 +33,12 @@ wg_ini_next wg_ini_text_next(wg_ini_text *t, char *str, int num, const char **s,
 /* Line `line` (from 1) without its line end, into out (n bytes, truncated). */
 void wg_ini_text_line(const wg_ini_text *t, int line, char *out, size_t n);
 
+/* For messages: a user's text made printable (other bytes as '?'), at most
+ * WG_INI_SHOW characters, then "..." when cut; buf holds WG_INI_SHOW + 4 bytes. */
+enum { WG_INI_SHOW = 48 };
+const char *wg_ini_show(const char *s, char buf[WG_INI_SHOW + 4]);
+
+/* s without leading blanks and trailing blanks and line ends (cut in place). */
+char *wg_ini_trim(char *s);
+
 #endif

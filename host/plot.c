@@ -2,7 +2,6 @@
 #define _XOPEN_SOURCE 700 /* getline, posix_spawn, mkstemp; realpath (XSI) */
 #include "plot.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -11,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,7 +45,7 @@ typedef struct run {
     const char *dir;
     char name[NAME_LEN]; /* the directory's base name, for the legend */
     series s[N_SPLITS];
-    long nonfinite; /* lines with nan or inf, drawn as gaps */
+    long nonfinite; /* lines whose loss is null (nan), drawn as gaps */
 } run;
 
 typedef struct plot_args {
@@ -75,40 +73,10 @@ static bool field(const cJSON *o, const char *key, double *out, const char *path
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (cJSON_IsNumber(v)) return *out = v->valuedouble, true;
-    if (cJSON_IsNull(v)) return *out = NAN, true; /* a gap in the curve (nonfinite_as_null) */
+    if (cJSON_IsNull(v)) return *out = NAN, true; /* a gap in the curve (train.c writes null for nan) */
     fprintf(stderr, "wageubn plot: %s:%ld: \"%s\" is %s: expected a number\n", path, line, key,
             v ? "not a number" : "missing");
     return false;
-}
-
-/* A copy of text in which the words nan and inf (printf's spelling of a diverged
- * loss, which JSON lacks) outside strings read null. NULL when there is none. */
-static char *nonfinite_as_null(const char *text, size_t len)
-{
-    static const char *const words[] = {"nan", "-nan", "inf", "-inf", "infinity", "-infinity"};
-    char *out = malloc(2 * len + 1); /* "nan" -> "null" grows by one per word */
-    if (!out) return NULL;
-    size_t o = 0;
-    bool in_string = false, changed = false;
-    for (size_t i = 0; i < len;) {
-        char ch = text[i];
-        if (in_string || ch == '"') {
-            if (in_string && ch == '\\' && i + 1 < len) out[o++] = text[i++];
-            else if (ch == '"') in_string = !in_string;
-            out[o++] = text[i++];
-            continue;
-        }
-        size_t n = 0;
-        while (i + n < len && (isalpha((unsigned char)text[i + n]) || (n == 0 && text[i] == '-'))) n++;
-        bool word = false;
-        for (int w = 0; n > 1 && w < 6 && !word; w++)
-            word = strlen(words[w]) == n && strncasecmp(text + i, words[w], n) == 0;
-        if (word) memcpy(out + o, "null", 4), o += 4, i += n, changed = true;
-        else for (size_t k = 0; k < (n ? n : 1); k++) out[o++] = text[i++];
-    }
-    out[o] = '\0';
-    if (!changed) free(out), out = NULL;
-    return out;
 }
 
 /* One line: an object with split, epoch, loss and acc. Splits other than train, val
@@ -118,12 +86,6 @@ static bool take_line(run *r, const char *text, size_t len, const char *path, lo
     const char *end = NULL;
     /* the length counts the terminating NUL: cJSON checks it to refuse trailing text */
     cJSON *o = cJSON_ParseWithLengthOpts(text, len + 1, &end, true);
-    char *fixed = o ? NULL : nonfinite_as_null(text, len);
-    if (fixed) {
-        o = cJSON_Parse(fixed);
-        r->nonfinite += o != NULL;
-        free(fixed);
-    }
     if (!cJSON_IsObject(o)) {
         long col = end && end >= text ? (long)(end - text) + 1 : 1;
         fprintf(stderr, "wageubn plot: %s:%ld: not a JSON object (column %ld): expected one {\"split\": ..., "
@@ -140,6 +102,7 @@ static bool take_line(run *r, const char *text, size_t len, const char *path, lo
     if (ok && k < N_SPLITS && field(o, "epoch", &x.epoch, path, line) && field(o, "loss", &x.loss, path, line) &&
         field(o, "acc", &x.acc, path, line)) {
         x.acc *= 100; /* percent */
+        r->nonfinite += isnan(x.loss); /* a diverged float run's loss is null */
         if (!push(&r->s[k], x)) ok = false, fprintf(stderr, "wageubn plot: out of memory\n");
     } else if (ok && k < N_SPLITS) {
         ok = false; /* field() said which */
@@ -182,7 +145,7 @@ static bool read_run(run *r)
     free(text);
     fclose(f);
     if (ok && r->nonfinite)
-        fprintf(stderr, "wageubn plot: %s: %ld line%s with nan or inf (a diverged run?): drawn as gaps\n", path,
+        fprintf(stderr, "wageubn plot: %s: %ld line%s with a null loss (a diverged run?): drawn as gaps\n", path,
                 r->nonfinite, r->nonfinite == 1 ? "" : "s");
     if (ok && r->s[SPLIT_TRAIN].n + r->s[SPLIT_VAL].n + r->s[SPLIT_TEST].n == 0) {
         fprintf(stderr, "wageubn plot: %s: no train, val or test lines: nothing to plot\n", path);

@@ -194,32 +194,38 @@ static bool parse_header(wg_st_file *f, size_t hlen, char *err, size_t errlen)
     return ok;
 }
 
-bool wg_st_parse(const void *bytes, size_t size, const char *name, wg_st_file *f, char *err, size_t errlen)
+/* Parse the size bytes of buf, which f takes over (freed on failure too). */
+static bool parse_owned(uint8_t *buf, size_t size, const char *name, wg_st_file *f, char *err, size_t errlen)
 {
     memset(f, 0, sizeof(*f));
     snprintf(f->path, sizeof(f->path), "%s", name);
-    if (size < 8)
-        return wg_input_error(
-            err, errlen, "%s: offset 0: %zu bytes; a safetensors file starts with an 8-byte header length", name, size);
-    const uint8_t *b = bytes;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
-    if (hlen < 2 || hlen > WG_ST_MAX_HEADER || hlen > size - 8)
-        return wg_input_error(err, errlen,
-                              "%s: offset 0: header length %llu; expected 2..%llu (the file has %zu bytes)", name,
-                              (unsigned long long)hlen,
-                              (unsigned long long)(size - 8 < WG_ST_MAX_HEADER ? size - 8 : WG_ST_MAX_HEADER), size);
-    f->buf = malloc(size);
-    WG_ASSERT(f->buf != NULL, "out of memory for a %zu-byte file", size);
-    memcpy(f->buf, bytes, size);
+    f->buf = buf;
     f->size = size;
-    if (!parse_header(f, (size_t)hlen, err, errlen)) {
-        wg_st_free(f);
-        return false;
-    }
-    return true;
+    uint64_t hlen = 0;
+    for (int i = 7; size >= 8 && i >= 0; i--) hlen = hlen << 8 | buf[i];
+    bool ok;
+    if (size < 8)
+        ok = wg_input_error(
+            err, errlen, "%s: offset 0: %zu bytes; a safetensors file starts with an 8-byte header length", name, size);
+    else if (hlen < 2 || hlen > WG_ST_MAX_HEADER || hlen > size - 8)
+        ok = wg_input_error(err, errlen, "%s: offset 0: header length %llu; expected 2..%llu (the file has %zu bytes)",
+                            name, (unsigned long long)hlen,
+                            (unsigned long long)(size - 8 < WG_ST_MAX_HEADER ? size - 8 : WG_ST_MAX_HEADER), size);
+    else
+        ok = parse_header(f, (size_t)hlen, err, errlen);
+    if (!ok) wg_st_free(f);
+    return ok;
 }
 
+bool wg_st_parse(const void *bytes, size_t size, const char *name, wg_st_file *f, char *err, size_t errlen)
+{
+    uint8_t *copy = malloc(size ? size : 1);
+    WG_ASSERT(copy != NULL, "out of memory for a %zu-byte file", size);
+    if (size) memcpy(copy, bytes, size);
+    return parse_owned(copy, size, name, f, err, errlen);
+}
+
+/* The file is read into one buffer, which the parsed file then holds: no copy. */
 bool wg_st_read(const char *path, wg_st_file *f, char *err, size_t errlen)
 {
     memset(f, 0, sizeof(*f));
@@ -240,10 +246,11 @@ bool wg_st_read(const char *path, wg_st_file *f, char *err, size_t errlen)
     }
     bool read_error = ferror(in);
     fclose(in);
-    bool ok = !read_error ? wg_st_parse(buf, size, path, f, err, errlen)
-                          : wg_input_error(err, errlen, "%s: read error after %zu bytes", path, size);
-    free(buf);
-    return ok;
+    if (read_error) {
+        free(buf);
+        return wg_input_error(err, errlen, "%s: read error after %zu bytes", path, size);
+    }
+    return parse_owned(buf, size, path, f, err, errlen);
 }
 
 void wg_st_free(wg_st_file *f)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "run_dir.h"
 #include "sweep_file.h"
 #include "sweep_results.h"
 
@@ -54,23 +55,13 @@ static bool exists(const char *dir, const char *name)
     return stat(path, &st) == 0;
 }
 
-/* mkdir -p; false with a message naming the directory. */
+/* mkdir -p; false with the message printed. */
 static bool make_dirs(const char *path)
 {
-    char buf[WG_SWEEP_MAX_PATH];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        bool end = *p == '\0';
-        if (*p == '/' || end) {
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-                fprintf(stderr, "wageubn sweep: cannot create the directory %s: %s\n", buf, strerror(errno));
-                return false;
-            }
-            if (end) return true;
-            *p = '/';
-        }
-    }
+    char err[WG_SWEEP_MAX_PATH + 128];
+    if (wg_make_dirs(path, err, sizeof err)) return true;
+    fprintf(stderr, "wageubn sweep: %s\n", err);
+    return false;
 }
 
 /* One argument of a command line as a shell reads it: quoted when it holds anything
@@ -215,7 +206,8 @@ static void point_argv(const char *exe, const wg_sweep *sw, const wg_point *pt, 
 
 static void print_plan(const wg_sweep *sw, const wg_point *pts)
 {
-    printf("%d point%s of %s (base %s), in %s:\n", sw->npoints, sw->npoints == 1 ? "" : "s", sw->path, sw->base, sw->out);
+    printf("%d point%s of %s (base %s), in %s:\n", sw->npoints, sw->npoints == 1 ? "" : "s", sw->path, sw->base,
+           sw->out);
     for (int p = 0; p < sw->npoints; p++) {
         const wg_point *pt = &pts[p];
         wg_sweep_overrides ov;

@@ -19,7 +19,7 @@
 
 enum {
     MAX_FILE = 1 << 16, /* bytes; a sweep file is a few hundred */
-    SHOW = 48,          /* characters of a user's text quoted in a message */
+    SHOW = WG_INI_SHOW, /* characters of a user's text quoted in a message */
     MAX_NAME = 40,      /* characters of one value in a directory name */
 };
 
@@ -39,15 +39,6 @@ typedef struct parse_ctx {
 } parse_ctx;
 
 /* ---- helpers -------------------------------------------------------------------- */
-
-/* A user's text made printable for a message: at most SHOW characters. */
-static const char *show(const char *s, char buf[SHOW + 4])
-{
-    size_t i = 0;
-    for (; s[i] && i < SHOW; i++) buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    strcpy(buf + i, s[i] ? "..." : "");
-    return buf;
-}
 
 static void put(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void put(char *err, size_t n, const char *fmt, ...)
@@ -73,14 +64,6 @@ static int fail(parse_ctx *c, int line, const char *fmt, ...)
     return 0;
 }
 
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t') s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
-    return s;
-}
-
 static int find_section(const char *name, size_t n)
 {
     for (int i = 0; i < N_SECTIONS; i++)
@@ -97,7 +80,7 @@ static bool normalize_key(const char *typed, char out[WG_SWEEP_MAX_KEY])
     char *dot = strchr(buf, '.');
     if (!dot) return false;
     *dot = '\0';
-    const char *s = trim(buf), *k = trim(dot + 1);
+    const char *s = wg_ini_trim(buf), *k = wg_ini_trim(dot + 1);
     if (!*s || !*k || strpbrk(s, " \t=") || strpbrk(k, " \t=.")) return false;
     snprintf(out, WG_SWEEP_MAX_KEY, "%s.%s", s, k);
     return true;
@@ -188,7 +171,8 @@ static bool parse_values(wg_sweep_axis *a, const char *list, char *why, size_t w
         for (int i = 0; i < a->nvalues; i++) {
             char sv[SHOW + 4];
             if (same_value(a, i, a->nvalues))
-                return put(why, wn, "value %d repeats value %d ('%s')", a->nvalues + 1, i + 1, show(v[0], sv)), false;
+                return put(why, wn, "value %d repeats value %d ('%s')", a->nvalues + 1, i + 1, wg_ini_show(v[0], sv)),
+                       false;
         }
         a->nvalues++;
         while (*s == ' ' || *s == '\t') s++;
@@ -210,8 +194,9 @@ static bool parse_axis_keys(wg_sweep_axis *a, const char *name, char *why, size_
         if (next) *next++ = '\0';
         if (a->nkeys == WG_SWEEP_MAX_TIED)
             return put(why, wn, "more than %d keys joined by '+'", WG_SWEEP_MAX_TIED), false;
-        if (!normalize_key(trim(part), a->keys[a->nkeys]))
-            return put(why, wn, "'%s': expected section.key (e.g. quant.bits_e2)", show(trim(part), s)), false;
+        if (!normalize_key(wg_ini_trim(part), a->keys[a->nkeys]))
+            return put(why, wn, "'%s': expected section.key (e.g. quant.bits_e2)", wg_ini_show(wg_ini_trim(part), s)),
+                   false;
         a->nkeys++;
     }
     return true;
@@ -226,7 +211,7 @@ static int take_sweep_key(parse_ctx *c, const char *name, const char *value)
     unquote(value, v, sizeof v);
     bool is_base = strcmp(name, "base") == 0, is_out = strcmp(name, "out") == 0;
     if (!is_base && !is_out)
-        return fail(c, c->line, "[sweep] %s: unknown key; the keys of [sweep] are base and out", show(name, s));
+        return fail(c, c->line, "[sweep] %s: unknown key; the keys of [sweep] are base and out", wg_ini_show(name, s));
     int *seen = is_base ? &sw->base_line : &c->out_line;
     if (*seen) return fail(c, c->line, "[sweep] %s: set a second time (first on line %d)", name, *seen);
     if (!v[0]) return fail(c, c->line, "[sweep] %s: empty; expected a path", name);
@@ -248,7 +233,7 @@ static int take_set_key(parse_ctx *c, const char *name, const char *value)
     wg_sweep *sw = c->sw;
     char key[WG_SWEEP_MAX_KEY], v[WG_CONFIG_MAX_STR + 2], s[SHOW + 4];
     if (!normalize_key(name, key))
-        return fail(c, c->line, "[set] %s: expected section.key (e.g. train.epochs)", show(name, s));
+        return fail(c, c->line, "[set] %s: expected section.key (e.g. train.epochs)", wg_ini_show(name, s));
     for (int i = 0; i < sw->nset; i++)
         if (strcmp(sw->set[i].key, key) == 0)
             return fail(c, c->line, "[set] %s: set a second time (first on line %d)", key, sw->set[i].line);
@@ -283,7 +268,7 @@ static int take_grid_key(parse_ctx *c, const char *name, const char *value)
                 return fail(c, c->line, "[grid] %s: named twice on one axis", a->keys[k]);
     }
     if (!parse_values(a, value, why, sizeof why))
-        return fail(c, c->line, "[grid] %s = %s: %s", show(name, s), show(value, v), why);
+        return fail(c, c->line, "[grid] %s = %s: %s", wg_ini_show(name, s), wg_ini_show(value, v), why);
     sw->naxes++;
     return 1;
 }
@@ -295,11 +280,15 @@ static int on_key(void *user, const char *section, const char *name, const char 
     if (c->err_line) return 0;
     int sec = find_section(section, strlen(section)), ok;
     if (!section[0])
-        ok = fail(c, c->line, "%s: a key before any [section] (expected [sweep], [set] or [grid])", show(name, s));
-    else if (sec == S_SWEEP) ok = take_sweep_key(c, name, value);
+        ok = fail(c, c->line, "%s: a key before any [section] (expected [sweep], [set] or [grid])",
+                  wg_ini_show(name, s));
+    else if (sec == S_SWEEP)
+        ok = take_sweep_key(c, name, value);
     else if (sec == S_SET) ok = take_set_key(c, name, value);
     else if (sec == S_GRID) ok = take_grid_key(c, name, value);
-    else ok = fail(c, c->line, "unknown section [%s]; a sweep file has [sweep], [set] and [grid]", show(section, s));
+    else
+        ok = fail(c, c->line, "unknown section [%s]; a sweep file has [sweep], [set] and [grid]",
+                  wg_ini_show(section, s));
     if (!ok && !c->handler_fail) c->handler_fail = c->line;
     return ok;
 }
@@ -315,7 +304,8 @@ static bool check_header(parse_ctx *c, const char *s, const char *eol)
     snprintf(name, sizeof name, "%.*s", (int)(end - s - 1 < SHOW ? end - s - 1 : SHOW), s + 1);
     int sec = find_section(s + 1, (size_t)(end - s - 1));
     if (sec < 0)
-        return fail(c, c->line, "unknown section [%s]; a sweep file has [sweep], [set] and [grid]", show(name, shown)),
+        return fail(c, c->line, "unknown section [%s]; a sweep file has [sweep], [set] and [grid]",
+                    wg_ini_show(name, shown)),
                false;
     if (c->header_line[sec])
         return fail(c, c->line, "[%s] appears a second time (first on line %d)", name, c->header_line[sec]), false;
@@ -348,7 +338,7 @@ static void syntax_error(parse_ctx *c, int line)
     char text[SHOW + 4], s[SHOW + 4];
     wg_ini_text_line(&c->t, line, text, sizeof text);
     c->err_line = 0;
-    fail(c, line, "expected '[section]' or 'key = value', not '%s'", show(trim(text), s));
+    fail(c, line, "expected '[section]' or 'key = value', not '%s'", wg_ini_show(wg_ini_trim(text), s));
 }
 
 /* What the file must hold: a base and a grid; out defaults to runs/sweep_<name>. */
@@ -401,14 +391,15 @@ bool wg_sweep_add_set(wg_sweep *sw, const char *assign, char *err, size_t errlen
     size_t kn = eq ? (size_t)(eq - assign) : 0;
     if (eq && kn < sizeof name) snprintf(name, sizeof name, "%.*s", (int)kn, assign);
     if (!eq || kn >= sizeof name || !normalize_key(name, key))
-        return put(err, errlen, "--set %s: expected section.key=value", show(assign, s)), false;
+        return put(err, errlen, "--set %s: expected section.key=value", wg_ini_show(assign, s)), false;
     if (strlen(eq + 1) >= WG_CONFIG_MAX_STR)
-        return put(err, errlen, "--set %s: the value is longer than %d characters", show(assign, s),
+        return put(err, errlen, "--set %s: the value is longer than %d characters", wg_ini_show(assign, s),
                    WG_CONFIG_MAX_STR - 1), false;
     int i = 0;
     while (i < sw->nset && strcmp(sw->set[i].key, key) != 0) i++; /* the command line overrides [set] */
     if (i == WG_SWEEP_MAX_SET)
-        return put(err, errlen, "--set %s: more than %d overrides with [set]", show(assign, s), WG_SWEEP_MAX_SET),
+        return put(err, errlen, "--set %s: more than %d overrides with [set]", wg_ini_show(assign, s),
+                   WG_SWEEP_MAX_SET),
                false;
     sw->nset += i == sw->nset;
     wg_sweep_set *e = &sw->set[i];
@@ -463,7 +454,7 @@ static bool check_sets(const wg_sweep *sw, char *err, size_t errlen)
             return put(err, errlen, "%s%s is also swept in [grid] (%s:%d): a key is either set or swept", at, e->key,
                        sw->path, a->line), false;
         if (!check_assignment(e->assign, why, sizeof why))
-            return put(err, errlen, "%s%s: %s", at, show(e->assign, s), why), false;
+            return put(err, errlen, "%s%s: %s", at, wg_ini_show(e->assign, s), why), false;
     }
     return true;
 }
@@ -481,7 +472,7 @@ static bool check_axes(const wg_sweep *sw, char *err, size_t errlen)
                 snprintf(assign, sizeof assign, "%s=%s", a->keys[j], a->values[v][j]);
                 if (!check_assignment(assign, why, sizeof why))
                     return put(err, errlen, "%s:%d: [grid] %s, value '%s': %s", sw->path, a->line, a->keys[j],
-                               show(a->values[v][j], s), why), false;
+                               wg_ini_show(a->values[v][j], s), why), false;
             }
         }
     }
@@ -590,11 +581,11 @@ void wg_sweep_point_label(const wg_sweep *sw, int p, char *label, size_t n)
         if (wg_sweep_value_shared(a, idx[i])) { /* "bits_xhat+bits_gamma_beta=8" */
             wg_sweep_axis_name(a, true, name, sizeof name);
             used += (size_t)snprintf(label + used, n - used, "%s%s=%s", used ? " " : "", name,
-                                     show(a->values[idx[i]][0], s));
+                                     wg_ini_show(a->values[idx[i]][0], s));
             continue;
         }
         for (int j = 0; j < a->nkeys && used < n; j++) /* a tuple: "g_scale=128,128 bits_gc=15" */
             used += (size_t)snprintf(label + used, n - used, "%s%s=%s", used ? " " : "",
-                                     wg_sweep_short_key(a->keys[j]), show(a->values[idx[i]][j], s));
+                                     wg_sweep_short_key(a->keys[j]), wg_ini_show(a->values[idx[i]][j], s));
     }
 }

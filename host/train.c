@@ -138,8 +138,7 @@ static bool write_summary(const run *r, const wg_train_result *res)
  * resuming). Returns an exit status: 0, 1 (I/O) or 2 (a directory in use). */
 static int open_run_dir(run *r, const wg_train_opts *opts, char *err, size_t errlen)
 {
-    const char *dir = r->cfg->output.dir;
-    if (!wg_make_dirs(dir, err, errlen)) return 1;
+    const char *dir = r->cfg->output.dir; /* made with its checkpoints/ by wg_run_dir_prepare */
     int status = wg_run_dir_prepare(dir, opts->resume != NULL, opts->overwrite, err, errlen);
     if (status) return status;
     char path[WG_CONFIG_MAX_STR + 32];
