@@ -265,8 +265,8 @@ int main(int argc, char **argv)
     /* rows, channels in (C), out (O), kernel side */
     static const int64_t layers[][4] = {{100352, 1, 16, 3}, {100352, 16, 16, 3}, {25088, 32, 32, 3}, {6272, 64, 64, 3}};
     int nth = max_threads();
-    printf("int8 GEMM, GMAC/s (median of %d), VNNI kernels %s, baseline 1 thread, new 1 and %d threads\n", reps,
-           WG_GEMM_HAVE_VNNI ? "compiled" : "NOT compiled (portable loops)", nth);
+    printf("int8 GEMM, GMAC/s (median of %d), %s kernels (WG_GEMM_KERNELS picks others), baseline 1 thread, "
+           "new 1 and %d threads\n", reps, wg_gemm_path_name(wg_gemm_path_current()), nth);
     printf("%-3s %7s %5s %7s %9s %9s %7s %9s %7s\n", "op", "M", "N", "K", "baseline", "new 1T", "x", "new", "x");
     int status = 0;
     for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)

@@ -13,11 +13,13 @@
  * A holds random int8 in [-127, 127], B too. Every product is checked bit for bit
  * against oneDNN's before it is timed. Reported: GOP/s (2 M N K / s) of each, the
  * median of the repetitions, and ours / oneDNN; at 1 thread and at
- * omp_get_max_threads() (OMP_NUM_THREADS). Usage:
- *   bench_onednn [repetitions (default 5)] */
+ * omp_get_max_threads() (OMP_NUM_THREADS). Ours are the kernel set gemm.c picks, or
+ * the one WG_GEMM_KERNELS names (vnni, avx2, scalar). Usage:
+ *   bench_onednn [repetitions (default 5)] [only: a network or op name, e.g. resnet18, nt] */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <immintrin.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 
 #include "bench_util.h"
 #include "gemm.h"
+#include "gemm_impl.h" /* wg_gemm_amx_available */
 
 enum { MAX_REPS = 64 };
 
@@ -62,12 +65,19 @@ static int8_t *rand_s8(int64_t n, uint64_t seed)
 
 /* ---- the VNNI peak: independent vpdpbusd chains on registers, on every thread ---------- */
 
-/* 24 independent accumulators, named one by one. Zen 5 retires about four zmm
- * vpdpbusd per cycle per core, so fewer chains leave it waiting on their latency (12
- * gave half the peak), and held in an array gcc copies them between registers around
- * every round. */
-#define WG_DP(c) c = _mm512_dpbusd_epi32(c, a, b)
-#define WG_DP4(c, d, e, f) (WG_DP(c), WG_DP(d), WG_DP(e), WG_DP(f))
+/* 24 independent accumulators in registers, each vpdpbusd written out in inline
+ * assembly: from intrinsics gcc either merged the chains (they start equal and take the
+ * same operands: one chain, one instruction's latency per round, which an earlier
+ * version of this loop reported as 24 instructions) or, given distinct starts, kept
+ * them in memory. Twelve per statement: an asm takes at most 30 operands. */
+#define WG_DP12(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11)                                              \
+    __asm__ volatile("vpdpbusd %12, %13, %0\n\tvpdpbusd %12, %13, %1\n\tvpdpbusd %12, %13, %2\n\t"                \
+                     "vpdpbusd %12, %13, %3\n\tvpdpbusd %12, %13, %4\n\tvpdpbusd %12, %13, %5\n\t"                \
+                     "vpdpbusd %12, %13, %6\n\tvpdpbusd %12, %13, %7\n\tvpdpbusd %12, %13, %8\n\t"                \
+                     "vpdpbusd %12, %13, %9\n\tvpdpbusd %12, %13, %10\n\tvpdpbusd %12, %13, %11"                   \
+                     : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), "+v"(c7), "+v"(c8), \
+                       "+v"(c9), "+v"(c10), "+v"(c11)                                                           \
+                     : "v"(b), "v"(a))
 #define WG_ADD4(c, d, e, f) _mm512_add_epi32(_mm512_add_epi32(c, d), _mm512_add_epi32(e, f))
 
 __attribute__((target("avx512f,avx512vnni"))) static double vnni_peak_gops(int threads)
@@ -82,8 +92,8 @@ __attribute__((target("avx512f,avx512vnni"))) static double vnni_peak_gops(int t
         __m512i c12 = z, c13 = z, c14 = z, c15 = z, c16 = z, c17 = z, c18 = z, c19 = z, c20 = z, c21 = z, c22 = z;
         __m512i c23 = z;
         for (int i = 0; i < ROUNDS; i++) {
-            WG_DP4(c0, c1, c2, c3), WG_DP4(c4, c5, c6, c7), WG_DP4(c8, c9, c10, c11);
-            WG_DP4(c12, c13, c14, c15), WG_DP4(c16, c17, c18, c19), WG_DP4(c20, c21, c22, c23);
+            WG_DP12(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11);
+            WG_DP12(c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23);
         }
         __m512i s = WG_ADD4(WG_ADD4(c0, c1, c2, c3), WG_ADD4(c4, c5, c6, c7), WG_ADD4(c8, c9, c10, c11),
                             WG_ADD4(c12, c13, c14, c15));
@@ -93,6 +103,43 @@ __attribute__((target("avx512f,avx512vnni"))) static double vnni_peak_gops(int t
     if (sink == 42) printf(" "); /* the sums are used: the loop stays */
     /* one vpdpbusd on zmm: 64 multiply-adds, 128 operations */
     return (double)threads * ROUNDS * CHAINS * 128.0 / dt * 1e-9;
+}
+#undef WG_ADD4
+#undef WG_DP12
+
+/* The AMX peak where the processor has it: tdpbssd on tiles only, tmm0..3 accumulating
+ * tmm4..7 (16 x 16 x 64 multiply-adds each, 32768 operations), on every thread. */
+__attribute__((target("amx-tile,amx-int8"))) static double amx_peak_gops(int threads)
+{
+    enum { ROUNDS = 1000000 };
+    double t0 = now_s();
+#pragma omp parallel num_threads(threads)
+    {
+        struct __attribute__((packed, aligned(64))) {
+            uint8_t palette, start_row, reserved[14];
+            uint16_t colsb[16];
+            uint8_t rows[16];
+        } cfg = {.palette = 1};
+        for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+        __asm__ volatile("ldtilecfg %0" : : "m"(cfg)); /* _tile_loadconfig: gcc may drop the stores */
+        _tile_zero(0); /* tile numbers are literals in the instructions */
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+        for (int i = 0; i < ROUNDS; i++) {
+            _tile_dpbssd(0, 4, 6);
+            _tile_dpbssd(1, 4, 7);
+            _tile_dpbssd(2, 5, 6);
+            _tile_dpbssd(3, 5, 7);
+        }
+        _tile_release();
+    }
+    double dt = now_s() - t0;
+    return (double)threads * ROUNDS * 4 * 32768.0 / dt * 1e-9;
 }
 
 /* ---- one case ------------------------------------------------------------------------ */
@@ -192,9 +239,11 @@ int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     if (reps < 1 || reps > MAX_REPS) {
-        fprintf(stderr, "usage: bench_onednn [repetitions 1..%d]\n", MAX_REPS);
+        fprintf(stderr, "usage: bench_onednn [repetitions 1..%d] [only: resnet20, resnet18, nt, nn or tn]\n",
+                MAX_REPS);
         return 2;
     }
+    const char *only = argc > 2 ? argv[2] : NULL;
     const gemm_case cases[] = {
         {"resnet20", OP_NT, 100352, 16, 144}, {"resnet20", OP_NT, 25088, 32, 288}, {"resnet20", OP_NT, 6272, 64, 576},
         {"resnet20", OP_NN, 100352, 144, 16}, {"resnet20", OP_NN, 25088, 288, 32}, {"resnet20", OP_NN, 6272, 576, 64},
@@ -209,18 +258,23 @@ int main(int argc, char **argv)
     DNNL_CHECK(dnnl_stream_create(&s, eng, dnnl_stream_default_flags));
     const dnnl_version_t *v = dnnl_version();
     int most = omp_get_max_threads(), counts[2] = {1, most};
-    printf("bench_onednn: oneDNN %d.%d.%d (%s), median of %d, GOP/s = 2 M N K / s\n", v->major, v->minor, v->patch,
+    printf("bench_onednn: ours (%s kernels) against oneDNN %d.%d.%d (%s), median of %d, GOP/s = 2 M N K / s\n",
+           wg_gemm_path_name(wg_gemm_path_current()), v->major, v->minor, v->patch,
            v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other runtime", reps);
     for (int ti = 0; ti < (most > 1 ? 2 : 1); ti++) {
         int threads = counts[ti];
         omp_set_num_threads(threads);
         vnni_peak_gops(threads); /* warm the cores up */
         double peak = vnni_peak_gops(threads);
-        printf("\n%d thread%s: VNNI peak (register-only vpdpbusd zmm loop) %.0f GOP/s\n", threads,
+        printf("\n%d thread%s: VNNI peak (register-only vpdpbusd zmm loop) %.0f GOP/s", threads,
                threads > 1 ? "s" : "", peak);
+        if (wg_gemm_amx_available()) printf("; AMX peak (tiles-only tdpbssd loop) %.0f GOP/s", amx_peak_gops(threads));
+        printf("\n");
         printf("%-9s %-21s %21s %9s %9s %7s %8s\n", "network", "op", "M x N x K", "ours", "oneDNN", "ratio",
                "of peak");
         for (int i = 0; i < ncases; i++) {
+            bool op_match = only && strlen(only) == 2 && !strncmp(only, k_op_names[cases[i].op], 2);
+            if (only && strcmp(only, cases[i].net) != 0 && !op_match) continue;
             double ours, theirs;
             bench_case(eng, s, &cases[i], reps, &ours, &theirs);
             char shape[48];

@@ -1,142 +1,163 @@
 /* gemm.c: int8 and float32 matrix products for the CPU backend (see gemm.h).
  *
- * int8: where the target has AVX-512 VNNI (WG_GEMM_HAVE_VNNI, e.g. -march=native on
- * Zen 4/5 or Ice Lake and later) the three products are the kernels of gemm_vnni.c
- * (vpdpbusd register tiles over packed operands, threaded with OpenMP). Elsewhere they
- * are the portable loops below, whose innermost loop runs over contiguous memory and
- * vectorizes (int8 widened to int32 multiply-adds):
- *   nt: a dot product over K for each (m, n), four columns of B at a time so each
- *       row of A is loaded once per four dot products;
- *   nn, tn: a row update C[m][:] += a * B[k][:], skipping a == 0 (the quantized
- *       errors E1/E2 are mostly zeros, so this skips most of the work).
- * The _ref versions are the reference the tests compare both with, bit for bit.
+ * int8: the kernel set of gemm_impl.h chosen once, at the first product: the one named
+ * by WG_GEMM_KERNELS in the environment, else the best this processor runs (AMX, then
+ * AVX-512 VNNI, then AVX2, then the portable loops). The _ref versions are the reference the
+ * tests compare every set with, bit for bit.
  *
- * float32: the row updates, with OpenMP threads over rows of C; each element of C still
- * sums its terms in the same order, so the result does not depend on the thread count. */
-#include "gemm.h"
+ * float32: oneDNN's sgemm where the build has it (WG_ONEDNN), else row updates with
+ * OpenMP threads over rows of C; each element of C still sums its terms in the same
+ * order, so the result does not depend on the thread count. */
+#include "gemm_impl.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* ---- int8 ------------------------------------------------------------------------ */
-
-#if WG_GEMM_HAVE_VNNI
-
-void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                   int32_t *C, int64_t ldc)
+void *wg_gemm_alloc64(size_t nbytes)
 {
-    wg_gemm_s8_nt_vnni(M, N, K, A, lda, B, ldb, C, ldc);
+    void *p = aligned_alloc(64, (nbytes + 63) / 64 * 64 + 64);
+    WG_ASSERT(p != NULL, "out of memory for %zu bytes of GEMM buffers", nbytes);
+    return p;
 }
 
-void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                   int32_t *C, int64_t ldc)
-{
-    wg_gemm_s8_nn_vnni(M, N, K, A, lda, B, ldb, C, ldc);
-}
+/* ---- int8: which kernel set -------------------------------------------------- */
 
-void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                   int32_t *C, int64_t ldc)
-{
-    wg_gemm_s8_tn_vnni(M, N, K, A, lda, B, ldb, C, ldc);
-}
+static const char *const k_path_names[WG_GEMM_NPATHS] = {"scalar", "avx2", "vnni", "amx"};
 
-size_t wg_gemm_s8_tn_gather_scratch(int64_t M, int64_t N, int nparts)
-{
-    return wg_gemm_s8_tn_gather_scratch_vnni(M, N, nparts);
-}
+const char *wg_gemm_path_name(wg_gemm_path p) { return p >= 0 && p < WG_GEMM_NPATHS ? k_path_names[p] : "?"; }
 
-void wg_gemm_s8_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
-                          const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
-                          void *scratch)
+bool wg_gemm_path_parse(const char *name, wg_gemm_path *p)
 {
-    wg_gemm_s8_tn_gather_vnni(M, K, nparts, A, lda, brow, nruns, run, run_ld, C, ldc, scratch);
-}
-
-#else /* the portable loops */
-
-static int32_t dot_s8(const int8_t *restrict a, const int8_t *restrict b, int64_t K)
-{
-    int32_t s = 0;
-    for (int64_t k = 0; k < K; k++) s += (int32_t)a[k] * (int32_t)b[k];
-    return s;
-}
-
-void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                   int32_t *C, int64_t ldc)
-{
-    for (int64_t m = 0; m < M; m++) {
-        const int8_t *restrict a = A + m * lda;
-        int32_t *restrict c = C + m * ldc;
-        int64_t n = 0;
-        for (; n + 4 <= N; n += 4) {
-            const int8_t *restrict b0 = B + n * ldb, *restrict b1 = b0 + ldb, *restrict b2 = b1 + ldb,
-                                   *restrict b3 = b2 + ldb;
-            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int64_t k = 0; k < K; k++) {
-                int32_t x = a[k];
-                s0 += x * b0[k];
-                s1 += x * b1[k];
-                s2 += x * b2[k];
-                s3 += x * b3[k];
-            }
-            c[n] = s0;
-            c[n + 1] = s1;
-            c[n + 2] = s2;
-            c[n + 3] = s3;
+    for (int i = 0; i < WG_GEMM_NPATHS; i++)
+        if (!strcmp(name, k_path_names[i])) {
+            *p = (wg_gemm_path)i;
+            return true;
         }
-        for (; n < N; n++) c[n] = dot_s8(a, B + n * ldb, K);
+    return false;
+}
+
+static const wg_gemm_kernels *kernels_of(wg_gemm_path p)
+{
+    switch (p) {
+#if WG_GEMM_X86
+    case WG_GEMM_AMX: return &wg_gemm_amx;
+    case WG_GEMM_VNNI: return &wg_gemm_vnni;
+    case WG_GEMM_AVX2: return &wg_gemm_avx2;
+#endif
+    case WG_GEMM_SCALAR: return &wg_gemm_scalar;
+    default: return NULL;
     }
 }
 
-static void axpy_s8(int32_t *restrict c, int32_t a, const int8_t *restrict b, int64_t N)
+bool wg_gemm_path_runs(wg_gemm_path p)
 {
-    for (int64_t n = 0; n < N; n++) c[n] += a * (int32_t)b[n];
+    if (kernels_of(p) == NULL) return false;
+#if WG_GEMM_X86
+    __builtin_cpu_init();
+    if (p == WG_GEMM_AMX) return wg_gemm_path_runs(WG_GEMM_VNNI) && wg_gemm_amx_available();
+    if (p == WG_GEMM_VNNI)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (p == WG_GEMM_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return true;
+}
+
+wg_gemm_path wg_gemm_path_best(void)
+{
+    for (int p = WG_GEMM_NPATHS - 1; p > 0; p--)
+        if (wg_gemm_path_runs((wg_gemm_path)p)) return (wg_gemm_path)p;
+    return WG_GEMM_SCALAR;
+}
+
+static wg_gemm_path g_path;
+static const wg_gemm_kernels *g_kernels;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* The environment's choice, or the best set. A name that is not a set (exit status 2),
+ * or a set this processor cannot run (77), stops the program: a test or benchmark that
+ * asked for a set must not silently run another. */
+static void choose_kernels(void)
+{
+    const char *env = getenv("WG_GEMM_KERNELS");
+    wg_gemm_path p = wg_gemm_path_best();
+    if (env != NULL && *env != '\0' && strcmp(env, "auto") != 0) {
+        if (!wg_gemm_path_parse(env, &p)) {
+            fprintf(stderr, "wageubn: WG_GEMM_KERNELS=%s: expected auto, amx, vnni, avx2 or scalar\n", env);
+            exit(2);
+        }
+        if (!wg_gemm_path_runs(p)) { /* 77: ctest's "skipped", for the tests that force each set */
+            fprintf(stderr, "wageubn: WG_GEMM_KERNELS=%s: this processor or build cannot run them (best: %s)\n",
+                    env, wg_gemm_path_name(wg_gemm_path_best()));
+            exit(77);
+        }
+    }
+    g_path = p;
+    g_kernels = kernels_of(p);
+}
+
+static const wg_gemm_kernels *kernels(void)
+{
+    WG_ASSERT(pthread_once(&g_once, choose_kernels) == 0, "pthread_once failed");
+    return g_kernels;
+}
+
+wg_gemm_path wg_gemm_path_current(void)
+{
+    kernels();
+    return g_path;
+}
+
+bool wg_gemm_use(wg_gemm_path p)
+{
+    kernels(); /* the environment read first, so it cannot override this later */
+    if (!wg_gemm_path_runs(p)) return false;
+    g_path = p;
+    g_kernels = kernels_of(p);
+    return true;
+}
+
+/* ---- int8: the products, through the chosen set -------------------------------- */
+
+void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                   int32_t *C, int64_t ldc)
+{
+    kernels()->nt(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                    int32_t *C, int64_t ldc)
 {
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t k = 0; k < K; k++) {
-            int32_t a = A[m * lda + k];
-            if (a != 0) axpy_s8(C + m * ldc, a, B + k * ldb, N);
-        }
+    kernels()->nn(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                    int32_t *C, int64_t ldc)
 {
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t m = 0; m < M; m++) {
-            int32_t a = A[k * lda + m];
-            if (a != 0) axpy_s8(C + m * ldc, a, B + k * ldb, N);
-        }
+    kernels()->tn(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 size_t wg_gemm_s8_tn_gather_scratch(int64_t M, int64_t N, int nparts)
 {
-    (void)M, (void)N, (void)nparts;
-    return 0;
+    return kernels()->tn_gather_scratch(M, N, nparts);
 }
 
-/* tn's row updates, run by run of each gathered row of B. */
 void wg_gemm_s8_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
                           const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
                           void *scratch)
 {
-    (void)scratch;
-    for (int p = 0; p < nparts; p++)
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t m = 0; m < M; m++) {
-                int32_t a = A[p][k * lda + m];
-                if (a != 0)
-                    for (int i = 0; i < nruns; i++)
-                        axpy_s8(C + (p * M + m) * ldc + i * run, a, brow[k] + i * run_ld, run);
-            }
+    kernels()->tn_gather(M, K, nparts, A, lda, brow, nruns, run, run_ld, C, ldc, scratch);
 }
 
-#endif
+/* ---- int8: the scalar references ------------------------------------------------ */
 
 void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                        int32_t *C, int64_t ldc)
@@ -190,8 +211,6 @@ void wg_gemm_s8_tn_gather_ref(int64_t M, int64_t K, int nparts, const int8_t *co
 #ifdef WG_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 
-#include "check.h"
-
 /* C += op(A) B, row-major, from oneDNN (Debian libdnnl-dev): its sgemm runs near the
  * float peak, where the loops below reach a fraction (docs/performance.md). */
 static void onednn_sgemm(char transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
@@ -209,6 +228,15 @@ static void axpy_f32(float *restrict c, float a, const float *restrict b, int64_
     for (int64_t n = 0; n < N; n++) c[n] += a * b[n];
 }
 #endif
+
+const char *wg_gemm_f32_kernels_name(void)
+{
+#ifdef WG_HAVE_ONEDNN
+    return "onednn";
+#else
+    return "loops";
+#endif
+}
 
 /* Below this many multiply-adds, starting threads costs more than they save. */
 #define WG_GEMM_F32_MIN_THREADED (INT64_C(1) << 20)

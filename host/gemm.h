@@ -14,6 +14,7 @@
 #ifndef WG_GEMM_H
 #define WG_GEMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,25 +51,22 @@ void wg_gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
                     float *C, int64_t ldc);
 void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc);
+/* What computes the float32 products: "onednn" or "loops" (built without oneDNN). */
+const char *wg_gemm_f32_kernels_name(void);
 
-/* The int8 kernels behind the three above on AVX-512 VNNI (gemm_vnni.c), compiled
- * where the target has it (-march=native on Zen 4/5, Ice Lake and later); elsewhere
- * the three use portable loops. Same contract as the three. */
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#define WG_GEMM_HAVE_VNNI 1
-void wg_gemm_s8_nt_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                        int32_t *C, int64_t ldc);
-void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                        int32_t *C, int64_t ldc);
-void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                        int32_t *C, int64_t ldc);
-size_t wg_gemm_s8_tn_gather_scratch_vnni(int64_t M, int64_t N, int nparts);
-void wg_gemm_s8_tn_gather_vnni(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
-                               const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
-                               int64_t ldc, void *scratch);
-#else
-#define WG_GEMM_HAVE_VNNI 0
-#endif
+/* The int8 kernel sets (gemm_impl.h), fastest last. Every product goes through the set
+ * chosen at the first one: the one WG_GEMM_KERNELS names in the environment (auto, amx,
+ * vnni, avx2, scalar), else the best that runs here. A set this processor cannot run
+ * stops the program with exit status 77, a name that is none of them with 2.
+ * wg_gemm_use switches between products (not while one runs) and returns false,
+ * switching nothing, for a set that cannot run here. */
+typedef enum { WG_GEMM_SCALAR, WG_GEMM_AVX2, WG_GEMM_VNNI, WG_GEMM_AMX, WG_GEMM_NPATHS } wg_gemm_path;
+const char *wg_gemm_path_name(wg_gemm_path p);
+bool wg_gemm_path_parse(const char *name, wg_gemm_path *p);
+bool wg_gemm_path_runs(wg_gemm_path p); /* compiled in and supported by this processor */
+wg_gemm_path wg_gemm_path_best(void);
+wg_gemm_path wg_gemm_path_current(void);
+bool wg_gemm_use(wg_gemm_path p);
 
 /* Scalar references: the plain triple loops. */
 void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,

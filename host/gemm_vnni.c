@@ -1,5 +1,6 @@
-/* gemm_vnni.c: the int8 products of gemm.h on AVX-512 VNNI, threaded with OpenMP
- * (compiled where WG_GEMM_HAVE_VNNI; gemm.c calls them).
+/* gemm_vnni.c: the int8 kernel set of gemm_impl.h on AVX-512 VNNI, threaded with
+ * OpenMP (compiled for x86-64 with the AVX-512 flags of CMakeLists.txt; gemm.c runs it
+ * where the processor has them).
  *
  * vpdpbusd multiplies unsigned bytes by signed bytes, four adjacent pairs summed into
  * each int32 lane. B is packed so that one zmm holds four consecutive k of 16 columns:
@@ -29,9 +30,9 @@
  * a large C for few k, walks C one row at a time (1 x up to 12 zmm) when its rows are
  * wider than a tile and packed B fits in L1: the hardware prefetchers follow one
  * stream well and the 6 or 8 of a taller tile badly, at half the bandwidth or less. */
-#include "gemm.h"
+#include "gemm_impl.h"
 
-#if WG_GEMM_HAVE_VNNI
+#if WG_GEMM_X86
 
 #include <immintrin.h>
 #include <stdbool.h>
@@ -42,10 +43,6 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#else
-static int omp_get_max_threads(void) { return 1; }
-static int omp_get_thread_num(void) { return 0; }
-static int omp_get_num_threads(void) { return 1; }
 #endif
 
 #define WG_INLINE static inline __attribute__((always_inline))
@@ -57,8 +54,6 @@ enum {
     NN_ROW_WALK_MAX_B = 24 * 1024 /* nn: walk C by rows when packed B has at most this many bytes */
 };
 
-/* Below 2^18 multiply-adds (about a microsecond), threads cost more than they save. */
-static bool worth_threads(int64_t M, int64_t N, int64_t K) { return (double)M * (double)N * (double)K >= 262144.0; }
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
@@ -67,13 +62,6 @@ static uint32_t load_u32(const int8_t *p)
     uint32_t w;
     memcpy(&w, p, sizeof w);
     return w;
-}
-
-static void *alloc64(size_t nbytes)
-{
-    void *p = aligned_alloc(64, (nbytes + 63) / 64 * 64 + 64);
-    WG_ASSERT(p != NULL, "out of memory for %zu bytes of GEMM packing buffers", nbytes);
-    return p;
 }
 
 /* ---- packing ------------------------------------------------------------------ */
@@ -390,25 +378,25 @@ static void run_rows_threaded(const tile_args *proto, walk w, int64_t M, int64_t
 
 /* ---- the three products ----------------------------------------------------- */
 
-void wg_gemm_s8_nt_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+static void nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                         int32_t *C, int64_t ldc)
 {
     int64_t np = round16(N), groups = (K + 3) / 4;
-    int8_t *bp = alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
+    int8_t *bp = wg_gemm_alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
     int32_t *colsum = (int32_t *)(bp + groups * np * 4), *corr = colsum + np;
     pack_nt(B, ldb, N, K, bp, np, colsum);
     make_corr(colsum, corr, np);
     tile_args proto = {.a = A, .ars = lda, .aks = 4, .groups = K / 4, .kt = (int)(K % 4), .b = bp,
                        .bks = np * 4, .corr = corr, .c = C, .ldc = ldc, .acc = false};
-    run_rows_threaded(&proto, walk_blocks(N, true), M, N, worth_threads(M, N, K));
+    run_rows_threaded(&proto, walk_blocks(N, true), M, N, wg_gemm_worth_threads(M, N, K));
     free(bp);
 }
 
-void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                         int32_t *C, int64_t ldc)
 {
     int64_t np = round16(N), groups = (K + 3) / 4;
-    int8_t *bp = alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
+    int8_t *bp = wg_gemm_alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
     int32_t *colsum = (int32_t *)(bp + groups * np * 4), *corr = colsum + np;
     memset(colsum, 0, (size_t)np * sizeof(int32_t));
     pack_rows(B, ldb, K, N, bp, np, false, colsum);
@@ -420,7 +408,7 @@ void wg_gemm_s8_nn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
      * outgrows L1; else one row at a time. */
     walk w = walk_blocks(N, true);
     if (np > 16 * w.bz && groups * np * 4 <= NN_ROW_WALK_MAX_B) w = walk_row(N);
-    run_rows_threaded(&proto, w, M, N, worth_threads(M, N, K));
+    run_rows_threaded(&proto, w, M, N, wg_gemm_worth_threads(M, N, K));
     free(bp);
 }
 
@@ -481,15 +469,15 @@ static void tn_tiles(int64_t mrows, int64_t N, int64_t kr, int32_t *C, int64_t l
 /* Threads take batches of chunks as they come; thread 0 adds into C, the others into
  * zeroed partial copies of C (M x np), added to C at the end (modulo 2^32, as
  * everything here, so which thread took which chunk does not matter). */
-void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                         int32_t *C, int64_t ldc)
 {
     int64_t np = round16(N), chunks = (K + TN_CHUNK - 1) / TN_CHUNK;
-    int nth = worth_threads(M, N, K) ? omp_get_max_threads() : 1;
+    int nth = wg_gemm_worth_threads(M, N, K) ? omp_get_max_threads() : 1;
     if (nth > chunks) nth = (int)chunks;
     size_t bb = (tn_bufs_bytes(M, N, 1) + 63) / 64 * 64, pb = (size_t)(M * np) * sizeof(int32_t);
     size_t per = bb + (pb + 63) / 64 * 64;
-    char *buf = alloc64(per * (size_t)nth);
+    char *buf = wg_gemm_alloc64(per * (size_t)nth);
     walk w = walk_blocks(N, false);
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
@@ -531,18 +519,16 @@ void wg_gemm_s8_tn_vnni(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
     free(buf);
 }
 
-size_t wg_gemm_s8_tn_gather_scratch_vnni(int64_t M, int64_t N, int nparts) { return tn_bufs_bytes(M, N, nparts); }
+size_t wg_gemm_vnni_tn_gather_scratch(int64_t M, int64_t N, int nparts) { return tn_bufs_bytes(M, N, nparts); }
 
-/* B's gathered rows brow[0 .. kr - 1] (kr <= TN_CHUNK), flipped, into b->bp: each group
- * of four rows run by run, each run's columns written exactly (the columns past nruns
- * run, up to np, are the caller's). The last group's rows past kr repeat row kr - 1:
- * whatever B holds there meets the zeros of packed A. When a group's four rows start 16 bytes
- * apart (four neighbouring pixels of a stride-1 convolution on 16 channels), one 64-byte
- * load holds 16 columns of all four, and one byte permutation (vpermb) packs them. */
-static void pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int64_t kr,
-                        const tn_bufs *b)
+/* One group of four gathered rows r0, r0 + 16, r0 + 32, r0 + 48 (four neighbouring
+ * pixels of a stride-1 convolution on 16 channels), run by run, flipped, into d: one
+ * 64-byte load holds 16 columns of all four rows, and one byte permutation (vpermb)
+ * packs them. vpermb is AVX512_VBMI (Ice Lake, Zen 4 and later; not Cascade Lake): the
+ * caller checks the processor has it. */
+__attribute__((target("avx512vbmi"))) static void pack_group_spread16(const int8_t *r0, int nruns, int64_t run,
+                                                                       int64_t run_ld, int8_t *d)
 {
-#if defined(__AVX512VBMI__)
     /* byte 4q + j of the packed 16 columns is byte 16j + q of the load: column q of row j */
     static const int8_t k_spread16[64] = {0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51,
                                           4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55,
@@ -550,30 +536,38 @@ static void pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64
                                           12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
     const __m512i spread16 = _mm512_loadu_si512(k_spread16), x80 = _mm512_set1_epi8((char)0x80);
     const int64_t whole16 = run / 16 * 16; /* columns the permutation packs; the rest (< 16) below */
-#endif
+    for (int i = 0; i < nruns; i++) {
+        const int8_t *p = r0 + i * run_ld;
+        int8_t *di = d + i * run * 4;
+        /* the load ends at byte n + 15 of row 3's run: inside it */
+        for (int64_t n = 0; n < whole16; n += 16) {
+            __m512i v = _mm512_permutexvar_epi8(spread16, _mm512_loadu_si512(p + n));
+            _mm512_storeu_si512(di + n * 4, _mm512_xor_si512(v, x80));
+        }
+        if (whole16 < run) {
+            const int8_t *ri[4] = {p + whole16, p + 16 + whole16, p + 32 + whole16, p + 48 + whole16};
+            pack_group_flip_exact(ri, run - whole16, di + whole16 * 4);
+        }
+    }
+}
+
+/* B's gathered rows brow[0 .. kr - 1] (kr <= TN_CHUNK), flipped, into b->bp: each group
+ * of four rows run by run, each run's columns written exactly (the columns past nruns
+ * run, up to np, are the caller's). The last group's rows past kr repeat row kr - 1:
+ * whatever B holds there meets the zeros of packed A. spread16: the processor has
+ * vpermb for groups whose rows start 16 bytes apart. */
+static void pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int64_t kr,
+                        bool spread16, const tn_bufs *b)
+{
     for (int64_t g = 0; 4 * g < kr; g++) {
         const int8_t *r[4], *ri[4];
         for (int j = 0; j < 4; j++) r[j] = brow[4 * g + j < kr ? 4 * g + j : kr - 1];
         int8_t *d = b->bp + g * b->np * 4;
-#if defined(__AVX512VBMI__)
         uintptr_t a0 = (uintptr_t)r[0];
-        if ((uintptr_t)r[1] == a0 + 16 && (uintptr_t)r[2] == a0 + 32 && (uintptr_t)r[3] == a0 + 48) {
-            for (int i = 0; i < nruns; i++) {
-                const int8_t *p = r[0] + i * run_ld;
-                int8_t *di = d + i * run * 4;
-                /* the load ends at byte n + 15 of row 3's run: inside it */
-                for (int64_t n = 0; n < whole16; n += 16) {
-                    __m512i v = _mm512_permutexvar_epi8(spread16, _mm512_loadu_si512(p + n));
-                    _mm512_storeu_si512(di + n * 4, _mm512_xor_si512(v, x80));
-                }
-                if (whole16 < run) {
-                    for (int j = 0; j < 4; j++) ri[j] = p + 16 * j + whole16;
-                    pack_group_flip_exact(ri, run - whole16, di + whole16 * 4);
-                }
-            }
+        if (spread16 && (uintptr_t)r[1] == a0 + 16 && (uintptr_t)r[2] == a0 + 32 && (uintptr_t)r[3] == a0 + 48) {
+            pack_group_spread16(r[0], nruns, run, run_ld, d);
             continue;
         }
-#endif
         for (int i = 0; i < nruns; i++) {
             for (int j = 0; j < 4; j++) ri[j] = r[j] + i * run_ld;
             pack_group_flip_exact(ri, run, d + i * run * 4);
@@ -583,12 +577,14 @@ static void pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64
 
 /* On the calling thread, chunk by chunk: the parts packed side by side, B gathered
  * and packed once for all of them, then the tiles over all nparts M rows of C. */
-void wg_gemm_s8_tn_gather_vnni(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
-                               const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
-                               int64_t ldc, void *scratch)
+void wg_gemm_vnni_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                            const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
+                            void *scratch)
 {
+    __builtin_cpu_init();
+    const bool spread16 = __builtin_cpu_supports("avx512vbmi");
     int64_t N = nruns * run;
-    void *own = scratch != NULL ? NULL : alloc64(tn_bufs_bytes(M, N, nparts));
+    void *own = scratch != NULL ? NULL : wg_gemm_alloc64(tn_bufs_bytes(M, N, nparts));
     tn_bufs bufs = tn_bufs_at(scratch != NULL ? scratch : own, M, N, nparts);
     if (bufs.np > N) /* B's padding columns: what the tiles compute from them is never stored */
         for (int64_t g = 0; g < TN_CHUNK / 4; g++)
@@ -597,7 +593,7 @@ void wg_gemm_s8_tn_gather_vnni(int64_t M, int64_t K, int nparts, const int8_t *c
     for (int64_t k0 = 0; k0 < K; k0 += TN_CHUNK) {
         int64_t kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
         tn_pack_a(M, k0, kr, nparts, A, lda, &bufs);
-        pack_gather(brow + k0, nruns, run, run_ld, kr, &bufs);
+        pack_gather(brow + k0, nruns, run, run_ld, kr, spread16, &bufs);
         /* the parts' next chunk into L2 while this one computes (the parts stream from
          * memory; B, gathered from a block of images, is typically in cache already) */
         int64_t k1 = k0 + kr, kn = K - k1 < TN_CHUNK ? K - k1 : TN_CHUNK;
@@ -613,6 +609,8 @@ void wg_gemm_s8_tn_gather_vnni(int64_t M, int64_t K, int nparts, const int8_t *c
     }
     free(own);
 }
+
+const wg_gemm_kernels wg_gemm_vnni = {nt, nn, wg_gemm_vnni_tn, wg_gemm_vnni_tn_gather_scratch, wg_gemm_vnni_tn_gather};
 
 #else
 typedef int wg_gemm_vnni_unused; /* ISO C forbids an empty translation unit */

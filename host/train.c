@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "gemm.h"
 #include "check.h"
 #include "checkpoint.h"
 #include "data.h"
@@ -126,9 +127,11 @@ static bool write_summary(const run *r, const wg_train_result *res)
     fprintf(f,
             "{\"model\": \"%s\", \"mode\": \"%s\", \"epochs\": %d, \"steps\": %lld, \"test_acc\": %.6f, "
             "\"test_top5\": %.6f, \"test_loss\": %.6f, \"val_acc\": %.6f, \"train_img_per_s\": %.2f, \"wall_s\": %.2f, "
-            "\"parameters\": %lld}\n",
+            "\"parameters\": %lld, \"gemm_kernels\": \"%s\"}\n",
             wg_net_name(r->net), r->int8 ? "int8" : "fp32", r->cfg->train.epochs, (long long)res->steps, res->test_acc,
-            res->test_top5, res->test_loss, res->val_acc, res->train_img_per_s, res->wall_s, (long long)wg_net_param_scalars(r->net));
+            res->test_top5, res->test_loss, res->val_acc, res->train_img_per_s, res->wall_s,
+            (long long)wg_net_param_scalars(r->net),
+            r->int8 ? wg_gemm_path_name(wg_gemm_path_current()) : wg_gemm_f32_kernels_name());
     return fclose(f) == 0;
 }
 
@@ -241,10 +244,11 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
     int nparams;
     wg_param *params = wg_net_params(r.net, &nparams);
     int64_t batch = cfg->train.batch, spe = r.train.n / batch, step = pos.step;
-    fprintf(stderr, "wageubn: %s, %s mode, %lld parameters; %lld training images (%lld steps of %lld per epoch), "
+    fprintf(stderr, "wageubn: %s, %s mode%s%s, %lld parameters; %lld training images (%lld steps of %lld per epoch), "
                     "%lld test; run directory %s\n",
-            wg_net_name(r.net), r.int8 ? "int8" : "fp32", (long long)wg_net_param_scalars(r.net), (long long)r.train.n,
-            (long long)spe, (long long)batch, (long long)r.test.n, cfg->output.dir);
+            wg_net_name(r.net), r.int8 ? "int8" : "fp32", r.int8 ? " on the int8 GEMM kernels " : "",
+            r.int8 ? wg_gemm_path_name(wg_gemm_path_current()) : "", (long long)wg_net_param_scalars(r.net),
+            (long long)r.train.n, (long long)spe, (long long)batch, (long long)r.test.n, cfg->output.dir);
     saved_handlers old = catch_signals();
     double train_time = pos.train_time_s;
     int64_t train_images = pos.train_images;

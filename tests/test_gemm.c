@@ -36,6 +36,8 @@ typedef void gemm_s8_fn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_
 static gemm_s8_fn *const k_fast[] = {wg_gemm_s8_nt, wg_gemm_s8_nn, wg_gemm_s8_tn};
 static gemm_s8_fn *const k_ref[] = {wg_gemm_s8_nt_ref, wg_gemm_s8_nn_ref, wg_gemm_s8_tn_ref};
 
+static const char *kernels_name(void) { return wg_gemm_path_name(wg_gemm_path_current()); }
+
 /* ---- shapes ------------------------------------------------------------------------ */
 
 typedef struct shape {
@@ -118,9 +120,9 @@ static void check_s8(gemm_op op, const shape *s, const int8_t *A, const int8_t *
             int64_t i = m * s->ldc + j;
             int64_t want = j < s->N ? naive_s8(op, s, A, B, C0, m, j) : C0[i];
             TR_FAIL_IF(want < INT32_MIN || want > INT32_MAX, "test bug: %s overflows int32", what);
-            TR_EXPECT_I64(want, cf[i], "%s wg_gemm_s8_%s M %" PRId64 " N %" PRId64 " K %" PRId64 " ld %" PRId64
+            TR_EXPECT_I64(want, cf[i], "%s wg_gemm_s8_%s (%s kernels) M %" PRId64 " N %" PRId64 " K %" PRId64 " ld %" PRId64
                           "/%" PRId64 "/%" PRId64 ": C[%" PRId64 "][%" PRId64 "]%s",
-                          what, k_op_names[op], s->M, s->N, s->K, s->lda, s->ldb, s->ldc, m, j,
+                          what, k_op_names[op], kernels_name(), s->M, s->N, s->K, s->lda, s->ldb, s->ldc, m, j,
                           j < s->N ? "" : " (padding)");
             TR_EXPECT_I64(want, cr[i], "%s wg_gemm_s8_%s_ref M %" PRId64 " N %" PRId64 " K %" PRId64
                           ": C[%" PRId64 "][%" PRId64 "]",
@@ -244,9 +246,9 @@ static void check_gather(const gather_case *c, const int8_t *const *A, const int
                     want += (int64_t)A[p][k * c->lda + m] * brow[k][(j / c->run) * c->run_ld + j % c->run];
             TR_FAIL_IF(want < INT32_MIN || want > INT32_MAX, "test bug: %s overflows int32", what);
             TR_EXPECT_I64(want, cf[i],
-                          "%s wg_gemm_s8_tn_gather M %" PRId64 " K %" PRId64 " parts %d runs %d x %" PRId64 " (%" PRId64
+                          "%s wg_gemm_s8_tn_gather (%s kernels) M %" PRId64 " K %" PRId64 " parts %d runs %d x %" PRId64 " (%" PRId64
                           " apart) lda %" PRId64 " ldc %" PRId64 " scratch %d: C[%" PRId64 "][%" PRId64 "]%s",
-                          what, c->M, c->K, c->nparts, c->nruns, c->run, c->run_ld, c->lda, c->ldc, (int)scratch, r, j,
+                          what, kernels_name(), c->M, c->K, c->nparts, c->nruns, c->run, c->run_ld, c->lda, c->ldc, (int)scratch, r, j,
                           j < N ? "" : " (padding)");
             TR_EXPECT_I64(want, cr[i],
                           "%s wg_gemm_s8_tn_gather_ref M %" PRId64 " K %" PRId64 ": C[%" PRId64 "][%" PRId64 "]", what,
@@ -425,12 +427,37 @@ static void test_f32_tn(void **state)
     run_f32(OP_TN, wg_gemm_f32_tn, 0xf35, true);
 }
 
+/* The int8 tests run once for each kernel set this processor runs (the set switched in
+ * the group's setup); the float32 ones once. */
+static int use_scalar(void **state) { return (void)state, wg_gemm_use(WG_GEMM_SCALAR) ? 0 : -1; }
+static int use_avx2(void **state) { return (void)state, wg_gemm_use(WG_GEMM_AVX2) ? 0 : -1; }
+static int use_vnni(void **state) { return (void)state, wg_gemm_use(WG_GEMM_VNNI) ? 0 : -1; }
+static int use_amx(void **state) { return (void)state, wg_gemm_use(WG_GEMM_AMX) ? 0 : -1; }
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_s8_nt),  cmocka_unit_test(test_s8_nn),  cmocka_unit_test(test_s8_tn),
+    const struct CMUnitTest s8_tests[] = {
+        cmocka_unit_test(test_s8_nt),    cmocka_unit_test(test_s8_nn),        cmocka_unit_test(test_s8_tn),
         cmocka_unit_test(test_s8_max_k), cmocka_unit_test(test_s8_tn_gather), cmocka_unit_test(test_s8_tn_gather_max_k),
-        cmocka_unit_test(test_f32_nn), cmocka_unit_test(test_f32_tn),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest f32_tests[] = {cmocka_unit_test(test_f32_nn), cmocka_unit_test(test_f32_tn)};
+    static const struct {
+        wg_gemm_path path;
+        const char *group;
+        int (*setup)(void **);
+    } sets[] = {{WG_GEMM_SCALAR, "int8 scalar kernels", use_scalar},
+                {WG_GEMM_AVX2, "int8 avx2 kernels", use_avx2},
+                {WG_GEMM_VNNI, "int8 vnni kernels", use_vnni},
+                {WG_GEMM_AMX, "int8 amx kernels", use_amx}};
+    int failed = 0;
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        if (!wg_gemm_path_runs(sets[i].path)) {
+            printf("[  SKIPPED ] %s: this processor or build cannot run them\n", sets[i].group);
+            continue;
+        }
+        failed += _cmocka_run_group_tests(sets[i].group, s8_tests, sizeof s8_tests / sizeof s8_tests[0], sets[i].setup,
+                                          NULL);
+    }
+    failed += cmocka_run_group_tests_name("float32", f32_tests, NULL, NULL);
+    return failed;
 }

@@ -1,0 +1,365 @@
+/* gemm_amx.c: nt and nn of gemm_impl.h on Intel AMX (the tile unit of Sapphire Rapids
+ * and later Xeons); tn and tn_gather are the VNNI set's, which such processors also run.
+ *
+ * tdpbssd multiplies signed bytes by signed bytes, four adjacent pairs summed into each
+ * int32 of a 16 x 16 tile of C, from a 16-row x 64-byte tile of A (16 rows, 64 k) and a
+ * 16 x 64-byte tile of B packed four k per column ([16 groups of four k][16 columns][4]).
+ * Signed x signed is exact as it stands: no bias, no correction. The products fit in 16
+ * bits and the sums are modulo 2^32 (no saturation), so the result is the _ref's: the
+ * exact int32 within gemm.h's bound on K, and the same value modulo 2^32 beyond it.
+ *
+ * Layout: every tile is 16 rows x 64 bytes (one configuration for all). B is packed
+ * once per product, zero padded to K rounded up to 64 and N to 16:
+ *   packed B: [kp / 4][np][4], kp = K rounded up to 64, np = N rounded up to an odd
+ *   number of 16s (packed_columns),
+ * so a B tile is 16 groups at stride 4 np, and A is read in place: a tile of A is 16 of
+ * its rows at stride lda, 64 bytes each. Past K a row of A meets zeros of B, so what it
+ * holds there does not matter, as long as it can be read: a block of rows whose tiles
+ * would read past the last row's K bytes (the last block, typically) and a block of
+ * fewer than 32 rows are copied into a zero-padded buffer first, and their C goes
+ * through a buffer too (as do the columns past the last whole 16 of N).
+ *
+ * Register blocking: 2 x 2 tiles of C (32 rows x 32 columns) take tmm0..3, two tiles of
+ * A tmm4..5 and two of B tmm6..7: each tile loaded serves two products. A last single
+ * column of tiles uses 2 x 1. Threads split the rows of C (B packed once, shared); each
+ * thread loads the tile configuration and releases the tiles when done.
+ *
+ * The kernel lets a process use the tile data only after it asks (arch_prctl
+ * ARCH_REQ_XCOMP_PERM): wg_gemm_amx_available asks, once, and says whether it was granted
+ * and the processor has AMX-INT8. */
+#define _GNU_SOURCE /* syscall */
+#include "gemm_impl.h"
+
+#if WG_GEMM_X86
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum {
+    TILE_K = 64,   /* bytes of k per tile of A, 16 groups of four in a tile of B */
+    BLOCK_M = 32,  /* rows of C per register block (two tiles) */
+    BLOCK_N = 32,  /* columns of C per register block */
+    KC_STEPS = 8,  /* tiles of k per chunk: 32 rows x 512 bytes of A stay in L1 */
+    ROWS_PER_TASK = 128, /* rows of C per unit of work for the threads (a multiple of BLOCK_M) */
+    PANEL_BYTES = 1024 * 1024 /* packed B per panel of columns: stays in L2 with the task's A */
+};
+
+/* ---- may this process use AMX? ------------------------------------------------------- */
+
+#define WG_ARCH_REQ_XCOMP_PERM 0x1023 /* linux/arch/x86/include/uapi/asm/prctl.h */
+#define WG_XFEATURE_XTILEDATA 18
+
+static bool g_amx_ok;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+
+static void probe_amx(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    bool tile = d & (1u << 24), int8 = d & (1u << 25), osxsave;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    osxsave = c & (1u << 27);
+    if (!tile || !int8 || !osxsave) return;
+    uint32_t lo, hi; /* XCR0: the operating system saves the tile state (bits 17, 18) */
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return;
+    g_amx_ok = syscall(SYS_arch_prctl, WG_ARCH_REQ_XCOMP_PERM, WG_XFEATURE_XTILEDATA) == 0;
+}
+
+bool wg_gemm_amx_available(void)
+{
+    WG_ASSERT(pthread_once(&g_amx_once, probe_amx) == 0, "pthread_once failed");
+    return g_amx_ok;
+}
+
+/* ---- tiles --------------------------------------------------------------------------- */
+
+typedef struct __attribute__((packed, aligned(64))) tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* All eight tiles 16 rows x 64 bytes. */
+static void load_tile_config(void)
+{
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    /* in assembly with a memory operand: gcc does not see that _tile_loadconfig reads the
+     * configuration, and may drop the stores that fill it */
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+}
+
+/* What a register block works on: A at its first row (lda apart), packed B at its first
+ * column (bs bytes between groups), ksteps tiles of 64 k, C at its first row and column
+ * (ldcb bytes apart), added to (acc) or overwritten. */
+typedef struct block_args {
+    const int8_t *a;
+    int64_t lda;
+    const int8_t *b;
+    int64_t bs, ksteps;
+    int32_t *c;
+    int64_t ldcb;
+    bool acc;
+} block_args;
+
+/* 32 rows x 32 columns: C tmm0 (rows 0-15, columns 0-15), tmm1 (0-15, 16-31), tmm2
+ * (16-31, 0-15), tmm3 (16-31, 16-31); A tmm4 (rows 0-15), tmm5 (16-31); B tmm6
+ * (columns 0-15), tmm7 (16-31). Tile numbers are part of the instructions: literals. */
+static void block_2x2(const block_args *g)
+{
+    int32_t *c0 = g->c, *c2 = (int32_t *)((char *)g->c + 16 * g->ldcb);
+    if (g->acc) {
+        _tile_loadd(0, c0, g->ldcb);
+        _tile_loadd(1, c0 + 16, g->ldcb);
+        _tile_loadd(2, c2, g->ldcb);
+        _tile_loadd(3, c2 + 16, g->ldcb);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    const int8_t *a = g->a, *b = g->b;
+    for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs) {
+        _tile_loadd(4, a, g->lda);
+        _tile_loadd(6, b, g->bs);
+        _tile_loadd(7, b + 64, g->bs);
+        _tile_loadd(5, a + 16 * g->lda, g->lda);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+    }
+    _tile_stored(0, c0, g->ldcb);
+    _tile_stored(1, c0 + 16, g->ldcb);
+    _tile_stored(2, c2, g->ldcb);
+    _tile_stored(3, c2 + 16, g->ldcb);
+}
+
+/* 32 rows x 16 columns: C tmm0, tmm2; A tmm4, tmm5; B tmm6. */
+static void block_2x1(const block_args *g)
+{
+    int32_t *c0 = g->c, *c2 = (int32_t *)((char *)g->c + 16 * g->ldcb);
+    if (g->acc) {
+        _tile_loadd(0, c0, g->ldcb);
+        _tile_loadd(2, c2, g->ldcb);
+    } else {
+        _tile_zero(0);
+        _tile_zero(2);
+    }
+    const int8_t *a = g->a, *b = g->b;
+    for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs) {
+        _tile_loadd(4, a, g->lda);
+        _tile_loadd(6, b, g->bs);
+        _tile_loadd(5, a + 16 * g->lda, g->lda);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(2, 5, 6);
+    }
+    _tile_stored(0, c0, g->ldcb);
+    _tile_stored(2, c2, g->ldcb);
+}
+
+/* Columns [n0, n1) (multiples of 16) of one block of 32 rows: g at column 0. Panels
+ * start at multiples of 32, so a 2 x 1 block comes only at the end of N. K goes in
+ * chunks of KC_STEPS tiles, each across all the columns: the chunk's 32 rows of A (16
+ * KiB) stay in L1 while B streams from L2 (each tile of B is used twice, each of A
+ * once per pair of columns; loading both from L2 halves the speed). */
+static void block_columns(block_args g, int64_t n0, int64_t n1)
+{
+    const int8_t *a = g.a, *b = g.b;
+    int32_t *c = g.c;
+    int64_t ksteps = g.ksteps;
+    bool acc = g.acc;
+    int64_t chunks = (ksteps + KC_STEPS - 1) / KC_STEPS, kc = (ksteps + chunks - 1) / chunks; /* even chunks */
+    for (int64_t s0 = 0; s0 < ksteps; s0 += kc) {
+        const int8_t *bk = b + s0 * 16 * g.bs;
+        g.a = a + s0 * TILE_K;
+        g.ksteps = ksteps - s0 < kc ? ksteps - s0 : kc;
+        g.acc = acc || s0 > 0;
+        int64_t n = n0;
+        for (; n + BLOCK_N <= n1; n += BLOCK_N) {
+            g.b = bk + n * 4, g.c = c + n;
+            block_2x2(&g);
+        }
+        if (n < n1) {
+            g.b = bk + n * 4, g.c = c + n;
+            block_2x1(&g);
+        }
+    }
+}
+
+/* ---- the products -------------------------------------------------------------------- */
+
+/* One product after packing: the rows of C split across threads. */
+typedef struct product {
+    int64_t M, N, K, lda, ldc, np, ksteps;
+    const int8_t *A, *bp;
+    int32_t *C;
+    bool acc;
+} product;
+
+/* Rows m0 .. m0 + mr - 1 (mr <= 32) of C, columns n0 .. n1 - 1 (n0 a multiple of 16,
+ * n1 <= N). Blocks whose tiles stay inside A and hold 32 rows run in place, but for the
+ * columns past the last whole 16 of N; the others copy their rows of A into apad (32 x
+ * 64 ksteps bytes, zero padded) and compute C in cpad (32 x np). */
+static void row_block(const product *p, int64_t m0, int64_t n0, int64_t n1, int8_t *apad, int32_t *cpad)
+{
+    int64_t mr = p->M - m0 < BLOCK_M ? p->M - m0 : BLOCK_M, kp = p->ksteps * TILE_K;
+    /* the last byte a tile reads, against the last of A's own bytes */
+    bool inside = mr == BLOCK_M && (m0 + BLOCK_M - 1) * p->lda + kp <= (p->M - 1) * p->lda + p->K;
+    int64_t nwhole = n1 / 16 * 16;
+    block_args g = {.a = p->A + m0 * p->lda, .lda = p->lda, .b = p->bp, .bs = p->np * 4, .ksteps = p->ksteps,
+                    .c = p->C + m0 * p->ldc, .ldcb = p->ldc * 4, .acc = p->acc};
+    if (inside) block_columns(g, n0, nwhole);
+    if (inside && nwhole == n1) return;
+    /* the rest through the buffers: all columns of a padded block, or the last < 16 */
+    int64_t c0 = inside ? nwhole : n0;
+    if (!inside) {
+        memset(apad, 0, (size_t)(BLOCK_M * kp));
+        for (int64_t r = 0; r < mr; r++) memcpy(apad + r * kp, g.a + r * p->lda, (size_t)p->K);
+        g.a = apad, g.lda = kp;
+    }
+    size_t nbytes = (size_t)(n1 - c0) * sizeof(int32_t);
+    if (p->acc)
+        for (int64_t r = 0; r < mr; r++) memcpy(cpad + r * p->np + c0, g.c + r * p->ldc + c0, nbytes);
+    int32_t *c = g.c;
+    g.c = cpad, g.ldcb = p->np * 4;
+    block_columns(g, c0, (n1 + 15) / 16 * 16);
+    for (int64_t r = 0; r < mr; r++) memcpy(c + r * p->ldc + c0, cpad + r * p->np + c0, nbytes);
+}
+
+
+/* The 32 rows of A from m (and of C, when the product adds to it) into L2 while the
+ * block before them computes: tiles that miss the caches stall, and the hardware
+ * prefetchers do not follow 16 or 32 streams. */
+static void prefetch_rows(const product *p, int64_t m)
+{
+    int64_t m1 = m + BLOCK_M < p->M ? m + BLOCK_M : p->M;
+    for (int64_t r = m; r < m1; r++) {
+        for (int64_t k = 0; k < p->K; k += 64) _mm_prefetch((const char *)(p->A + r * p->lda + k), _MM_HINT_T1);
+        if (p->acc) /* and the rows of C that the block reads */
+            for (int64_t n = 0; n < p->N; n += 16) _mm_prefetch((const char *)(p->C + r * p->ldc + n), _MM_HINT_T1);
+    }
+}
+
+/* Threads take tasks of ROWS_PER_TASK rows; a task walks panels of columns whose packed
+ * B (kp x panel bytes) stays in L2 (PANEL_BYTES), each over all its rows, so that both
+ * a panel and the task's rows of A are read from memory once. */
+static void run(const product *p)
+{
+    int64_t tasks = (p->M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, kp = p->ksteps * TILE_K;
+    int64_t panel = PANEL_BYTES / kp / (2 * BLOCK_N) * (2 * BLOCK_N); /* whole 2 x 2 blocks */
+    if (panel < 2 * BLOCK_N) panel = 2 * BLOCK_N;
+#pragma omp parallel if (wg_gemm_worth_threads(p->M, p->N, p->K) && tasks > 1)
+    {
+        load_tile_config();
+        int8_t *apad = wg_gemm_alloc64((size_t)(BLOCK_M * kp));
+        int32_t *cpad = wg_gemm_alloc64((size_t)(BLOCK_M * p->np) * sizeof(int32_t));
+#pragma omp for schedule(guided)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t m1 = (t + 1) * ROWS_PER_TASK < p->M ? (t + 1) * ROWS_PER_TASK : p->M;
+            for (int64_t n0 = 0; n0 < p->N; n0 += panel) {
+                int64_t n1 = n0 + panel < p->N ? n0 + panel : p->N;
+                for (int64_t m = t * ROWS_PER_TASK; m < m1; m += BLOCK_M) {
+                    prefetch_rows(p, m + BLOCK_M);
+                    row_block(p, m, n0, n1, apad, cpad);
+                }
+            }
+        }
+        free(apad);
+        free(cpad);
+        _tile_release();
+    }
+}
+
+/* Packed B's columns: N rounded up to 16, and then to an odd number of 16s: a tile's 16
+ * rows 4 np bytes apart, at a multiple of 128 bytes, fall into few sets of the caches
+ * (np = 512: 1000 GOP/s where 496 gives 1600). */
+static int64_t packed_columns(int64_t N)
+{
+    int64_t np = (N + 15) / 16 * 16;
+    return np / 16 % 2 ? np : np + 16;
+}
+
+/* kp / 4 groups x np columns x 4 bytes, every byte set. */
+static int8_t *alloc_packed_b(int64_t kp, int64_t np)
+{
+    int8_t *bp = wg_gemm_alloc64((size_t)(kp * np));
+    memset(bp, 0, (size_t)(kp * np));
+    return bp;
+}
+
+/* nt's B[N][K] packed: column n's four k of group q, bytes 4q .. 4q + 3 of row n, lie
+ * side by side already, so a group of 16 columns is one gather of 32-bit words from 16
+ * rows (masked past N). The last group of a K that is not a multiple of 4 is copied
+ * byte by byte, so no byte past a row is read; the rest stays zero. */
+static void pack_nt(const int8_t *B, int64_t ldb, int64_t N, int64_t K, int8_t *bp, int64_t np)
+{
+    WG_ASSERT(16 * ldb <= INT32_MAX, "nt's B rows %lld bytes apart: too far for a gather", (long long)ldb);
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)ldb));
+    int64_t whole = K / 4;
+    for (int64_t n0 = 0; n0 < N; n0 += 16) {
+        __mmask16 live = N - n0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - n0)) - 1);
+        const int8_t *b = B + n0 * ldb;
+        for (int64_t q = 0; q < whole; q++) {
+            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rows, b + 4 * q, 1);
+            _mm512_storeu_si512(bp + (q * np + n0) * 4, v);
+        }
+    }
+    if (K % 4)
+        for (int64_t n = 0; n < N; n++) memcpy(bp + (whole * np + n) * 4, B + n * ldb + 4 * whole, (size_t)(K % 4));
+}
+
+static void nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+               int32_t *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    product p = {.M = M, .N = N, .K = K, .lda = lda, .ldc = ldc, .np = packed_columns(N),
+                 .ksteps = (K + TILE_K - 1) / TILE_K, .A = A, .C = C, .acc = false};
+    int8_t *bp = alloc_packed_b(p.ksteps * TILE_K, p.np);
+    pack_nt(B, ldb, N, K, bp, p.np);
+    p.bp = bp;
+    if (K > 0) run(&p);
+    else
+        for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(int32_t));
+    free(bp);
+}
+
+/* nn: B[K][N]: the four rows of a group interleaved byte by byte. */
+static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+               int32_t *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    product p = {.M = M, .N = N, .K = K, .lda = lda, .ldc = ldc, .np = packed_columns(N),
+                 .ksteps = (K + TILE_K - 1) / TILE_K, .A = A, .C = C, .acc = true};
+    int8_t *bp = alloc_packed_b(p.ksteps * TILE_K, p.np);
+    for (int64_t k = 0; k < K; k++) {
+        const int8_t *b = B + k * ldb;
+        int8_t *d = bp + (k / 4) * p.np * 4 + k % 4;
+        for (int64_t n = 0; n < N; n++) d[4 * n] = b[n];
+    }
+    p.bp = bp;
+    run(&p);
+    free(bp);
+}
+
+const wg_gemm_kernels wg_gemm_amx = {nt, nn, wg_gemm_vnni_tn, wg_gemm_vnni_tn_gather_scratch, wg_gemm_vnni_tn_gather};
+
+#else
+typedef int wg_gemm_amx_unused; /* ISO C forbids an empty translation unit */
+#endif

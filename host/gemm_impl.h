@@ -1,0 +1,63 @@
+/* gemm_impl.h: the int8 kernel sets behind gemm.h, one per instruction set, and the
+ * runtime dispatch between them (gemm.c). Each set implements the whole int8 contract
+ * of gemm.h (nt, nn, tn, tn_gather and its scratch size), bit for bit equal to the
+ * _ref loops:
+ *   wg_gemm_scalar: portable C loops (gemm_scalar.c), on every processor;
+ *   wg_gemm_avx2:   AVX2, int8 widened to int16 and multiplied exactly with vpmaddwd
+ *                   (gemm_avx2.c; never vpmaddubsw, which saturates);
+ *   wg_gemm_vnni:   AVX-512 VNNI, vpdpbusd with an exact correction for the signed x
+ *                   signed product (gemm_vnni.c);
+ *   wg_gemm_amx:    AMX tiles (tdpbssd, signed x signed) for nt and nn, the VNNI set's
+ *                   tn and tn_gather (gemm_amx.c).
+ * The x86 sets are compiled with their own instruction-set flags (CMakeLists.txt), so a
+ * build for any x86-64 holds them, and run only where the processor has them. */
+#ifndef WG_GEMM_IMPL_H
+#define WG_GEMM_IMPL_H
+
+#include "gemm.h"
+
+typedef void wg_gemm_s8_fn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                           int64_t ldb, int32_t *C, int64_t ldc);
+typedef size_t wg_gemm_s8_scratch_fn(int64_t M, int64_t N, int nparts);
+typedef void wg_gemm_s8_gather_fn(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                                  const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
+                                  int64_t ldc, void *scratch);
+
+typedef struct wg_gemm_kernels {
+    wg_gemm_s8_fn *nt, *nn, *tn;
+    wg_gemm_s8_scratch_fn *tn_gather_scratch;
+    wg_gemm_s8_gather_fn *tn_gather;
+} wg_gemm_kernels;
+
+/* What the kernel files share. */
+
+/* Below 2^18 multiply-adds (about a microsecond), threads cost more than they save. */
+static inline bool wg_gemm_worth_threads(int64_t M, int64_t N, int64_t K)
+{
+    return (double)M * (double)N * (double)K >= 262144.0;
+}
+
+/* nbytes at a 64-byte boundary, with 64 bytes of slack past them for whole-vector
+ * reads; running out of memory stops the program (an internal error: check.h). */
+void *wg_gemm_alloc64(size_t nbytes);
+
+#ifndef _OPENMP /* a build without OpenMP runs everything on one thread */
+static inline int omp_get_max_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
+#endif
+
+extern const wg_gemm_kernels wg_gemm_scalar;
+#if WG_GEMM_X86
+extern const wg_gemm_kernels wg_gemm_avx2;
+extern const wg_gemm_kernels wg_gemm_vnni;
+extern const wg_gemm_kernels wg_gemm_amx;
+/* The processor has AMX-INT8 and the kernel lets this process use the tiles (asked once). */
+bool wg_gemm_amx_available(void);
+/* The VNNI set's backward-weight products, shared with the AMX set. */
+wg_gemm_s8_fn wg_gemm_vnni_tn;
+wg_gemm_s8_scratch_fn wg_gemm_vnni_tn_gather_scratch;
+wg_gemm_s8_gather_fn wg_gemm_vnni_tn_gather;
+#endif
+
+#endif
