@@ -195,12 +195,16 @@ static void onednn_destroy(onednn_mm *m)
     dnnl_primitive_destroy(m->prim);
 }
 
+/* C = the product, as oneDNN's matmul writes it: nt and nn_overwrite overwrite C; tn
+ * adds to it, so C is zeroed first (in the time: a small C, M x N filters). */
 static void ours_run(const gemm_case *g, const int8_t *A, const int8_t *B, int32_t *C)
 {
-    memset(C, 0, (size_t)(g->M * g->N) * sizeof(int32_t)); /* nn and tn accumulate */
     if (g->op == OP_NT) wg_gemm_s8_nt(g->M, g->N, g->K, A, g->K, B, g->K, C, g->N);
-    else if (g->op == OP_NN) wg_gemm_s8_nn(g->M, g->N, g->K, A, g->K, B, g->N, C, g->N);
-    else wg_gemm_s8_tn(g->M, g->N, g->K, A, g->M, B, g->N, C, g->N);
+    else if (g->op == OP_NN) wg_gemm_s8_nn_overwrite(g->M, g->N, g->K, A, g->K, B, g->N, C, g->N);
+    else {
+        memset(C, 0, (size_t)(g->M * g->N) * sizeof(int32_t));
+        wg_gemm_s8_tn(g->M, g->N, g->K, A, g->M, B, g->N, C, g->N);
+    }
 }
 
 /* GOP/s of ours and of oneDNN, medians of reps, after a bit-exact check. */

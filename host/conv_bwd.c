@@ -130,11 +130,9 @@ static void backward_data_col(const wg_conv_geom *g, const wg_tensor *w, const w
         for (int64_t blk = 0; blk < b.count; blk++) {
             int64_t img0 = blk * b.per_block, nimg = g->n - img0 < b.per_block ? g->n - img0 : b.per_block;
             int64_t r0 = img0 * per_image, nr = nimg * per_image, nt = nr * g->kdim;
-            size_t tbytes = (size_t)nt * sizeof(int32_t);
             if (shared) {
-                memset(tmp, 0, tbytes);
-                wg_gemm_s8_nn(nr, g->kdim, g->o, (const int8_t *)err[coarse]->data + r0 * g->o, g->o, w->data,
-                              g->kdim, tmp, g->kdim);
+                wg_gemm_s8_nn_overwrite(nr, g->kdim, g->o, (const int8_t *)err[coarse]->data + r0 * g->o, g->o,
+                                        w->data, g->kdim, tmp, g->kdim);
                 if (up > 0) /* times 2^up as a shift of the bits: the product fits int32 (the bound above) */
                     for (int64_t i = 0; i < nt; i++) tmp[i] = (int32_t)((uint32_t)tmp[i] << up);
                 wg_gemm_s8_nn(nr, g->kdim, g->o, (const int8_t *)err[1 - coarse]->data + r0 * g->o, g->o, w->data,
@@ -144,9 +142,8 @@ static void backward_data_col(const wg_conv_geom *g, const wg_tensor *w, const w
             } else {
                 for (int p = 0; p < nparts; p++) {
                     int64_t part_scale = INT64_C(1) << (err[p]->exp - e_min);
-                    memset(tmp, 0, tbytes);
-                    wg_gemm_s8_nn(nr, g->kdim, g->o, (const int8_t *)err[p]->data + r0 * g->o, g->o, w->data,
-                                  g->kdim, tmp, g->kdim);
+                    wg_gemm_s8_nn_overwrite(nr, g->kdim, g->o, (const int8_t *)err[p]->data + r0 * g->o, g->o,
+                                            w->data, g->kdim, tmp, g->kdim);
                     if (acc32) conv_col2im_gather_acc32(g, &tr, &tc, tmp, img0, nimg, dx, part_scale, p > 0, acc);
                     else conv_col2im_gather_acc64(g, &tr, &tc, tmp, img0, nimg, dx, part_scale, p > 0, acc);
                 }

@@ -133,10 +133,26 @@ void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda
     kernels()->nt(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
+/* nn and nn_overwrite: the sets see M, N, K >= 1 (with K = 0, C or nothing is zeroed). */
+static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+               int32_t *C, int64_t ldc, bool acc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K > 0) kernels()->nn(M, N, K, A, lda, B, ldb, C, ldc, acc);
+    else if (!acc)
+        for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(int32_t));
+}
+
 void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                    int32_t *C, int64_t ldc)
 {
-    kernels()->nn(M, N, K, A, lda, B, ldb, C, ldc);
+    nn(M, N, K, A, lda, B, ldb, C, ldc, true);
+}
+
+void wg_gemm_s8_nn_overwrite(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                             int64_t ldb, int32_t *C, int64_t ldc)
+{
+    nn(M, N, K, A, lda, B, ldb, C, ldc, false);
 }
 
 void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,

@@ -4,6 +4,7 @@
  * shapes are the ones a convolution needs without transposing anything:
  *   nt: C[M][N]  = A[M][K] * B[N][K]^T   forward: im2col rows times weight rows
  *   nn: C[M][N] += A[M][K] * B[K][N]     backward-data: errors times weights
+ *       (nn_overwrite: C[M][N] = A[M][K] * B[K][N], C's old values never read)
  *   tn: C[M][N] += A[K][M]^T * B[K][N]   backward-weight: errors^T times im2col rows
  * (float32 has nn and tn only: its forward multiplies by transposed weights with nn,
  * whose inner loop vectorizes without reassociating a sum.)
@@ -29,6 +30,8 @@ void wg_gemm_s8_nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda
                    int32_t *C, int64_t ldc);
 void wg_gemm_s8_nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                    int32_t *C, int64_t ldc);
+void wg_gemm_s8_nn_overwrite(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                             int64_t ldb, int32_t *C, int64_t ldc);
 void wg_gemm_s8_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                    int32_t *C, int64_t ldc);
 

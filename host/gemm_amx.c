@@ -52,7 +52,9 @@ enum {
     BLOCK_N = 32,  /* columns of C per register block */
     KC_STEPS = 8,  /* tiles of k per chunk: 32 rows x 512 bytes of A stay in L1 */
     ROWS_PER_TASK = 128, /* rows of C per unit of work for the threads (a multiple of BLOCK_M) */
-    PANEL_BYTES = 1024 * 1024 /* packed B per panel of columns: stays in L2 with the task's A */
+    PANEL_BYTES = 1024 * 1024, /* packed B per panel of columns: stays in L2 with the task's A */
+    STREAM_C_BYTES = 4 << 20, /* nn_overwrite's C from this size on goes around the caches, */
+    STREAM_MAX_K = 32         /* where C's traffic outweighs the work (4 bytes per K products) */
 };
 
 /* ---- may this process use AMX? ------------------------------------------------------- */
@@ -137,10 +139,10 @@ static void block_2x2(const block_args *g)
     for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs) {
         _tile_loadd(4, a, g->lda);
         _tile_loadd(6, b, g->bs);
-        _tile_loadd(7, b + 64, g->bs);
-        _tile_loadd(5, a + 16 * g->lda, g->lda);
         _tile_dpbssd(0, 4, 6);
+        _tile_loadd(7, b + 64, g->bs);
         _tile_dpbssd(1, 4, 7);
+        _tile_loadd(5, a + 16 * g->lda, g->lda);
         _tile_dpbssd(2, 5, 6);
         _tile_dpbssd(3, 5, 7);
     }
@@ -165,8 +167,8 @@ static void block_2x1(const block_args *g)
     for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs) {
         _tile_loadd(4, a, g->lda);
         _tile_loadd(6, b, g->bs);
-        _tile_loadd(5, a + 16 * g->lda, g->lda);
         _tile_dpbssd(0, 4, 6);
+        _tile_loadd(5, a + 16 * g->lda, g->lda);
         _tile_dpbssd(2, 5, 6);
     }
     _tile_stored(0, c0, g->ldcb);
@@ -210,7 +212,19 @@ typedef struct product {
     const int8_t *A, *bp;
     int32_t *C;
     bool acc;
+    bool stream; /* C (overwritten, larger than the caches) written around them */
 } product;
+
+/* n int32 from src to dst; with non-temporal stores where stream and dst is 64-byte
+ * aligned: C that is written once and is larger than the caches then goes to memory
+ * without being read first. */
+static void copy_row(int32_t *dst, const int32_t *src, int64_t n, bool stream)
+{
+    int64_t i = 0;
+    if (stream && ((uintptr_t)dst & 63) == 0)
+        for (; i + 16 <= n; i += 16) _mm512_stream_si512((void *)(dst + i), _mm512_loadu_si512(src + i));
+    memcpy(dst + i, src + i, (size_t)(n - i) * sizeof(int32_t));
+}
 
 /* Rows m0 .. m0 + mr - 1 (mr <= 32) of C, columns n0 .. n1 - 1 (n0 a multiple of 16,
  * n1 <= N). Blocks whose tiles stay inside A and hold 32 rows run in place, but for the
@@ -224,10 +238,11 @@ static void row_block(const product *p, int64_t m0, int64_t n0, int64_t n1, int8
     int64_t nwhole = n1 / 16 * 16;
     block_args g = {.a = p->A + m0 * p->lda, .lda = p->lda, .b = p->bp, .bs = p->np * 4, .ksteps = p->ksteps,
                     .c = p->C + m0 * p->ldc, .ldcb = p->ldc * 4, .acc = p->acc};
-    if (inside) block_columns(g, n0, nwhole);
-    if (inside && nwhole == n1) return;
-    /* the rest through the buffers: all columns of a padded block, or the last < 16 */
-    int64_t c0 = inside ? nwhole : n0;
+    bool in_place = inside && !p->stream;
+    if (in_place) block_columns(g, n0, nwhole);
+    if (in_place && nwhole == n1) return;
+    /* the rest through the buffers: all columns of a padded or streamed block, or the last < 16 */
+    int64_t c0 = in_place ? nwhole : n0;
     if (!inside) {
         memset(apad, 0, (size_t)(BLOCK_M * kp));
         for (int64_t r = 0; r < mr; r++) memcpy(apad + r * kp, g.a + r * p->lda, (size_t)p->K);
@@ -239,7 +254,7 @@ static void row_block(const product *p, int64_t m0, int64_t n0, int64_t n1, int8
     int32_t *c = g.c;
     g.c = cpad, g.ldcb = p->np * 4;
     block_columns(g, c0, (n1 + 15) / 16 * 16);
-    for (int64_t r = 0; r < mr; r++) memcpy(c + r * p->ldc + c0, cpad + r * p->np + c0, nbytes);
+    for (int64_t r = 0; r < mr; r++) copy_row(c + r * p->ldc + c0, cpad + r * p->np + c0, n1 - c0, p->stream);
 }
 
 
@@ -280,6 +295,7 @@ static void run(const product *p)
                 }
             }
         }
+        if (p->stream) _mm_sfence(); /* the non-temporal stores done before the threads join */
         free(apad);
         free(cpad);
         _tile_release();
@@ -342,11 +358,11 @@ static void nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
 
 /* nn: B[K][N]: the four rows of a group interleaved byte by byte. */
 static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-               int32_t *C, int64_t ldc)
+               int32_t *C, int64_t ldc, bool acc)
 {
-    if (M <= 0 || N <= 0 || K <= 0) return;
     product p = {.M = M, .N = N, .K = K, .lda = lda, .ldc = ldc, .np = packed_columns(N),
-                 .ksteps = (K + TILE_K - 1) / TILE_K, .A = A, .C = C, .acc = true};
+                 .ksteps = (K + TILE_K - 1) / TILE_K, .A = A, .C = C, .acc = acc,
+                 .stream = !acc && K <= STREAM_MAX_K && (double)M * (double)N * sizeof(int32_t) >= STREAM_C_BYTES};
     int8_t *bp = alloc_packed_b(p.ksteps * TILE_K, p.np);
     for (int64_t k = 0; k < K; k++) {
         const int8_t *b = B + k * ldb;
@@ -358,7 +374,12 @@ static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
     free(bp);
 }
 
-const wg_gemm_kernels wg_gemm_amx = {nt, nn, wg_gemm_vnni_tn, wg_gemm_vnni_tn_gather_scratch, wg_gemm_vnni_tn_gather};
+const wg_gemm_kernels wg_gemm_amx = {
+    .nt = nt,
+    .nn = nn,
+    .tn = wg_gemm_vnni_tn,
+    .tn_gather_scratch = wg_gemm_vnni_tn_gather_scratch,
+    .tn_gather = wg_gemm_vnni_tn_gather};
 
 #else
 typedef int wg_gemm_amx_unused; /* ISO C forbids an empty translation unit */

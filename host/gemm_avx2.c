@@ -264,13 +264,12 @@ static void nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
 }
 
 static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb, int32_t *C,
-               int64_t ldc)
+               int64_t ldc, bool acc)
 {
-    if (M <= 0 || N <= 0 || K <= 0) return;
     int64_t np = round8(N);
     int16_t *bp = wg_gemm_alloc64((size_t)((K + 1) / 2 * np) * 4);
     pack_rows(B, ldb, K, N, bp, np);
-    tile_args proto = {.pairs = (K + 1) / 2, .b = bp, .bps = 2 * np, .c = C, .ldc = ldc, .acc = true};
+    tile_args proto = {.pairs = (K + 1) / 2, .b = bp, .bps = 2 * np, .c = C, .ldc = ldc, .acc = acc};
     run_rows_threaded(&proto, A, lda, M, N, K, wg_gemm_worth_threads(M, N, K));
     free(bp);
 }
@@ -385,7 +384,8 @@ static void tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, 
     free(own);
 }
 
-const wg_gemm_kernels wg_gemm_avx2 = {nt, nn, tn, tn_gather_scratch, tn_gather};
+const wg_gemm_kernels wg_gemm_avx2 = {
+    .nt = nt, .nn = nn, .tn = tn, .tn_gather_scratch = tn_gather_scratch, .tn_gather = tn_gather};
 
 #else
 typedef int unused; /* ISO C forbids an empty translation unit */

@@ -18,13 +18,17 @@
 
 typedef void wg_gemm_s8_fn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
                            int64_t ldb, int32_t *C, int64_t ldc);
+/* nn: C = A B when !acc (C's old values never read), C += A B when acc; M, N, K >= 1 */
+typedef void wg_gemm_s8_nn_fn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                              int64_t ldb, int32_t *C, int64_t ldc, bool acc);
 typedef size_t wg_gemm_s8_scratch_fn(int64_t M, int64_t N, int nparts);
 typedef void wg_gemm_s8_gather_fn(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
                                   const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
                                   int64_t ldc, void *scratch);
 
 typedef struct wg_gemm_kernels {
-    wg_gemm_s8_fn *nt, *nn, *tn;
+    wg_gemm_s8_fn *nt, *tn;
+    wg_gemm_s8_nn_fn *nn;
     wg_gemm_s8_scratch_fn *tn_gather_scratch;
     wg_gemm_s8_gather_fn *tn_gather;
 } wg_gemm_kernels;

@@ -11,6 +11,8 @@
  * sums its own terms, so the result does not depend on the thread count. */
 #include "gemm_impl.h"
 
+#include <string.h>
+
 static uint32_t dot_s8(const int8_t *restrict a, const int8_t *restrict b, int64_t K)
 {
     uint32_t s = 0;
@@ -53,14 +55,16 @@ static void axpy_s8(int32_t *restrict c, int32_t a, const int8_t *restrict b, in
 }
 
 static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-               int32_t *C, int64_t ldc)
+               int32_t *C, int64_t ldc, bool acc)
 {
 #pragma omp parallel for schedule(static) if (wg_gemm_worth_threads(M, N, K) && M > 1)
-    for (int64_t m = 0; m < M; m++)
+    for (int64_t m = 0; m < M; m++) {
+        if (!acc) memset(C + m * ldc, 0, (size_t)N * sizeof(int32_t));
         for (int64_t k = 0; k < K; k++) {
             int32_t a = A[m * lda + k];
             if (a != 0) axpy_s8(C + m * ldc, a, B + k * ldb, N);
         }
+    }
 }
 
 /* Threads take rows of C (columns of A), each the whole loop over k. */
@@ -97,4 +101,5 @@ static void tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, 
             }
 }
 
-const wg_gemm_kernels wg_gemm_scalar = {nt, nn, tn, tn_gather_scratch, tn_gather};
+const wg_gemm_kernels wg_gemm_scalar = {
+    .nt = nt, .nn = nn, .tn = tn, .tn_gather_scratch = tn_gather_scratch, .tn_gather = tn_gather};

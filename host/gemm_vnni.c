@@ -393,7 +393,7 @@ static void nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
 }
 
 static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
-                        int32_t *C, int64_t ldc)
+               int32_t *C, int64_t ldc, bool acc)
 {
     int64_t np = round16(N), groups = (K + 3) / 4;
     int8_t *bp = wg_gemm_alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
@@ -402,7 +402,7 @@ static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
     pack_rows(B, ldb, K, N, bp, np, false, colsum);
     make_corr(colsum, corr, np);
     tile_args proto = {.a = A, .ars = lda, .aks = 4, .groups = K / 4, .kt = (int)(K % 4), .b = bp,
-                       .bks = np * 4, .corr = corr, .c = C, .ldc = ldc, .acc = true};
+                       .bks = np * 4, .corr = corr, .c = C, .ldc = ldc, .acc = acc};
     /* Register blocks (the 6 or 8 rows of a block share each load of B) when one block
      * spans the rows of C, which it then reads and writes in order, or when packed B
      * outgrows L1; else one row at a time. */
@@ -610,7 +610,12 @@ void wg_gemm_vnni_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *cons
     free(own);
 }
 
-const wg_gemm_kernels wg_gemm_vnni = {nt, nn, wg_gemm_vnni_tn, wg_gemm_vnni_tn_gather_scratch, wg_gemm_vnni_tn_gather};
+const wg_gemm_kernels wg_gemm_vnni = {
+    .nt = nt,
+    .nn = nn,
+    .tn = wg_gemm_vnni_tn,
+    .tn_gather_scratch = wg_gemm_vnni_tn_gather_scratch,
+    .tn_gather = wg_gemm_vnni_tn_gather};
 
 #else
 typedef int wg_gemm_vnni_unused; /* ISO C forbids an empty translation unit */

@@ -4,7 +4,8 @@
  * independent triple loop written here in int64, over random and hand-picked shapes
  * (ragged: M, N, K in 1..70, leading dimensions wider than the rows), values with the
  * extremes -128, -127, 127 and runs of zeros (the kernels skip a == 0), nn and tn
- * accumulating into a nonzero C. The bytes between rows (leading-dimension padding)
+ * accumulating into a nonzero C, nt and nn_overwrite over junk in C that must vanish,
+ * and K = 0 (nt and nn_overwrite zero C, nn and tn leave it). The bytes between rows (leading-dimension padding)
  * hold junk that must not leak into C, and C's padding must stay untouched. One test
  * runs K = WG_GEMM_S8_MAX_K at the extremes, up to the int32 bound itself.
  * tn_gather (backward-weight: one or two left operands sharing a B whose rows are
@@ -28,13 +29,24 @@
 
 #include "test_ref.h"
 
-typedef enum { OP_NT, OP_NN, OP_TN } gemm_op;
-static const char *const k_op_names[] = {"nt", "nn", "tn"};
+/* OP_NN_SET: nn_overwrite, nn's operands without C's old values */
+typedef enum { OP_NT, OP_NN, OP_TN, OP_NN_SET } gemm_op;
+static const char *const k_op_names[] = {"nt", "nn", "tn", "nn_overwrite"};
+
+static bool overwrites(gemm_op op) { return op == OP_NT || op == OP_NN_SET; }
 
 typedef void gemm_s8_fn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                         int32_t *C, int64_t ldc);
-static gemm_s8_fn *const k_fast[] = {wg_gemm_s8_nt, wg_gemm_s8_nn, wg_gemm_s8_tn};
-static gemm_s8_fn *const k_ref[] = {wg_gemm_s8_nt_ref, wg_gemm_s8_nn_ref, wg_gemm_s8_tn_ref};
+/* nn_overwrite's reference: C's rows zeroed, then nn's */
+static void nn_overwrite_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                             int64_t ldb, int32_t *C, int64_t ldc)
+{
+    for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(int32_t));
+    wg_gemm_s8_nn_ref(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+static gemm_s8_fn *const k_fast[] = {wg_gemm_s8_nt, wg_gemm_s8_nn, wg_gemm_s8_tn, wg_gemm_s8_nn_overwrite};
+static gemm_s8_fn *const k_ref[] = {wg_gemm_s8_nt_ref, wg_gemm_s8_nn_ref, wg_gemm_s8_tn_ref, nn_overwrite_ref};
 
 static const char *kernels_name(void) { return wg_gemm_path_name(wg_gemm_path_current()); }
 
@@ -97,7 +109,7 @@ static int8_t *rand_mat_s8(tr_rng *r, int64_t rows, int64_t ld, int zero_pct)
 static int64_t naive_s8(gemm_op op, const shape *s, const int8_t *A, const int8_t *B, const int32_t *C0, int64_t m,
                         int64_t n)
 {
-    int64_t acc = op == OP_NT ? 0 : C0[m * s->ldc + n];
+    int64_t acc = overwrites(op) ? 0 : C0[m * s->ldc + n];
     for (int64_t k = 0; k < s->K; k++) {
         int64_t a = op == OP_TN ? A[k * s->lda + m] : A[m * s->lda + k];
         int64_t b = op == OP_NT ? B[n * s->ldb + k] : B[k * s->ldb + n];
@@ -110,7 +122,8 @@ static int64_t naive_s8(gemm_op op, const shape *s, const int8_t *A, const int8_
 static void check_s8(gemm_op op, const shape *s, const int8_t *A, const int8_t *B, const int32_t *C0, const char *what)
 {
     size_t cbytes = (size_t)(s->M * s->ldc) * sizeof(int32_t);
-    int32_t *cf = malloc(cbytes), *cr = malloc(cbytes);
+    /* 64-byte aligned: whether a row of C starts on a cache line is then up to ldc */
+    int32_t *cf = aligned_alloc(64, (cbytes + 63) / 64 * 64), *cr = malloc(cbytes);
     memcpy(cf, C0, cbytes);
     memcpy(cr, C0, cbytes);
     k_fast[op](s->M, s->N, s->K, A, s->lda, B, s->ldb, cf, s->ldc);
@@ -142,7 +155,7 @@ static void run_s8_random(gemm_op op, uint64_t seed)
         int8_t *A = rand_mat_s8(&r, s.arows, s.lda, zp), *B = rand_mat_s8(&r, s.brows, s.ldb, zp / 3);
         int32_t *C0 = malloc((size_t)(s.M * s.ldc) * sizeof(int32_t));
         /* nt overwrites C (junk must vanish); nn and tn add to it: a nonzero C, zero now and then */
-        bool zero_c = op != OP_NT && it % 7 == 3;
+        bool zero_c = !overwrites(op) && it % 7 == 3;
         for (int64_t i = 0; i < s.M * s.ldc; i++)
             C0[i] = zero_c ? 0 : (int32_t)tr_range(&r, -(INT64_C(1) << 30), INT64_C(1) << 30);
         char what[32];
@@ -172,6 +185,40 @@ static void test_s8_tn(void **state)
     run_s8_random(OP_TN, 0x746e);
 }
 
+static void test_s8_nn_overwrite(void **state)
+{
+    (void)state;
+    run_s8_random(OP_NN_SET, 0x6e30);
+    /* C of more than 4 MiB with a short K, which AMX writes around the caches: rows on
+     * cache lines (ldc 144) and not (ldc 131), a ragged N */
+    tr_rng r = {0x6e31};
+    const shape big[] = {{.M = 8300, .N = 131, .K = 20, .lda = 21, .ldb = 133, .ldc = 144, .arows = 8300, .brows = 20},
+                         {.M = 8300, .N = 131, .K = 31, .lda = 31, .ldb = 131, .ldc = 131, .arows = 8300, .brows = 31}};
+    for (int i = 0; i < 2; i++) {
+        int8_t *A = rand_mat_s8(&r, big[i].arows, big[i].lda, 20), *B = rand_mat_s8(&r, big[i].brows, big[i].ldb, 0);
+        int32_t *C0 = malloc((size_t)(big[i].M * big[i].ldc) * sizeof(int32_t));
+        for (int64_t j = 0; j < big[i].M * big[i].ldc; j++) C0[j] = (int32_t)tr_range(&r, -1000000, 1000000);
+        check_s8(OP_NN_SET, &big[i], A, B, C0, "large C:");
+        free(A), free(B), free(C0);
+    }
+}
+
+/* K = 0: an empty sum, so C = 0 where the product overwrites and C unchanged where it adds. */
+static void test_s8_k0(void **state)
+{
+    (void)state;
+    const int8_t a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
+    for (int op = OP_NT; op <= OP_NN_SET; op++) {
+        int32_t c[2 * 3] = {11, 12, 13, 14, 15, 16};
+        k_fast[op](2, 2, 0, a, 2, b, 2, c, 3);
+        for (int i = 0; i < 6; i++) {
+            int32_t want = i % 3 == 2 || !overwrites((gemm_op)op) ? 11 + i : 0;
+            TR_EXPECT_I64(want, c[i], "wg_gemm_s8_%s (%s kernels) with K = 0: C[%d][%d]", k_op_names[op],
+                          kernels_name(), i / 3, i % 3);
+        }
+    }
+}
+
 /* K = WG_GEMM_S8_MAX_K, every product +-127^2 of one sign per output: the sums reach
  * +-2,114,060,288; nn and tn start from C0 = +-(2^31 - 1 - that), so they end exactly
  * at +-INT32_MAX without an intermediate overflow (the partial sums are monotonic). */
@@ -181,7 +228,7 @@ static void test_s8_max_k(void **state)
     const int64_t K = WG_GEMM_S8_MAX_K, M = 2, N = 5;
     const int64_t full = INT64_C(127) * 127 * K;
     TR_FAIL_IF(full >= INT64_C(2147483648), "WG_GEMM_S8_MAX_K %" PRId64 " overflows int32", K);
-    for (int op = OP_NT; op <= OP_TN; op++) {
+    for (int op = OP_NT; op <= OP_NN_SET; op++) {
         shape s = {.M = M, .N = N, .K = K, .ldc = N + 1};
         s.arows = op == OP_TN ? K : M;
         s.brows = op == OP_NT ? N : K;
@@ -203,7 +250,9 @@ static void test_s8_max_k(void **state)
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < s.ldc; n++) {
                 int64_t sign = (m + n) % 2 ? -1 : 1;
-                C0[m * s.ldc + n] = n == N ? 0x5a5a5a5a : op == OP_NT ? -77 : (int32_t)(sign * (INT32_MAX - full));
+                C0[m * s.ldc + n] = n == N                    ? 0x5a5a5a5a
+                                    : overwrites((gemm_op)op) ? -77
+                                                              : (int32_t)(sign * (INT32_MAX - full));
             }
         check_s8((gemm_op)op, &s, A, B, C0, "K = WG_GEMM_S8_MAX_K:");
         free(A);
@@ -438,6 +487,7 @@ int main(void)
 {
     const struct CMUnitTest s8_tests[] = {
         cmocka_unit_test(test_s8_nt),    cmocka_unit_test(test_s8_nn),        cmocka_unit_test(test_s8_tn),
+        cmocka_unit_test(test_s8_nn_overwrite), cmocka_unit_test(test_s8_k0),
         cmocka_unit_test(test_s8_max_k), cmocka_unit_test(test_s8_tn_gather), cmocka_unit_test(test_s8_tn_gather_max_k),
     };
     const struct CMUnitTest f32_tests[] = {cmocka_unit_test(test_f32_nn), cmocka_unit_test(test_f32_tn)};
