@@ -50,7 +50,6 @@
 enum {
     ROWS_PER_TASK = 96, /* nt, nn: rows of C per unit of work for the threads (a multiple of every MR) */
     TN_CHUNK = 256,     /* tn: rows of A and B packed at a time (a multiple of 4) */
-    TN_BATCH = 8,       /* tn: chunks per unit of work for the threads */
     NN_ROW_WALK_MAX_B = 24 * 1024 /* nn: walk C by rows when packed B has at most this many bytes */
 };
 
@@ -466,7 +465,7 @@ static void tn_tiles(int64_t mrows, int64_t N, int64_t kr, int32_t *C, int64_t l
     run_rows(&proto, w, N, 0, mrows);
 }
 
-/* Threads take batches of chunks as they come; thread 0 adds into C, the others into
+/* Threads take even shares of the chunks; thread 0 adds into C, the others into
  * zeroed partial copies of C (M x np), added to C at the end (modulo 2^32, as
  * everything here, so which thread took which chunk does not matter). */
 void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
@@ -489,21 +488,19 @@ void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t l
         int32_t *c = t == 0 ? C : part;
         int64_t ldcc = t == 0 ? ldc : np;
         if (t > 0) memset(part, 0, pb);
-        int64_t batches = (chunks + TN_BATCH - 1) / TN_BATCH;
-#pragma omp for schedule(dynamic) nowait
-        for (int64_t bt = 0; bt < batches; bt++) {
-            int64_t c1 = (bt + 1) * TN_BATCH < chunks ? (bt + 1) * TN_BATCH : chunks;
-            for (int64_t ch = bt * TN_BATCH; ch < c1; ch++) {
-                int64_t k0 = ch * TN_CHUNK, kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
-                tn_pack_a(M, k0, kr, 1, &A, lda, &bufs);
-                pack_rows(B + k0 * ldb, ldb, kr, N, bufs.bp, bufs.np, true, NULL);
-                if (ch + 1 < c1) /* the next chunk into L2 while this one computes */
-                    for (int64_t k = k0 + kr; k < k0 + kr + TN_CHUNK && k < K; k++) {
-                        for (int64_t n = 0; n < N; n += 64) _mm_prefetch((const char *)(B + k * ldb + n), _MM_HINT_T1);
-                        for (int64_t m = 0; m < M; m += 64) _mm_prefetch((const char *)(A + k * lda + m), _MM_HINT_T1);
-                    }
-                tn_tiles(M, N, kr, c, ldcc, w, &bufs);
-            }
+        /* an even share of the chunks, in one run: batches taken as they come left a
+         * thread idle for up to a batch at the end (64x576x6272: 25 chunks, 16 to one) */
+        int64_t c1 = chunks * (t + 1) / T;
+        for (int64_t ch = chunks * t / T; ch < c1; ch++) {
+            int64_t k0 = ch * TN_CHUNK, kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
+            tn_pack_a(M, k0, kr, 1, &A, lda, &bufs);
+            pack_rows(B + k0 * ldb, ldb, kr, N, bufs.bp, bufs.np, true, NULL);
+            if (ch + 1 < c1) /* the next chunk into L2 while this one computes */
+                for (int64_t k = k0 + kr; k < k0 + kr + TN_CHUNK && k < K; k++) {
+                    for (int64_t n = 0; n < N; n += 64) _mm_prefetch((const char *)(B + k * ldb + n), _MM_HINT_T1);
+                    for (int64_t m = 0; m < M; m += 64) _mm_prefetch((const char *)(A + k * lda + m), _MM_HINT_T1);
+                }
+            tn_tiles(M, N, kr, c, ldcc, w, &bufs);
         }
         if (T > 1) {
 #pragma omp barrier
