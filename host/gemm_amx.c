@@ -356,7 +356,7 @@ static void nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
     free(bp);
 }
 
-/* nn: B[K][N]: the four rows of a group interleaved byte by byte. */
+/* nn: B[K][N]: the four rows of a group interleaved byte by byte (the VNNI set's packing). */
 static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
                int32_t *C, int64_t ldc, bool acc)
 {
@@ -364,22 +364,136 @@ static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
                  .ksteps = (K + TILE_K - 1) / TILE_K, .A = A, .C = C, .acc = acc,
                  .stream = !acc && K <= STREAM_MAX_K && (double)M * (double)N * sizeof(int32_t) >= STREAM_C_BYTES};
     int8_t *bp = alloc_packed_b(p.ksteps * TILE_K, p.np);
-    for (int64_t k = 0; k < K; k++) {
-        const int8_t *b = B + k * ldb;
-        int8_t *d = bp + (k / 4) * p.np * 4 + k % 4;
-        for (int64_t n = 0; n < N; n++) d[4 * n] = b[n];
-    }
+    wg_gemm_vnni_pack_rows(B, ldb, K, N, bp, p.np, false, NULL);
     p.bp = bp;
     run(&p);
     free(bp);
+}
+
+/* ---- tn_gather: backward-weight ---------------------------------------------------
+ * C[p M + m][n] += sum over k of A_p[k][m] B[k][n] for the parts p, B's rows gathered
+ * (gemm.h). Chunk by chunk of TN_CHUNK k: the parts packed side by side as four k per
+ * column ([k / 4][mp][4], the VNNI set's packing, not flipped), then turned into tile
+ * rows at[m][k] by one 32-bit gather per 16 groups; B's rows gathered and packed
+ * likewise ([k / 4][N][4], not flipped); then tiles of C in place, C loaded, the chunk's
+ * k added, stored. Tiles need whole 16s of rows and columns: other shapes (the first
+ * convolution's 9 columns, say) go to the VNNI set. On the calling thread. */
+
+enum { TN_CHUNK = 512 }; /* k per chunk: a multiple of 64 */
+
+typedef struct tn_layout {
+    int64_t mrows, mp, np; /* rows of C; packed parts' and packed B's columns */
+    int8_t *ap, *at, *bp;  /* the parts packed, turned into tile rows, packed B */
+} tn_layout;
+
+static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+/* Byte offsets of the three buffers in the scratch, 64-byte aligned; returns the total. */
+static size_t tn_layout_at(int64_t M, int64_t N, int nparts, char *base, tn_layout *l)
+{
+    l->mrows = nparts * M, l->mp = round16((nparts - 1) * M + round16(M)), l->np = N;
+    size_t ap = (size_t)(TN_CHUNK * l->mp), at = (size_t)(l->mrows * TN_CHUNK), bp = (size_t)(TN_CHUNK * N);
+    ap = (ap + 63) / 64 * 64, at = (at + 63) / 64 * 64;
+    l->ap = (int8_t *)base, l->at = (int8_t *)base + ap, l->bp = (int8_t *)base + ap + at;
+    return ap + at + bp;
+}
+
+static bool tn_tiles_fit(int64_t M, int64_t N, int nparts) { return (nparts * M) % 16 == 0 && N % 16 == 0; }
+
+static size_t tn_gather_scratch(int64_t M, int64_t N, int nparts)
+{
+    tn_layout l;
+    size_t ours = tn_tiles_fit(M, N, nparts) ? tn_layout_at(M, N, nparts, NULL, &l) : 0;
+    size_t vnni = wg_gemm_vnni_tn_gather_scratch(M, N, nparts);
+    return ours > vnni ? ours : vnni;
+}
+
+/* ap's groups g < gk (of four k, mp columns each) -> at[m][4 g .. 4 g + 3] for m < mrows,
+ * kp bytes a row, zero past group gk. */
+static void tn_transpose(const tn_layout *l, int64_t gk, int64_t kp)
+{
+    WG_ASSERT(16 * l->mp <= INT32_MAX / 4, "tn: %lld packed columns: too many for a gather", (long long)l->mp);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32((int)l->mp));
+    const int32_t *ap = (const int32_t *)l->ap;
+    for (int64_t g0 = 0; g0 < kp / 4; g0 += 16) {
+        __mmask16 live = gk - g0 >= 16 ? (__mmask16)0xffff : gk > g0 ? (__mmask16)((1u << (gk - g0)) - 1) : 0;
+        for (int64_t m = 0; m < l->mrows; m++) {
+            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, ap + g0 * l->mp + m, 4);
+            _mm512_storeu_si512(l->at + m * kp + 4 * g0, v);
+        }
+    }
+}
+
+/* C's rt (1, 2) x ct (1, 2) tiles at c (ldcb bytes apart) += at's rows (kp bytes apart)
+ * times packed B's columns (bs bytes between groups), ksteps tiles of k. */
+static void tn_block(const int8_t *at, int64_t kp, const int8_t *b, int64_t bs, int64_t ksteps, int32_t *c,
+                     int64_t ldcb, int rt, int ct)
+{
+    int32_t *c2 = (int32_t *)((char *)c + 16 * ldcb);
+    _tile_loadd(0, c, ldcb);
+    if (ct > 1) _tile_loadd(1, c + 16, ldcb);
+    if (rt > 1) _tile_loadd(2, c2, ldcb);
+    if (rt > 1 && ct > 1) _tile_loadd(3, c2 + 16, ldcb);
+    for (int64_t s = 0; s < ksteps; s++, at += TILE_K, b += 16 * bs) {
+        _tile_loadd(4, at, kp);
+        _tile_loadd(6, b, bs);
+        _tile_dpbssd(0, 4, 6);
+        if (ct > 1) {
+            _tile_loadd(7, b + 64, bs);
+            _tile_dpbssd(1, 4, 7);
+        }
+        if (rt > 1) {
+            _tile_loadd(5, at + 16 * kp, kp);
+            _tile_dpbssd(2, 5, 6);
+            if (ct > 1) _tile_dpbssd(3, 5, 7);
+        }
+    }
+    _tile_stored(0, c, ldcb);
+    if (ct > 1) _tile_stored(1, c + 16, ldcb);
+    if (rt > 1) _tile_stored(2, c2, ldcb);
+    if (rt > 1 && ct > 1) _tile_stored(3, c2 + 16, ldcb);
+}
+
+static void tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
+                      const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
+                      void *scratch)
+{
+    int64_t N = nruns * run;
+    if (!tn_tiles_fit(M, N, nparts)) {
+        wg_gemm_vnni_tn_gather(M, K, nparts, A, lda, brow, nruns, run, run_ld, C, ldc, scratch);
+        return;
+    }
+    tn_layout l;
+    void *own = scratch != NULL ? NULL : wg_gemm_alloc64(tn_layout_at(M, N, nparts, NULL, &l));
+    tn_layout_at(M, N, nparts, scratch != NULL ? scratch : own, &l);
+    __builtin_cpu_init();
+    const bool spread16 = __builtin_cpu_supports("avx512vbmi");
+    load_tile_config();
+    for (int64_t k0 = 0; k0 < K; k0 += TN_CHUNK) {
+        int64_t kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK, kp = (kr + TILE_K - 1) / TILE_K * TILE_K;
+        int64_t gk = (kr + 3) / 4;
+        for (int p = 0; p < nparts; p++) /* in order: part p + 1 overwrites part p's padding */
+            wg_gemm_vnni_pack_rows(A[p] + k0 * lda, lda, kr, M, l.ap + p * M * 4, l.mp, false, NULL);
+        tn_transpose(&l, gk, kp);
+        wg_gemm_vnni_pack_gather(brow + k0, nruns, run, run_ld, kr, spread16, 0, l.bp, N);
+        /* the groups past the chunk's meet zeros of at; set, so that nothing unset is read */
+        memset(l.bp + gk * N * 4, 0, (size_t)((kp / 4 - gk) * N * 4));
+        for (int64_t r0 = 0; r0 < l.mrows; r0 += 32)
+            for (int64_t c0 = 0; c0 < N; c0 += 32)
+                tn_block(l.at + r0 * kp, kp, l.bp + c0 * 4, N * 4, kp / TILE_K, C + r0 * ldc + c0, ldc * 4,
+                         l.mrows - r0 >= 32 ? 2 : 1, N - c0 >= 32 ? 2 : 1);
+    }
+    _tile_release();
+    free(own);
 }
 
 const wg_gemm_kernels wg_gemm_amx = {
     .nt = nt,
     .nn = nn,
     .tn = wg_gemm_vnni_tn,
-    .tn_gather_scratch = wg_gemm_vnni_tn_gather_scratch,
-    .tn_gather = wg_gemm_vnni_tn_gather};
+    .tn_gather_scratch = tn_gather_scratch,
+    .tn_gather = tn_gather};
 
 #else
 typedef int wg_gemm_amx_unused; /* ISO C forbids an empty translation unit */

@@ -58,6 +58,13 @@ extern const wg_gemm_kernels wg_gemm_vnni;
 extern const wg_gemm_kernels wg_gemm_amx;
 /* The processor has AMX-INT8 and the kernel lets this process use the tiles (asked once). */
 bool wg_gemm_amx_available(void);
+/* The VNNI set's packing, shared with the AMX set: rows k < kr of src[k][n] (n < N) ->
+ * dst[ceil(kr / 4)][stride][4], zero padded, flipped (XOR 0x80) when flip, colsum[n] +=
+ * the column sums when not NULL; and gathered rows likewise (gemm_vnni.c). */
+void wg_gemm_vnni_pack_rows(const int8_t *src, int64_t ld, int64_t kr, int64_t N, int8_t *dst, int64_t stride,
+                            bool flip, int32_t *colsum);
+void wg_gemm_vnni_pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int64_t kr,
+                              bool spread16, uint8_t flip, int8_t *bp, int64_t np);
 /* The VNNI set's backward-weight products, shared with the AMX set. */
 wg_gemm_s8_fn wg_gemm_vnni_tn;
 wg_gemm_s8_scratch_fn wg_gemm_vnni_tn_gather_scratch;

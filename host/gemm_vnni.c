@@ -127,8 +127,8 @@ WG_INLINE int pack_piece(const int8_t *const r[4], int64_t n0, int64_t rem, __m5
  * rounded up to 16 (<= stride) zero padded; flipped (XOR 0x80, padding included) when
  * flip; colsum[n] += sum_k src[k][n] when colsum. Column blocks of 64 outside, groups
  * of four rows inside, so a block's column sums stay in registers. */
-static void pack_rows(const int8_t *src, int64_t ld, int64_t kr, int64_t N, int8_t *dst, int64_t stride, bool flip,
-                      int32_t *colsum)
+void wg_gemm_vnni_pack_rows(const int8_t *src, int64_t ld, int64_t kr, int64_t N, int8_t *dst, int64_t stride,
+                            bool flip, int32_t *colsum)
 {
     const __m512i ones = _mm512_set1_epi8(1), x80 = _mm512_set1_epi8((char)0x80);
     for (int64_t n0 = 0; n0 < N; n0 += 64) {
@@ -159,11 +159,12 @@ static void pack_rows(const int8_t *src, int64_t ld, int64_t kr, int64_t N, int8
     }
 }
 
-/* The four rows r[0..3] (NULL: zeros) over columns n < N -> d[n][4], flipped: exactly N
- * columns (the last 16 by a masked store), the caller's next columns left alone. */
-WG_INLINE void pack_group_flip_exact(const int8_t *const r[4], int64_t N, int8_t *d)
+/* The four rows r[0..3] (NULL: zeros) over columns n < N -> d[n][4], each byte XOR flip
+ * (0x80: flipped to unsigned, 0: as they are): exactly N columns (the last 16 by a masked
+ * store), the caller's next columns left alone. */
+WG_INLINE void pack_group_exact(const int8_t *const r[4], int64_t N, int8_t *d, uint8_t flip)
 {
-    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    const __m512i x80 = _mm512_set1_epi8((char)flip);
     for (int64_t n0 = 0; n0 < N; n0 += 64) {
         __m512i v[4];
         int nv = pack_piece(r, n0, N - n0, v);
@@ -398,7 +399,7 @@ static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
     int8_t *bp = wg_gemm_alloc64((size_t)(groups * np * 4) + 2 * (size_t)np * sizeof(int32_t));
     int32_t *colsum = (int32_t *)(bp + groups * np * 4), *corr = colsum + np;
     memset(colsum, 0, (size_t)np * sizeof(int32_t));
-    pack_rows(B, ldb, K, N, bp, np, false, colsum);
+    wg_gemm_vnni_pack_rows(B, ldb, K, N, bp, np, false, colsum);
     make_corr(colsum, corr, np);
     tile_args proto = {.a = A, .ars = lda, .aks = 4, .groups = K / 4, .kt = (int)(K % 4), .b = bp,
                        .bks = np * 4, .corr = corr, .c = C, .ldc = ldc, .acc = acc};
@@ -453,7 +454,7 @@ static void tn_pack_a(int64_t M, int64_t k0, int64_t kr, int nparts, const int8_
 {
     memset(b->asum, 0, (size_t)b->mp * sizeof(int32_t));
     for (int p = 0; p < nparts; p++)
-        pack_rows(A[p] + k0 * lda, lda, kr, M, b->ap + p * M * 4, b->mp, false, b->asum + p * M);
+        wg_gemm_vnni_pack_rows(A[p] + k0 * lda, lda, kr, M, b->ap + p * M * 4, b->mp, false, b->asum + p * M);
     make_corr(b->asum, b->corr, b->mp);
 }
 
@@ -494,7 +495,7 @@ void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t l
         for (int64_t ch = chunks * t / T; ch < c1; ch++) {
             int64_t k0 = ch * TN_CHUNK, kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
             tn_pack_a(M, k0, kr, 1, &A, lda, &bufs);
-            pack_rows(B + k0 * ldb, ldb, kr, N, bufs.bp, bufs.np, true, NULL);
+            wg_gemm_vnni_pack_rows(B + k0 * ldb, ldb, kr, N, bufs.bp, bufs.np, true, NULL);
             if (ch + 1 < c1) /* the next chunk into L2 while this one computes */
                 for (int64_t k = k0 + kr; k < k0 + kr + TN_CHUNK && k < K; k++) {
                     for (int64_t n = 0; n < N; n += 64) _mm_prefetch((const char *)(B + k * ldb + n), _MM_HINT_T1);
@@ -519,19 +520,19 @@ void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t l
 size_t wg_gemm_vnni_tn_gather_scratch(int64_t M, int64_t N, int nparts) { return tn_bufs_bytes(M, N, nparts); }
 
 /* One group of four gathered rows r0, r0 + 16, r0 + 32, r0 + 48 (four neighbouring
- * pixels of a stride-1 convolution on 16 channels), run by run, flipped, into d: one
+ * pixels of a stride-1 convolution on 16 channels), run by run, XOR flip, into d: one
  * 64-byte load holds 16 columns of all four rows, and one byte permutation (vpermb)
  * packs them. vpermb is AVX512_VBMI (Ice Lake, Zen 4 and later; not Cascade Lake): the
  * caller checks the processor has it. */
 __attribute__((target("avx512vbmi"))) static void pack_group_spread16(const int8_t *r0, int nruns, int64_t run,
-                                                                       int64_t run_ld, int8_t *d)
+                                                                       int64_t run_ld, int8_t *d, uint8_t flip)
 {
     /* byte 4q + j of the packed 16 columns is byte 16j + q of the load: column q of row j */
     static const int8_t k_spread16[64] = {0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51,
                                           4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55,
                                           8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
                                           12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
-    const __m512i spread16 = _mm512_loadu_si512(k_spread16), x80 = _mm512_set1_epi8((char)0x80);
+    const __m512i spread16 = _mm512_loadu_si512(k_spread16), x80 = _mm512_set1_epi8((char)flip);
     const int64_t whole16 = run / 16 * 16; /* columns the permutation packs; the rest (< 16) below */
     for (int i = 0; i < nruns; i++) {
         const int8_t *p = r0 + i * run_ld;
@@ -543,31 +544,31 @@ __attribute__((target("avx512vbmi"))) static void pack_group_spread16(const int8
         }
         if (whole16 < run) {
             const int8_t *ri[4] = {p + whole16, p + 16 + whole16, p + 32 + whole16, p + 48 + whole16};
-            pack_group_flip_exact(ri, run - whole16, di + whole16 * 4);
+            pack_group_exact(ri, run - whole16, di + whole16 * 4, flip);
         }
     }
 }
 
-/* B's gathered rows brow[0 .. kr - 1] (kr <= TN_CHUNK), flipped, into b->bp: each group
- * of four rows run by run, each run's columns written exactly (the columns past nruns
- * run, up to np, are the caller's). The last group's rows past kr repeat row kr - 1:
- * whatever B holds there meets the zeros of packed A. spread16: the processor has
- * vpermb for groups whose rows start 16 bytes apart. */
-static void pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int64_t kr,
-                        bool spread16, const tn_bufs *b)
+/* B's gathered rows brow[0 .. kr - 1], each byte XOR flip, into bp [ceil(kr / 4)][np][4]:
+ * each group of four rows run by run, each run's columns written exactly (the columns
+ * past nruns run, up to np, are the caller's). The last group's rows past kr repeat row
+ * kr - 1: whatever B holds there meets the zeros of packed A. spread16: the processor
+ * has vpermb for groups whose rows start 16 bytes apart. */
+void wg_gemm_vnni_pack_gather(const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int64_t kr,
+                              bool spread16, uint8_t flip, int8_t *bp, int64_t np)
 {
     for (int64_t g = 0; 4 * g < kr; g++) {
         const int8_t *r[4], *ri[4];
         for (int j = 0; j < 4; j++) r[j] = brow[4 * g + j < kr ? 4 * g + j : kr - 1];
-        int8_t *d = b->bp + g * b->np * 4;
+        int8_t *d = bp + g * np * 4;
         uintptr_t a0 = (uintptr_t)r[0];
         if (spread16 && (uintptr_t)r[1] == a0 + 16 && (uintptr_t)r[2] == a0 + 32 && (uintptr_t)r[3] == a0 + 48) {
-            pack_group_spread16(r[0], nruns, run, run_ld, d);
+            pack_group_spread16(r[0], nruns, run, run_ld, d, flip);
             continue;
         }
         for (int i = 0; i < nruns; i++) {
             for (int j = 0; j < 4; j++) ri[j] = r[j] + i * run_ld;
-            pack_group_flip_exact(ri, run, d + i * run * 4);
+            pack_group_exact(ri, run, d + i * run * 4, flip);
         }
     }
 }
@@ -590,7 +591,7 @@ void wg_gemm_vnni_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *cons
     for (int64_t k0 = 0; k0 < K; k0 += TN_CHUNK) {
         int64_t kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
         tn_pack_a(M, k0, kr, nparts, A, lda, &bufs);
-        pack_gather(brow + k0, nruns, run, run_ld, kr, spread16, &bufs);
+        wg_gemm_vnni_pack_gather(brow + k0, nruns, run, run_ld, kr, spread16, 0x80, bufs.bp, bufs.np);
         /* the parts' next chunk into L2 while this one computes (the parts stream from
          * memory; B, gathered from a block of images, is typically in cache already) */
         int64_t k1 = k0 + kr, kn = K - k1 < TN_CHUNK ? K - k1 : TN_CHUNK;
