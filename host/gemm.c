@@ -28,6 +28,12 @@ void *wg_gemm_alloc64(size_t nbytes)
     return p;
 }
 
+void wg_gemm_add_rows(int32_t *C, int64_t ldc, const int32_t *P, int64_t ldp, int64_t M, int64_t N)
+{
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) C[m * ldc + n] = (int32_t)((uint32_t)C[m * ldc + n] + (uint32_t)P[m * ldp + n]);
+}
+
 /* ---- int8: which kernel set -------------------------------------------------- */
 
 static const char *const k_path_names[WG_GEMM_NPATHS] = {"scalar", "avx2", "vnni", "amx"};

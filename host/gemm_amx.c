@@ -1,5 +1,6 @@
-/* gemm_amx.c: nt and nn of gemm_impl.h on Intel AMX (the tile unit of Sapphire Rapids
- * and later Xeons); tn and tn_gather are the VNNI set's, which such processors also run.
+/* gemm_amx.c: the int8 kernel set of gemm_impl.h on Intel AMX (the tile unit of Sapphire
+ * Rapids and later Xeons), with the VNNI set's packing and, for shapes the tiles do not
+ * fit, the VNNI set's products (such processors run both).
  *
  * tdpbssd multiplies signed bytes by signed bytes, four adjacent pairs summed into each
  * int32 of a 16 x 16 tile of C, from a 16-row x 64-byte tile of A (16 rows, 64 k) and a
@@ -51,7 +52,7 @@ enum {
     BLOCK_M = 32,  /* rows of C per register block (two tiles) */
     BLOCK_N = 32,  /* columns of C per register block */
     KC_STEPS = 8,  /* tiles of k per chunk: 32 rows x 512 bytes of A stay in L1 */
-    ROWS_PER_TASK = 128, /* rows of C per unit of work for the threads (a multiple of BLOCK_M) */
+    ROWS_PER_TASK = 64, /* rows of C per unit of work for the threads (a multiple of BLOCK_M) */
     PANEL_BYTES = 1024 * 1024, /* packed B per panel of columns: stays in L2 with the task's A */
     STREAM_C_BYTES = 4 << 20, /* nn_overwrite's C from this size on goes around the caches, */
     STREAM_MAX_K = 32         /* where C's traffic outweighs the work (4 bytes per K products) */
@@ -271,9 +272,11 @@ static void prefetch_rows(const product *p, int64_t m)
     }
 }
 
-/* Threads take tasks of ROWS_PER_TASK rows; a task walks panels of columns whose packed
- * B (kp x panel bytes) stays in L2 (PANEL_BYTES), each over all its rows, so that both
- * a panel and the task's rows of A are read from memory once. */
+/* Panels of columns whose packed B (kp x panel bytes) stays in L2 (PANEL_BYTES), one
+ * after the other; in each, the threads take tasks of ROWS_PER_TASK rows as they come.
+ * A panel is then read from memory once per thread, and A once per panel (walking all
+ * panels per task instead read the whole of B per task: resnet18's 1568x512x4608 lost
+ * a fifth of its speed to it). */
 static void run(const product *p)
 {
     int64_t tasks = (p->M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, kp = p->ksteps * TILE_K;
@@ -284,11 +287,11 @@ static void run(const product *p)
         load_tile_config();
         int8_t *apad = wg_gemm_alloc64((size_t)(BLOCK_M * kp));
         int32_t *cpad = wg_gemm_alloc64((size_t)(BLOCK_M * p->np) * sizeof(int32_t));
-#pragma omp for schedule(guided)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t m1 = (t + 1) * ROWS_PER_TASK < p->M ? (t + 1) * ROWS_PER_TASK : p->M;
-            for (int64_t n0 = 0; n0 < p->N; n0 += panel) {
-                int64_t n1 = n0 + panel < p->N ? n0 + panel : p->N;
+        for (int64_t n0 = 0; n0 < p->N; n0 += panel) {
+            int64_t n1 = n0 + panel < p->N ? n0 + panel : p->N;
+#pragma omp for schedule(dynamic) nowait
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t m1 = (t + 1) * ROWS_PER_TASK < p->M ? (t + 1) * ROWS_PER_TASK : p->M;
                 for (int64_t m = t * ROWS_PER_TASK; m < m1; m += BLOCK_M) {
                     prefetch_rows(p, m + BLOCK_M);
                     row_block(p, m, n0, n1, apad, cpad);
@@ -377,7 +380,8 @@ static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
  * rows at[m][k] by one 32-bit gather per 16 groups; B's rows gathered and packed
  * likewise ([k / 4][N][4], not flipped); then tiles of C in place, C loaded, the chunk's
  * k added, stored. Tiles need whole 16s of rows and columns: other shapes (the first
- * convolution's 9 columns, say) go to the VNNI set. On the calling thread. */
+ * convolution's 9 columns, say) go to the VNNI set. On the calling thread; tn below
+ * runs the same chunks on threads. */
 
 enum { TN_CHUNK = 512 }; /* k per chunk: a multiple of 64 */
 
@@ -455,6 +459,34 @@ static void tn_block(const int8_t *at, int64_t kp, const int8_t *b, int64_t bs, 
     if (rt > 1 && ct > 1) _tile_stored(3, c2 + 16, ldcb);
 }
 
+/* The chunks of tn_gather, tiles configured, buffers laid out in l. */
+static void tn_gather_chunks(const tn_layout *l, int64_t M, int64_t K, int nparts, const int8_t *const *A,
+                             int64_t lda, const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
+                             int64_t ldc, bool spread16)
+{
+    int64_t N = nruns * run;
+    for (int64_t k0 = 0; k0 < K; k0 += TN_CHUNK) {
+        int64_t kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK, kp = (kr + TILE_K - 1) / TILE_K * TILE_K;
+        int64_t gk = (kr + 3) / 4;
+        for (int p = 0; p < nparts; p++) /* in order: part p + 1 overwrites part p's padding */
+            wg_gemm_vnni_pack_rows(A[p] + k0 * lda, lda, kr, M, l->ap + p * M * 4, l->mp, false, NULL);
+        tn_transpose(l, gk, kp);
+        wg_gemm_vnni_pack_gather(brow + k0, nruns, run, run_ld, kr, spread16, 0, l->bp, N);
+        /* the groups past the chunk's meet zeros of at; set, so that nothing unset is read */
+        memset(l->bp + gk * N * 4, 0, (size_t)((kp / 4 - gk) * N * 4));
+        for (int64_t r0 = 0; r0 < l->mrows; r0 += 32)
+            for (int64_t c0 = 0; c0 < N; c0 += 32)
+                tn_block(l->at + r0 * kp, kp, l->bp + c0 * 4, N * 4, kp / TILE_K, C + r0 * ldc + c0, ldc * 4,
+                         l->mrows - r0 >= 32 ? 2 : 1, N - c0 >= 32 ? 2 : 1);
+    }
+}
+
+static bool has_vbmi(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi");
+}
+
 static void tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, int64_t lda,
                       const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C, int64_t ldc,
                       void *scratch)
@@ -467,31 +499,63 @@ static void tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const *A, 
     tn_layout l;
     void *own = scratch != NULL ? NULL : wg_gemm_alloc64(tn_layout_at(M, N, nparts, NULL, &l));
     tn_layout_at(M, N, nparts, scratch != NULL ? scratch : own, &l);
-    __builtin_cpu_init();
-    const bool spread16 = __builtin_cpu_supports("avx512vbmi");
     load_tile_config();
-    for (int64_t k0 = 0; k0 < K; k0 += TN_CHUNK) {
-        int64_t kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK, kp = (kr + TILE_K - 1) / TILE_K * TILE_K;
-        int64_t gk = (kr + 3) / 4;
-        for (int p = 0; p < nparts; p++) /* in order: part p + 1 overwrites part p's padding */
-            wg_gemm_vnni_pack_rows(A[p] + k0 * lda, lda, kr, M, l.ap + p * M * 4, l.mp, false, NULL);
-        tn_transpose(&l, gk, kp);
-        wg_gemm_vnni_pack_gather(brow + k0, nruns, run, run_ld, kr, spread16, 0, l.bp, N);
-        /* the groups past the chunk's meet zeros of at; set, so that nothing unset is read */
-        memset(l.bp + gk * N * 4, 0, (size_t)((kp / 4 - gk) * N * 4));
-        for (int64_t r0 = 0; r0 < l.mrows; r0 += 32)
-            for (int64_t c0 = 0; c0 < N; c0 += 32)
-                tn_block(l.at + r0 * kp, kp, l.bp + c0 * 4, N * 4, kp / TILE_K, C + r0 * ldc + c0, ldc * 4,
-                         l.mrows - r0 >= 32 ? 2 : 1, N - c0 >= 32 ? 2 : 1);
-    }
+    tn_gather_chunks(&l, M, K, nparts, A, lda, brow, nruns, run, run_ld, C, ldc, has_vbmi());
     _tile_release();
     free(own);
+}
+
+/* tn: tn_gather's chunks with B's rows where they lie (one run a row), the threads
+ * taking even shares of K's chunks, each into its own partial C (thread 0 into C),
+ * added up at the end (modulo 2^32: which thread took which chunk does not matter). */
+static void tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+               int32_t *C, int64_t ldc)
+{
+    if (!tn_tiles_fit(M, N, 1)) {
+        wg_gemm_vnni_tn(M, N, K, A, lda, B, ldb, C, ldc);
+        return;
+    }
+    int64_t chunks = (K + TN_CHUNK - 1) / TN_CHUNK;
+    int nth = wg_gemm_worth_threads(M, N, K) ? omp_get_max_threads() : 1;
+    if (nth > chunks) nth = (int)chunks;
+    tn_layout l;
+    size_t lb = (tn_layout_at(M, N, 1, NULL, &l) + 63) / 64 * 64, pb = (size_t)(M * N) * sizeof(int32_t);
+    size_t per = lb + (pb + 63) / 64 * 64 + TN_CHUNK * sizeof(int8_t *);
+    char *buf = wg_gemm_alloc64(per * (size_t)nth);
+    const bool spread16 = has_vbmi();
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        char *mine = buf + per * (size_t)t;
+        tn_layout lt;
+        tn_layout_at(M, N, 1, mine, &lt);
+        int32_t *part = (int32_t *)(mine + lb);
+        const int8_t **brow = (const int8_t **)(mine + lb + (pb + 63) / 64 * 64);
+        if (t > 0) memset(part, 0, pb);
+        load_tile_config();
+        int64_t c1 = chunks * (t + 1) / T;
+        for (int64_t ch = chunks * t / T; ch < c1; ch++) {
+            int64_t k0 = ch * TN_CHUNK, kr = K - k0 < TN_CHUNK ? K - k0 : TN_CHUNK;
+            for (int64_t i = 0; i < kr; i++) brow[i] = B + (k0 + i) * ldb;
+            const int8_t *a = A + k0 * lda;
+            tn_gather_chunks(&lt, M, kr, 1, &a, lda, brow, 1, N, 0, t == 0 ? C : part, t == 0 ? ldc : N, spread16);
+        }
+        _tile_release();
+        if (T > 1) {
+#pragma omp barrier
+            int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
+            for (int u = 1; u < T; u++)
+                wg_gemm_add_rows(C + m0 * ldc, ldc, (const int32_t *)(buf + per * (size_t)u + lb) + m0 * N, N, m1 - m0,
+                                 N);
+        }
+    }
+    free(buf);
 }
 
 const wg_gemm_kernels wg_gemm_amx = {
     .nt = nt,
     .nn = nn,
-    .tn = wg_gemm_vnni_tn,
+    .tn = tn,
     .tn_gather_scratch = tn_gather_scratch,
     .tn_gather = tn_gather};
 

@@ -7,8 +7,8 @@
  *                   (gemm_avx2.c; never vpmaddubsw, which saturates);
  *   wg_gemm_vnni:   AVX-512 VNNI, vpdpbusd with an exact correction for the signed x
  *                   signed product (gemm_vnni.c);
- *   wg_gemm_amx:    AMX tiles (tdpbssd, signed x signed) for nt and nn, the VNNI set's
- *                   tn and tn_gather (gemm_amx.c).
+ *   wg_gemm_amx:    AMX tiles (tdpbssd, signed x signed), the VNNI set's packing and,
+ *                   for shapes the tiles do not fit, its products (gemm_amx.c).
  * The x86 sets are compiled with their own instruction-set flags (CMakeLists.txt), so a
  * build for any x86-64 holds them, and run only where the processor has them. */
 #ifndef WG_GEMM_IMPL_H
@@ -44,6 +44,9 @@ static inline bool wg_gemm_worth_threads(int64_t M, int64_t N, int64_t K)
 /* nbytes at a 64-byte boundary, with 64 bytes of slack past them for whole-vector
  * reads; running out of memory stops the program (an internal error: check.h). */
 void *wg_gemm_alloc64(size_t nbytes);
+
+/* C[m][n] += P[m][n] for m < M, n < N, modulo 2^32 (threads' partial products). */
+void wg_gemm_add_rows(int32_t *C, int64_t ldc, const int32_t *P, int64_t ldp, int64_t M, int64_t N);
 
 #ifndef _OPENMP /* a build without OpenMP runs everything on one thread */
 static inline int omp_get_max_threads(void) { return 1; }

@@ -506,12 +506,9 @@ void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t l
         if (T > 1) {
 #pragma omp barrier
             int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
-            for (int u = 1; u < T; u++) {
-                const int32_t *p = (const int32_t *)(buf + per * (size_t)u + bb);
-                for (int64_t m = m0; m < m1; m++)
-                    for (int64_t n = 0; n < N; n++)
-                        C[m * ldc + n] = (int32_t)((uint32_t)C[m * ldc + n] + (uint32_t)p[m * np + n]);
-            }
+            for (int u = 1; u < T; u++)
+                wg_gemm_add_rows(C + m0 * ldc, ldc, (const int32_t *)(buf + per * (size_t)u + bb) + m0 * np, np,
+                                 m1 - m0, N);
         }
     }
     free(buf);

@@ -60,13 +60,14 @@ typedef struct shape {
 
 /* Hand-picked shapes first (single rows/columns, multiples of 4 and their neighbours
  * for the four-column blocks of nt; then shapes of more than 96 rows, which the
- * kernels split across threads, with ragged tails), then random ones in 1..70. */
+ * kernels split across threads, with ragged tails; whole 16s of rows and columns, which
+ * AMX's tn runs on tiles, K across its 512-row chunks), then random ones in 1..70. */
 static shape pick_shape(tr_rng *r, gemm_op op, int it)
 {
     static const int64_t fixed[][3] = {{1, 1, 1},   {1, 70, 1},   {70, 1, 70},  {1, 1, 69},    {4, 4, 4},
                                        {3, 5, 7},   {8, 9, 3},    {5, 3, 2},    {67, 69, 71},  {2, 64, 33},
                                        {7, 12, 1},  {13, 4, 8},   {1000, 200, 300}, {517, 77, 45}, {97, 16, 144},
-                                       {4099, 16, 9}};
+                                       {4099, 16, 9}, {32, 48, 1001}, {64, 144, 2050}, {16, 16, 5}};
     shape s;
     if (it < (int)(sizeof fixed / sizeof fixed[0])) {
         s.M = fixed[it][0], s.N = fixed[it][1], s.K = fixed[it][2];
