@@ -360,10 +360,11 @@ static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile 
     return clamps;
 }
 
-/* Narrow x into work->xhat (int16, the fit rule with x's grid as the floor); returns e_x. */
-static int narrow_input(const wg_tensor *x, wg_bn_int_saved *work)
+/* Narrow x into work->xhat (int16, the fit rule with x's grid as the floor); returns e_x.
+ * x_max: max |x| or WG_QUANT_MAX_UNKNOWN. */
+static int narrow_input(const wg_tensor *x, uint64_t x_max, wg_bn_int_saved *work)
 {
-    wg_quant_fit_exp(&work->xhat, x, x->exp);
+    wg_quant_fit_exp_max(&work->xhat, x, x->exp, x_max);
     int e_x = work->xhat.exp;
     WG_ASSERT(e_x >= WG_BN_EX_MIN, "the narrowed BN input has exponent %d (at least %d supported)", e_x,
               WG_BN_EX_MIN);
@@ -392,8 +393,8 @@ static void normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, 
     y->exp = WG_BN_Y_EXP;
 }
 
-void wg_bn_int_forward_train(const wg_tensor *x, const wg_tensor *gamma16, const wg_tensor *beta16, wg_tensor *y,
-                             wg_bn_int_saved *saved, wg_bn_running *running)
+void wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
+                             wg_tensor *y, wg_bn_int_saved *saved, wg_bn_running *running)
 {
     int64_t count, c = check_forward(x, gamma16, beta16, y, saved, &count);
     if (running) {
@@ -403,7 +404,7 @@ void wg_bn_int_forward_train(const wg_tensor *x, const wg_tensor *gamma16, const
                   "running statistics at e = %d and %d, expected %d", running->mean.exp, running->sigma.exp,
                   WG_BN_RUNNING_EXP);
     }
-    int e_x = narrow_input(x, saved);
+    int e_x = narrow_input(x, x_max, saved);
     int64_t *s1 = bn_xmalloc((size_t)c * sizeof *s1), *s2 = bn_xmalloc((size_t)c * sizeof *s2);
     pass_sums(saved->xhat.data, count, c, s1, s2);
     pass_stats(s1, s2, count, c, e_x, saved->mu.data, saved->sigma.data);
@@ -417,14 +418,14 @@ void wg_bn_int_forward_train(const wg_tensor *x, const wg_tensor *gamma16, const
     normalize(saved, e_x, count, c, gamma16, beta16, y);
 }
 
-void wg_bn_int_forward_eval(const wg_tensor *x, const wg_tensor *gamma16, const wg_tensor *beta16,
+void wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                             const wg_bn_running *running, wg_tensor *y, wg_bn_int_saved *work)
 {
     int64_t count, c = check_forward(x, gamma16, beta16, y, work, &count);
     bn_check_vec(&running->mean, WG_I64, c, "running mean");
     bn_check_vec(&running->sigma, WG_I64, c, "running sigma");
     WG_ASSERT(running->initialized, "evaluation with running statistics that no training step has set%s", "");
-    int e_x = narrow_input(x, work);
+    int e_x = narrow_input(x, x_max, work);
     pass_running_stats(running->mean.data, running->sigma.data, c, work->mu.data, work->sigma.data);
     normalize(work, e_x, count, c, gamma16, beta16, y);
 }

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "wg_par.h"
 #include "gemm.h"
+#include "quant.h"
 
 /* Target size of one block's column matrix: most of a core's L2 (1 MB on Zen 4/5),
  * with room for the block's error rows, dx and the packed weights. */
@@ -123,7 +124,19 @@ size_t conv_forward_col_bytes(const wg_conv_geom *g, int64_t images)
     return is_pointwise(g) ? 0 : round64((size_t)(images * g->oh * g->ow * g->kdim));
 }
 
-void wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y, wg_conv_ws *ws)
+/* max |y[i]| for i < n, in 32-bit lanes (|INT32_MIN| = 2^31 fits uint32). */
+static uint64_t max_abs_s32(const int32_t *y, int64_t n)
+{
+    uint32_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t a = y[i] < 0 ? 0u - (uint32_t)y[i] : (uint32_t)y[i];
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+uint64_t wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
+                            wg_conv_ws *ws)
 {
     conv_check_geom(g, x, w, WG_I8, WG_I8);
     WG_ASSERT(y->dtype == WG_I32 && wg_tensor_numel(y) == g->rows * g->o, "convolution output");
@@ -132,25 +145,29 @@ void wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_tens
     y->exp = x->exp + w->exp;
     if (is_pointwise(g)) { /* x is the im2col matrix: one GEMM, threaded itself */
         wg_gemm_s8_nt(g->rows, g->o, g->kdim, x->data, g->kdim, w->data, g->kdim, y->data, g->o);
-        return;
+        return WG_QUANT_MAX_UNKNOWN;
     }
     /* Workspace: one block's im2col matrix per thread. */
     int64_t per_image = g->oh * g->ow;
     img_blocks b = conv_img_blocks_of(g, (size_t)(per_image * g->kdim));
     size_t per_thread = conv_forward_col_bytes(g, b.per_block);
     char *buf = conv_ws_reserve(ws, per_thread * (size_t)b.threads);
-#pragma omp parallel num_threads(b.threads) if (b.threads > 1)
+    uint64_t ymax = 0;
+#pragma omp parallel num_threads(b.threads) if (b.threads > 1) reduction(max : ymax)
     {
         int8_t *col = (int8_t *)(buf + per_thread * (size_t)thread_num());
         char *padded = conv_padded_alloc(g, 1);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < b.count; blk++) {
             int64_t img0 = blk * b.per_block, nimg = g->n - img0 < b.per_block ? g->n - img0 : b.per_block;
-            conv_forward_block(g, x->data, w->data, img0, nimg, col, padded,
-                               (int32_t *)y->data + img0 * per_image * g->o);
+            int32_t *yb = (int32_t *)y->data + img0 * per_image * g->o;
+            conv_forward_block(g, x->data, w->data, img0, nimg, col, padded, yb);
+            uint64_t m = max_abs_s32(yb, nimg * per_image * g->o); /* the block is in cache */
+            ymax = m > ymax ? m : ymax;
         }
         free(padded);
     }
+    return ymax;
 }
 
 /* ---- float32 ------------------------------------------------------------------- */

@@ -45,8 +45,11 @@ typedef struct wg_conv_ws {
 } wg_conv_ws;
 void wg_conv_ws_free(wg_conv_ws *ws);
 
-/* y (int32, exponent x->exp + w->exp) = conv(x int8, w int8). */
-void wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y, wg_conv_ws *ws);
+/* y (int32, exponent x->exp + w->exp) = conv(x int8, w int8). Returns max |y| (its
+ * integers), taken block by block while each is in cache, for the BN that narrows y
+ * next; a pointwise convolution (one GEMM over all of y) returns WG_QUANT_MAX_UNKNOWN. */
+uint64_t wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
+                            wg_conv_ws *ws);
 
 /* Backward from the error at the output, given as nparts int8 tensors (1 or 2) with
  * their exponents (the value is their sum). dx (int64, may be NULL: the first layer)

@@ -86,10 +86,15 @@ void wg_quant_direct(wg_tensor *dst, const wg_tensor *src, int bits, bool clip)
 
 void wg_quant_fit_exp(wg_tensor *dst, const wg_tensor *src, int e_min)
 {
+    wg_quant_fit_exp_max(dst, src, e_min, WG_QUANT_MAX_UNKNOWN);
+}
+
+void wg_quant_fit_exp_max(wg_tensor *dst, const wg_tensor *src, int e_min, uint64_t known_max)
+{
     check_pair(dst, src);
     WG_ASSERT(e_min > -WG_EXP_LIMIT && e_min < WG_EXP_LIMIT, "fit quantization: floor exponent %d", e_min);
     int64_t bound = wg_dtype_bound(dst->dtype);
-    int shift = wg_fit_shift(max_abs(src), e_min - src->exp, bound);
+    int shift = wg_fit_shift(known_max_abs(src, known_max), e_min - src->exp, bound);
     int e_out = src->exp + shift;
     WG_BACKEND_OP(dst, round_shift)(dst->backend->ctx, dst, src, shift, bound);
     dst->exp = e_out;

@@ -80,12 +80,14 @@ void wg_quant_shift(wg_tensor *dst, const wg_tensor *src, int bits);
  * value is coarse + fine. */
 void wg_quant_flag(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int bits);
 
-/* The same two with max|src| given by the caller, whose producer of src computed it on
- * the way (wg_bn_int_backward returns max |dx|): the same outputs and exponents, without
+/* The same two, and fit_exp, with max|src| given by the caller, whose producer of src
+ * computed it on the way (wg_bn_int_backward returns max |dx|, the convolution and the
+ * residual sum max |y|): the same outputs and exponents, without
  * the max-abs pass. max_abs must be exactly max|src[i]|; WG_QUANT_MAX_UNKNOWN (never a
  * max-abs, which is at most 2^63) takes it from src as the plain entry points do. */
 #define WG_QUANT_MAX_UNKNOWN UINT64_MAX
 void wg_quant_shift_max(wg_tensor *dst, const wg_tensor *src, int bits, uint64_t max_abs);
+void wg_quant_fit_exp_max(wg_tensor *dst, const wg_tensor *src, int e_min, uint64_t max_abs);
 void wg_quant_flag_max(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int bits, uint64_t max_abs);
 
 /* G, constant-scaling stochastic quantization of a weight gradient:

@@ -39,7 +39,8 @@ static void align(const wg_tensor *a, const wg_tensor *b, int *ea, int *eb)
  * while the max-abs is taken. When the max-abs fits int32, wg_fit_shift(m, 0,
  * INT32_MAX) = 0 and the general path's RNE shift by 0 and clamp leave every sum as it
  * is: the stored copies are its result. Otherwise false: the general path. */
-static bool residual_add_s32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, int sa, int sb)
+static bool residual_add_s32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, int sa, int sb,
+                             uint64_t *out_max)
 {
     if (a->dtype != WG_I32 || b->dtype != WG_I32 || out->dtype != WG_I32 || out->data == a->data ||
         out->data == b->data)
@@ -55,10 +56,11 @@ static bool residual_add_s32(const wg_tensor *a, const wg_tensor *b, wg_tensor *
         o[i] = (int32_t)t;
         m = at > m ? at : m;
     }
+    *out_max = m;
     return m <= (uint64_t)INT32_MAX;
 }
 
-void wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_tensor *tmp)
+uint64_t wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_tensor *tmp)
 {
     int64_t n = wg_tensor_numel(a);
     WG_ASSERT(wg_tensor_numel(b) == n && wg_tensor_numel(out) == n && wg_tensor_numel(tmp) == n && tmp->dtype == WG_I64,
@@ -67,15 +69,17 @@ void wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_
     align(a, b, &ea, &eb);
     int e = ea < eb ? ea : eb, sa = ea - e, sb = eb - e;
     tmp->exp = e;
-    if (residual_add_s32(a, b, out, sa, sb)) {
+    uint64_t m;
+    if (residual_add_s32(a, b, out, sa, sb, &m)) {
         out->exp = e;
-        return;
+        return m;
     }
     int64_t *t = tmp->data;
 #pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         t[i] = wg_shl_sat(wg_load_i64(a->data, a->dtype, i), sa) + wg_shl_sat(wg_load_i64(b->data, b->dtype, i), sb);
     wg_quant_fit_exp(out, tmp, e);
+    return WG_QUANT_MAX_UNKNOWN;
 }
 
 /* acc += add, exact in 128 bits (shifts <= 31), then saturated once: the reference

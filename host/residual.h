@@ -18,8 +18,9 @@ extern "C" {
 #define WG_ALIGN_MAX_GAP 31
 
 /* out (int32) = a + b; a, b: int32 (or any integer container) of the same size.
- * tmp: an int64 tensor of the same size (scratch). */
-void wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_tensor *tmp);
+ * tmp: an int64 tensor of the same size (scratch). Returns max |out| (integers), or
+ * WG_QUANT_MAX_UNKNOWN where the sum had to be narrowed to fit int32. */
+uint64_t wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_tensor *tmp);
 
 /* acc (int64) += add (any integer container), re-gridding acc to the finer exponent. */
 void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add);

@@ -36,15 +36,16 @@ static wg_bn_f32_saved saved_f32(const wg_net *net, const bn_unit *u)
 
 /* ---- forward ----------------------------------------------------------------------- */
 
-/* p->y = BN(x), then p->a = ReLU (and the A quantizer in int8 mode). */
-static void bn_act_forward(wg_net *net, act_point *p, const wg_tensor *x, bool train)
+/* p->y = BN(x), then p->a = ReLU (and the A quantizer in int8 mode). x_max: max |x| from
+ * x's producer, or WG_QUANT_MAX_UNKNOWN. */
+static void bn_act_forward(wg_net *net, act_point *p, const wg_tensor *x, uint64_t x_max, bool train)
 {
     bn_unit *u = &p->bn;
     wg_tensor y = wg_net_cur(net, &p->y), a = wg_net_cur(net, &p->a);
     if (net->o.int8) {
         wg_bn_int_saved s = saved_int(net, u);
-        if (train) wg_bn_int_forward_train(x, &u->gamma->fwd, &u->beta->fwd, &y, &s, &u->ri);
-        else wg_bn_int_forward_eval(x, &u->gamma->fwd, &u->beta->fwd, &u->ri, &y, &s);
+        if (train) wg_bn_int_forward_train(x, x_max, &u->gamma->fwd, &u->beta->fwd, &y, &s, &u->ri);
+        else wg_bn_int_forward_eval(x, x_max, &u->gamma->fwd, &u->beta->fwd, &u->ri, &y, &s);
         u->si.e_x = s.e_x;
         u->si.clamps = s.clamps;
         wg_relu_quant_forward(&y, &a, net->o.bits.a, net->o.act);
@@ -60,36 +61,43 @@ static void bn_act_forward(wg_net *net, act_point *p, const wg_tensor *x, bool t
     p->a.exp = a.exp;
 }
 
-static void conv_forward(wg_net *net, const conv_unit *u, const wg_tensor *x, wg_tensor *out)
+/* Returns max |out| when the int8 convolution took it, else WG_QUANT_MAX_UNKNOWN. */
+static uint64_t conv_forward(wg_net *net, const conv_unit *u, const wg_tensor *x, wg_tensor *out)
 {
     wg_conv_geom g = geom_of(net, u);
     wg_tensor y = wg_net_cur(net, out);
-    if (net->o.int8) wg_conv_s8_forward(&g, x, &u->w->fwd, &y, &net->ws);
+    uint64_t m = WG_QUANT_MAX_UNKNOWN;
+    if (net->o.int8) m = wg_conv_s8_forward(&g, x, &u->w->fwd, &y, &net->ws);
     else wg_conv_f32_forward(&g, x, &u->w->master, &y, &net->ws);
     out->exp = y.exp;
+    return m;
 }
 
-/* out = a + b on the residual stream. */
-static void residual_forward(wg_net *net, const wg_tensor *a, const wg_tensor *b, wg_tensor *out)
+/* out = a + b on the residual stream. Returns max |out| as conv_forward does. */
+static uint64_t residual_forward(wg_net *net, const wg_tensor *a, const wg_tensor *b, wg_tensor *out)
 {
     wg_tensor o = wg_net_cur(net, out), x = wg_net_cur(net, a), y = wg_net_cur(net, b);
+    uint64_t m = WG_QUANT_MAX_UNKNOWN;
     if (net->o.int8) {
         wg_tensor tmp = wg_net_scratch(net, &net->sum64, o.shape[1], o.shape[2], o.shape[3]);
-        wg_residual_add(&x, &y, &o, &tmp);
+        m = wg_residual_add(&x, &y, &o, &tmp);
     } else {
         wg_add_f32(&x, &y, &o);
     }
     out->exp = o.exp;
+    return m;
 }
 
-/* x: the block input, on the residual stream. */
-static const wg_tensor *block_forward(wg_net *net, block *bl, const wg_tensor *x, bool train)
+/* x: the block input, on the residual stream, *x_max its max |x| (or unknown); on
+ * return, the block output's. */
+static const wg_tensor *block_forward(wg_net *net, block *bl, const wg_tensor *x, uint64_t *x_max, bool train)
 {
     wg_tensor in = *x;
+    uint64_t in_max = *x_max;
     for (int i = 0; i < bl->nconv; i++) {
-        bn_act_forward(net, &bl->p[i], &in, train);
+        bn_act_forward(net, &bl->p[i], &in, in_max, train);
         wg_tensor a = wg_net_cur(net, &bl->p[i].a);
-        conv_forward(net, &bl->c[i], &a, &bl->conv_out[i]);
+        in_max = conv_forward(net, &bl->c[i], &a, &bl->conv_out[i]);
         in = wg_net_cur(net, &bl->conv_out[i]);
     }
     const wg_tensor *shortcut = x;
@@ -98,18 +106,16 @@ static const wg_tensor *block_forward(wg_net *net, block *bl, const wg_tensor *x
         conv_forward(net, &bl->cp, &a1, &bl->cpout);
         shortcut = &bl->cpout;
     }
-    residual_forward(net, &bl->conv_out[bl->nconv - 1], shortcut, &bl->out);
+    *x_max = residual_forward(net, &bl->conv_out[bl->nconv - 1], shortcut, &bl->out);
     return &bl->out;
 }
 
 /* The stem: integer, or (preset reference) a float convolution of the image's float
- * copy whose output is put back on a fixed-point grid for the residual stream. */
-static void stem_forward(wg_net *net, const wg_tensor *in)
+ * copy whose output is put back on a fixed-point grid for the residual stream. Returns
+ * max |stem_out| as conv_forward does. */
+static uint64_t stem_forward(wg_net *net, const wg_tensor *in)
 {
-    if (!net->float_ends) {
-        conv_forward(net, &net->stem, in, &net->stem_out);
-        return;
-    }
+    if (!net->float_ends) return conv_forward(net, &net->stem, in, &net->stem_out);
     wg_conv_geom g = geom_of(net, &net->stem);
     wg_tensor xf = wg_net_cur(net, &net->in_f), yf = wg_net_cur(net, &net->stem_f);
     wg_tensor y = wg_net_cur(net, &net->stem_out);
@@ -117,6 +123,7 @@ static void stem_forward(wg_net *net, const wg_tensor *in)
     wg_conv_f32_forward(&g, &xf, &net->stem.w->master, &yf, &net->ws);
     wg_f32_to_fixed(&yf, &y, "the stem output");
     net->stem_out.exp = y.exp;
+    return WG_QUANT_MAX_UNKNOWN;
 }
 
 /* The FC layer: integer logits, or (preset reference) float logits from the pooled
@@ -161,19 +168,20 @@ void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train
     wg_tensor in = wg_net_cur(net, &net->input);
     wg_tensor_upload(&in, x);
     in.exp = net->input.exp = x_exp;
-    stem_forward(net, &in);
+    uint64_t h_max = stem_forward(net, &in); /* max |h| as its producer took it, or unknown */
     const wg_tensor *h = &net->stem_out;
     if (net->maxpool) {
         maxpool_forward(net);
         h = &net->pool_out;
+        h_max = WG_QUANT_MAX_UNKNOWN;
     }
     wg_tensor hv;
     for (int i = 0; i < net->nblocks; i++) {
         hv = wg_net_cur(net, h);
-        h = block_forward(net, &net->blocks[i], &hv, train);
+        h = block_forward(net, &net->blocks[i], &hv, &h_max, train);
     }
     hv = wg_net_cur(net, h);
-    bn_act_forward(net, &net->head, &hv, train);
+    bn_act_forward(net, &net->head, &hv, h_max, train);
     wg_tensor a = wg_net_cur(net, &net->head.a), pooled = wg_net_cur(net, &net->pooled);
     if (net->o.int8) wg_gap_s8_forward(&a, &pooled);
     else wg_gap_f32_forward(&a, &pooled);

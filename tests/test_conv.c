@@ -30,6 +30,7 @@
 #include "backend.h"
 #include "conv.h"
 #include "gemm.h"
+#include "quant.h"
 #include "tensor.h"
 #include "wg_par.h"
 
@@ -166,9 +167,18 @@ static void test_s8_forward(void **state)
         wg_tensor x = tc_tensor(b, WG_I8, WG_LAYOUT_NHWC, g.n, g.h, g.w, g.c, ex, xq, NULL);
         wg_tensor w = tc_tensor(b, WG_I8, WG_LAYOUT_OHWI, g.o, g.kh, g.kw, g.c, ew, wq, NULL);
         wg_tensor y = tc_tensor(b, WG_I32, WG_LAYOUT_NHWC, g.n, g.oh, g.ow, g.o, 99, NULL, NULL);
-        wg_conv_s8_forward(&cg, &x, &w, &y, &ws);
+        uint64_t ymax = wg_conv_s8_forward(&cg, &x, &w, &y, &ws);
         tc_fwd_i64(&g, xq, wq, yq);
         expect_q(&y, yq, tc_ny(&g), ex + ew, "s8 forward y", &g);
+        /* the max it hands to BN: exact, or unknown (a pointwise convolution's one GEMM) */
+        uint64_t want_max = 0;
+        for (int64_t i = 0; i < tc_ny(&g); i++) {
+            uint64_t a = (uint64_t)llabs(yq[i]);
+            want_max = a > want_max ? a : want_max;
+        }
+        bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0;
+        TR_EXPECT_I64((int64_t)(pointwise ? WG_QUANT_MAX_UNKNOWN : want_max), (int64_t)ymax, "s8 forward max |y|%s",
+                      "");
         expect_q(&x, xq, tc_nx(&g), ex, "s8 forward modified x", &g);
         expect_q(&w, wq, tc_nw(&g), ew, "s8 forward modified w", &g);
         wg_tensor_free(&x);

@@ -22,6 +22,7 @@
 #include "act.h"
 #include "backend.h"
 #include "pool.h"
+#include "quant.h"
 #include "residual.h"
 #include "softmax.h"
 #include "tensor.h"
@@ -316,9 +317,19 @@ static void check_residual(wg_backend *b, tr_rng *r, wg_dtype da, const int64_t 
 {
     wg_tensor ta = tr_tensor_from(b, r, da, qa, n, ea), tb = tr_tensor_from(b, NULL, db, qb, n, eb),
               to = tr_tensor_out(b, WG_I32, n), tt = tr_tensor_out(b, WG_I64, n);
-    wg_residual_add(&ta, &tb, &to, &tt);
+    uint64_t got_max = wg_residual_add(&ta, &tb, &to, &tt);
     int64_t *want = malloc((size_t)n * 8), *out = tr_tensor_get(&to);
     int e_out = tl_residual_ref(qa, ea, qb, eb, n, want);
+    /* the max it hands to BN: max |out|, or unknown */
+    uint64_t want_max = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t a = (uint64_t)llabs(want[i]);
+        want_max = a > want_max ? a : want_max;
+    }
+    bool exact_sum = da == WG_I32 && db == WG_I32 && e_out == (ea < eb ? ea : eb); /* the int32 path */
+    if (exact_sum || got_max != WG_QUANT_MAX_UNKNOWN)
+        TR_EXPECT_I64((int64_t)want_max, (int64_t)got_max, "residual %s + %s (n %" PRId64 "): max |out|", tr_dt(da),
+                      tr_dt(db), n);
     TR_EXPECT_I64(e_out, to.exp, "residual %s * 2^%d + %s * 2^%d (n %" PRId64 "): exponent", tr_dt(da), ea, tr_dt(db),
                   eb, n);
     for (int64_t i = 0; i < n; i++)
