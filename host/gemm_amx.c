@@ -230,7 +230,8 @@ static void copy_row(int32_t *dst, const int32_t *src, int64_t n, bool stream)
 /* Rows m0 .. m0 + mr - 1 (mr <= 32) of C, columns n0 .. n1 - 1 (n0 a multiple of 16,
  * n1 <= N). Blocks whose tiles stay inside A and hold 32 rows run in place, but for the
  * columns past the last whole 16 of N; the others copy their rows of A into apad (32 x
- * 64 ksteps bytes, zero padded) and compute C in cpad (32 x np). */
+ * 64 ksteps bytes, zero padded) and compute C in cpad (32 x np); a streamed C goes one
+ * register block at a time through cpad, then out with non-temporal stores. */
 static void row_block(const product *p, int64_t m0, int64_t n0, int64_t n1, int8_t *apad, int32_t *cpad)
 {
     int64_t mr = p->M - m0 < BLOCK_M ? p->M - m0 : BLOCK_M, kp = p->ksteps * TILE_K;
@@ -249,15 +250,24 @@ static void row_block(const product *p, int64_t m0, int64_t n0, int64_t n1, int8
         for (int64_t r = 0; r < mr; r++) memcpy(apad + r * kp, g.a + r * p->lda, (size_t)p->K);
         g.a = apad, g.lda = kp;
     }
+    int32_t *c = g.c;
+    if (p->stream) { /* one register block at a time through cpad (4 KiB, in L1), then out */
+        g.ldcb = BLOCK_N * 4;
+        for (int64_t n = c0; n < n1; n += BLOCK_N) {
+            int64_t w = n1 - n < BLOCK_N ? n1 - n : BLOCK_N;
+            g.b = p->bp + n * 4, g.c = cpad;
+            block_columns(g, 0, (w + 15) / 16 * 16);
+            for (int64_t r = 0; r < mr; r++) copy_row(c + r * p->ldc + n, cpad + r * BLOCK_N, w, true);
+        }
+        return;
+    }
     size_t nbytes = (size_t)(n1 - c0) * sizeof(int32_t);
     if (p->acc)
-        for (int64_t r = 0; r < mr; r++) memcpy(cpad + r * p->np + c0, g.c + r * p->ldc + c0, nbytes);
-    int32_t *c = g.c;
+        for (int64_t r = 0; r < mr; r++) memcpy(cpad + r * p->np + c0, c + r * p->ldc + c0, nbytes);
     g.c = cpad, g.ldcb = p->np * 4;
     block_columns(g, c0, (n1 + 15) / 16 * 16);
-    for (int64_t r = 0; r < mr; r++) copy_row(c + r * p->ldc + c0, cpad + r * p->np + c0, n1 - c0, p->stream);
+    for (int64_t r = 0; r < mr; r++) memcpy(c + r * p->ldc + c0, cpad + r * p->np + c0, nbytes);
 }
-
 
 /* The 32 rows of A from m (and of C, when the product adds to it) into L2 while the
  * block before them computes: tiles that miss the caches stall, and the hardware
@@ -273,7 +283,8 @@ static void prefetch_rows(const product *p, int64_t m)
 }
 
 /* Panels of columns whose packed B (kp x panel bytes) stays in L2 (PANEL_BYTES), one
- * after the other; in each, the threads take tasks of ROWS_PER_TASK rows as they come.
+ * after the other; in each, the threads take tasks of ROWS_PER_TASK rows, guided (large
+ * pieces first: one at a time cost the narrow products a third of their speed).
  * A panel is then read from memory once per thread, and A once per panel (walking all
  * panels per task instead read the whole of B per task: resnet18's 1568x512x4608 lost
  * a fifth of its speed to it). */
@@ -289,7 +300,7 @@ static void run(const product *p)
         int32_t *cpad = wg_gemm_alloc64((size_t)(BLOCK_M * p->np) * sizeof(int32_t));
         for (int64_t n0 = 0; n0 < p->N; n0 += panel) {
             int64_t n1 = n0 + panel < p->N ? n0 + panel : p->N;
-#pragma omp for schedule(dynamic) nowait
+#pragma omp for schedule(guided) nowait
             for (int64_t t = 0; t < tasks; t++) {
                 int64_t m1 = (t + 1) * ROWS_PER_TASK < p->M ? (t + 1) * ROWS_PER_TASK : p->M;
                 for (int64_t m = t * ROWS_PER_TASK; m < m1; m += BLOCK_M) {
