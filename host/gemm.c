@@ -28,10 +28,22 @@ void *wg_gemm_alloc64(size_t nbytes)
     return p;
 }
 
-void wg_gemm_add_rows(int32_t *C, int64_t ldc, const int32_t *P, int64_t ldp, int64_t M, int64_t N)
+void wg_gemm_add_partials(int32_t *C, int64_t ldc, int64_t M, int64_t N, const char *buf, size_t per, size_t off,
+                          int64_t ldp)
 {
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t n = 0; n < N; n++) C[m * ldc + n] = (int32_t)((uint32_t)C[m * ldc + n] + (uint32_t)P[m * ldp + n]);
+    int t = 0, T = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num(), T = omp_get_num_threads();
+#endif
+    if (T == 1) return;
+#pragma omp barrier
+    int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
+    for (int u = 1; u < T; u++) {
+        const int32_t *p = (const int32_t *)(buf + per * (size_t)u + off);
+        for (int64_t m = m0; m < m1; m++)
+            for (int64_t n = 0; n < N; n++)
+                C[m * ldc + n] = (int32_t)((uint32_t)C[m * ldc + n] + (uint32_t)p[m * ldp + n]);
+    }
 }
 
 /* ---- int8: which kernel set -------------------------------------------------- */

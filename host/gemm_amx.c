@@ -552,13 +552,7 @@ static void tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
             tn_gather_chunks(&lt, M, kr, 1, &a, lda, brow, 1, N, 0, t == 0 ? C : part, t == 0 ? ldc : N, spread16);
         }
         _tile_release();
-        if (T > 1) {
-#pragma omp barrier
-            int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
-            for (int u = 1; u < T; u++)
-                wg_gemm_add_rows(C + m0 * ldc, ldc, (const int32_t *)(buf + per * (size_t)u + lb) + m0 * N, N, m1 - m0,
-                                 N);
-        }
+        wg_gemm_add_partials(C, ldc, M, N, buf, per, lb, N);
     }
     free(buf);
 }

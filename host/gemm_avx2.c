@@ -332,7 +332,7 @@ static void tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int t = omp_get_thread_num();
         char *mine = buf + per * (size_t)t;
         tn_bufs bufs = tn_bufs_at(mine, M, N, 1);
         int32_t *part = (int32_t *)(mine + bb);
@@ -344,13 +344,7 @@ static void tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
             pack_rows(B + k0 * ldb, ldb, kr, N, bufs.bp, bufs.np);
             tn_tiles(M, N, kr, t == 0 ? C : part, t == 0 ? ldc : np, &bufs);
         }
-        if (T > 1) {
-#pragma omp barrier
-            int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
-            for (int u = 1; u < T; u++)
-                wg_gemm_add_rows(C + m0 * ldc, ldc, (const int32_t *)(buf + per * (size_t)u + bb) + m0 * np, np,
-                                 m1 - m0, N);
-        }
+        wg_gemm_add_partials(C, ldc, M, N, buf, per, bb, np);
     }
     free(buf);
 }

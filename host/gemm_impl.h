@@ -45,8 +45,11 @@ static inline bool wg_gemm_worth_threads(int64_t M, int64_t N, int64_t K)
  * reads; running out of memory stops the program (an internal error: check.h). */
 void *wg_gemm_alloc64(size_t nbytes);
 
-/* C[m][n] += P[m][n] for m < M, n < N, modulo 2^32 (threads' partial products). */
-void wg_gemm_add_rows(int32_t *C, int64_t ldc, const int32_t *P, int64_t ldp, int64_t M, int64_t N);
+/* In a parallel region, after the threads' products: a barrier, then thread t of T adds
+ * the partial products of threads 1 .. T - 1 (M x N int32 at buf + u per + off, ldp
+ * apart; thread 0's went into C itself) into its share of C's rows, modulo 2^32. */
+void wg_gemm_add_partials(int32_t *C, int64_t ldc, int64_t M, int64_t N, const char *buf, size_t per, size_t off,
+                          int64_t ldp);
 
 #ifndef _OPENMP /* a build without OpenMP runs everything on one thread */
 static inline int omp_get_max_threads(void) { return 1; }

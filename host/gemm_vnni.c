@@ -503,13 +503,7 @@ void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t l
                 }
             tn_tiles(M, N, kr, c, ldcc, w, &bufs);
         }
-        if (T > 1) {
-#pragma omp barrier
-            int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
-            for (int u = 1; u < T; u++)
-                wg_gemm_add_rows(C + m0 * ldc, ldc, (const int32_t *)(buf + per * (size_t)u + bb) + m0 * np, np,
-                                 m1 - m0, N);
-        }
+        wg_gemm_add_partials(C, ldc, M, N, buf, per, bb, np);
     }
     free(buf);
 }
