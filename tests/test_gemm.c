@@ -134,7 +134,8 @@ static void check_s8(gemm_op op, const shape *s, const int8_t *A, const int8_t *
             int64_t i = m * s->ldc + j;
             int64_t want = j < s->N ? naive_s8(op, s, A, B, C0, m, j) : C0[i];
             TR_FAIL_IF(want < INT32_MIN || want > INT32_MAX, "test bug: %s overflows int32", what);
-            TR_EXPECT_I64(want, cf[i], "%s wg_gemm_s8_%s (%s kernels) M %" PRId64 " N %" PRId64 " K %" PRId64 " ld %" PRId64
+            TR_EXPECT_I64(want, cf[i],
+                          "%s wg_gemm_s8_%s (%s kernels) M %" PRId64 " N %" PRId64 " K %" PRId64 " ld %" PRId64
                           "/%" PRId64 "/%" PRId64 ": C[%" PRId64 "][%" PRId64 "]%s",
                           what, k_op_names[op], kernels_name(), s->M, s->N, s->K, s->lda, s->ldb, s->ldc, m, j,
                           j < s->N ? "" : " (padding)");
@@ -186,22 +187,39 @@ static void test_s8_tn(void **state)
     run_s8_random(OP_TN, 0x746e);
 }
 
+/* C of more than 4 MiB, which AMX writes around the caches (nt; nn_overwrite with a
+ * short K): rows on cache lines (ldc 144) and not (ldc 131), a ragged N, and N = 16
+ * (one tile wide). B is [K][N] for nn_overwrite, [N][K] for nt. */
+static void check_large_c(gemm_op op, uint64_t seed)
+{
+    tr_rng r = {seed};
+    const shape big[] = {{.M = 8300, .N = 131, .K = 20, .lda = 21, .ldc = 144},
+                         {.M = 8300, .N = 131, .K = 31, .lda = 31, .ldc = 131},
+                         {.M = 70000, .N = 16, .K = 16, .lda = 16, .ldc = 16}};
+    for (int i = 0; i < 3; i++) {
+        shape s = big[i];
+        s.arows = s.M;
+        s.brows = op == OP_NT ? s.N : s.K;
+        s.ldb = (op == OP_NT ? s.K : s.N) + i % 2;
+        int8_t *A = rand_mat_s8(&r, s.arows, s.lda, 20), *B = rand_mat_s8(&r, s.brows, s.ldb, 0);
+        int32_t *C0 = malloc((size_t)(s.M * s.ldc) * sizeof(int32_t));
+        for (int64_t j = 0; j < s.M * s.ldc; j++) C0[j] = (int32_t)tr_range(&r, -1000000, 1000000);
+        check_s8(op, &s, A, B, C0, "large C:");
+        free(A), free(B), free(C0);
+    }
+}
+
 static void test_s8_nn_overwrite(void **state)
 {
     (void)state;
     run_s8_random(OP_NN_SET, 0x6e30);
-    /* C of more than 4 MiB with a short K, which AMX writes around the caches: rows on
-     * cache lines (ldc 144) and not (ldc 131), a ragged N */
-    tr_rng r = {0x6e31};
-    const shape big[] = {{.M = 8300, .N = 131, .K = 20, .lda = 21, .ldb = 133, .ldc = 144, .arows = 8300, .brows = 20},
-                         {.M = 8300, .N = 131, .K = 31, .lda = 31, .ldb = 131, .ldc = 131, .arows = 8300, .brows = 31}};
-    for (int i = 0; i < 2; i++) {
-        int8_t *A = rand_mat_s8(&r, big[i].arows, big[i].lda, 20), *B = rand_mat_s8(&r, big[i].brows, big[i].ldb, 0);
-        int32_t *C0 = malloc((size_t)(big[i].M * big[i].ldc) * sizeof(int32_t));
-        for (int64_t j = 0; j < big[i].M * big[i].ldc; j++) C0[j] = (int32_t)tr_range(&r, -1000000, 1000000);
-        check_s8(OP_NN_SET, &big[i], A, B, C0, "large C:");
-        free(A), free(B), free(C0);
-    }
+    check_large_c(OP_NN_SET, 0x6e31);
+}
+
+static void test_s8_nt_large_c(void **state)
+{
+    (void)state;
+    check_large_c(OP_NT, 0x6e32);
 }
 
 /* K = 0: an empty sum, so C = 0 where the product overwrites and C unchanged where it adds. */
@@ -296,10 +314,11 @@ static void check_gather(const gather_case *c, const int8_t *const *A, const int
                     want += (int64_t)A[p][k * c->lda + m] * brow[k][(j / c->run) * c->run_ld + j % c->run];
             TR_FAIL_IF(want < INT32_MIN || want > INT32_MAX, "test bug: %s overflows int32", what);
             TR_EXPECT_I64(want, cf[i],
-                          "%s wg_gemm_s8_tn_gather (%s kernels) M %" PRId64 " K %" PRId64 " parts %d runs %d x %" PRId64 " (%" PRId64
-                          " apart) lda %" PRId64 " ldc %" PRId64 " scratch %d: C[%" PRId64 "][%" PRId64 "]%s",
-                          what, kernels_name(), c->M, c->K, c->nparts, c->nruns, c->run, c->run_ld, c->lda, c->ldc, (int)scratch, r, j,
-                          j < N ? "" : " (padding)");
+                          "%s wg_gemm_s8_tn_gather (%s kernels) M %" PRId64 " K %" PRId64 " parts %d runs %d x %" PRId64
+                          " (%" PRId64 " apart) lda %" PRId64 " ldc %" PRId64 " scratch %d: C[%" PRId64 "][%" PRId64
+                          "]%s",
+                          what, kernels_name(), c->M, c->K, c->nparts, c->nruns, c->run, c->run_ld, c->lda, c->ldc,
+                          (int)scratch, r, j, j < N ? "" : " (padding)");
             TR_EXPECT_I64(want, cr[i],
                           "%s wg_gemm_s8_tn_gather_ref M %" PRId64 " K %" PRId64 ": C[%" PRId64 "][%" PRId64 "]", what,
                           c->M, c->K, r, j);
@@ -488,7 +507,7 @@ int main(void)
 {
     const struct CMUnitTest s8_tests[] = {
         cmocka_unit_test(test_s8_nt),    cmocka_unit_test(test_s8_nn),        cmocka_unit_test(test_s8_tn),
-        cmocka_unit_test(test_s8_nn_overwrite), cmocka_unit_test(test_s8_k0),
+        cmocka_unit_test(test_s8_nn_overwrite), cmocka_unit_test(test_s8_nt_large_c), cmocka_unit_test(test_s8_k0),
         cmocka_unit_test(test_s8_max_k), cmocka_unit_test(test_s8_tn_gather), cmocka_unit_test(test_s8_tn_gather_max_k),
     };
     const struct CMUnitTest f32_tests[] = {cmocka_unit_test(test_f32_nn), cmocka_unit_test(test_f32_tn)};
