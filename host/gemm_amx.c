@@ -22,8 +22,10 @@
  *
  * Register blocking: 2 x 2 tiles of C (32 rows x 32 columns) take tmm0..3, two tiles of
  * A tmm4..5 and two of B tmm6..7: each tile loaded serves two products. A last single
- * column of tiles uses 2 x 1. Threads split the rows of C (B packed once, shared); each
- * thread loads the tile configuration and releases the tiles when done.
+ * column of tiles uses 2 x 1. Threads: nt and nn split the rows of C within panels of
+ * columns (B packed once, shared); tn splits K into partial products; tn_gather runs on
+ * the calling thread. Each thread loads the tile configuration and releases the tiles
+ * when done. Backward-weight (tn, tn_gather) is described at its code below.
  *
  * The kernel lets a process use the tile data only after it asks (arch_prctl
  * ARCH_REQ_XCOMP_PERM): wg_gemm_amx_available asks, once, and says whether it was granted
@@ -406,13 +408,15 @@ typedef struct tn_layout {
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
-/* Byte offsets of the three buffers in the scratch, 64-byte aligned; returns the total. */
+/* The layout's sizes, and its three buffers at base (64-byte aligned offsets) unless base
+ * is NULL; returns the bytes it takes. */
 static size_t tn_layout_at(int64_t M, int64_t N, int nparts, char *base, tn_layout *l)
 {
     l->mrows = nparts * M, l->mp = round16((nparts - 1) * M + round16(M)), l->np = N;
     size_t ap = (size_t)(TN_CHUNK * l->mp), at = (size_t)(l->mrows * TN_CHUNK), bp = (size_t)(TN_CHUNK * N);
     ap = (ap + 63) / 64 * 64, at = (at + 63) / 64 * 64;
-    l->ap = (int8_t *)base, l->at = (int8_t *)base + ap, l->bp = (int8_t *)base + ap + at;
+    l->ap = l->at = l->bp = NULL;
+    if (base != NULL) l->ap = (int8_t *)base, l->at = (int8_t *)base + ap, l->bp = (int8_t *)base + ap + at;
     return ap + at + bp;
 }
 
