@@ -111,6 +111,10 @@ void conv_forward_block(const wg_conv_geom *g, const int8_t *x, const int8_t *w,
                         int8_t *col, char *padded, int32_t *y)
 {
     const int8_t *a = x + img0 * g->h * g->w * g->c;
+    /* stride 1: straight from the images where the kernels can (AMX), no im2col */
+    if (g->stride == 1 && !is_pointwise(g) &&
+        wg_gemm_s8_conv_s1(nimg, g->h, g->w, g->c, g->o, g->kh, g->kw, g->pad, a, w, y))
+        return;
     if (!is_pointwise(g)) {
         conv_im2col_images(g, x, img0, nimg, col, 1, padded);
         a = col;

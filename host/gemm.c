@@ -191,6 +191,13 @@ void wg_gemm_s8_tn_gather(int64_t M, int64_t K, int nparts, const int8_t *const 
     kernels()->tn_gather(M, K, nparts, A, lda, brow, nruns, run, run_ld, C, ldc, scratch);
 }
 
+bool wg_gemm_s8_conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw, int64_t pad,
+                        const int8_t *x, const int8_t *wt, int32_t *y)
+{
+    wg_gemm_s8_conv_fn *f = kernels()->conv_s1;
+    return f != NULL && f(nimg, h, w, c, o, kh, kw, pad, x, wt, y);
+}
+
 /* ---- int8: the scalar references ------------------------------------------------ */
 
 void wg_gemm_s8_nt_ref(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,

@@ -57,6 +57,16 @@ void wg_gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
 /* What computes the float32 products: "onednn" or "loops" (built without oneDNN). */
 const char *wg_gemm_f32_kernels_name(void);
 
+/* A stride-1 convolution of nimg images straight from the images (implicit GEMM), where
+ * the kernel set has one (AMX): for each image, y[oy][ox][o] (int32, oh x ow x o, oh =
+ * h + 2 pad - kh + 1, likewise ow) = sum over i < kh, j < kw, ch < c of
+ * xp[oy + i][ox + j][ch] wt[o][i][j][ch], xp the image (h x w x c) padded by pad zeros.
+ * Bit for bit nt on the im2col matrix. Returns false, touching nothing, where the set
+ * has none or the shape does not fit its tiles (c a multiple of 4, kw c at most 64 or a
+ * multiple of 64); the caller then runs im2col and nt. On the calling thread. */
+bool wg_gemm_s8_conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw, int64_t pad,
+                        const int8_t *x, const int8_t *wt, int32_t *y);
+
 /* The int8 kernel sets (gemm_impl.h), fastest last. Every product goes through the set
  * chosen at the first one: the one WG_GEMM_KERNELS names in the environment (auto, amx,
  * vnni, avx2, scalar), else the best that runs here. A set this processor cannot run

@@ -96,17 +96,23 @@ typedef struct __attribute__((packed, aligned(64))) tile_config {
     uint8_t rows[16];
 } tile_config;
 
-/* All eight tiles 16 rows x 64 bytes. */
-static void load_tile_config(void)
+/* Tiles of C (tmm0..3) 16 rows x 64 bytes; of A (tmm4, 5) 16 rows x tk bytes of k and of
+ * B (tmm6, 7) tk / 4 groups of 64 bytes (tk a multiple of 4, at most 64). */
+static void load_tile_config_k(int tk)
 {
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    cfg.colsb[4] = cfg.colsb[5] = (uint16_t)tk;
+    cfg.rows[6] = cfg.rows[7] = (uint8_t)(tk / 4);
     /* in assembly with a memory operand: gcc does not see that _tile_loadconfig reads the
      * configuration, and may drop the stores that fill it */
     __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
 }
+
+/* All eight tiles 16 rows x 64 bytes. */
+static void load_tile_config(void) { load_tile_config_k(TILE_K); }
 
 /* What a register block works on: A at its first row (lda apart), packed B at its first
  * column (bs bytes between groups), ksteps tiles of 64 k, C at its first row and column
@@ -121,9 +127,30 @@ typedef struct block_args {
     bool acc;
 } block_args;
 
-/* 32 rows x 32 columns: C tmm0 (rows 0-15, columns 0-15), tmm1 (0-15, 16-31), tmm2
- * (16-31, 0-15), tmm3 (16-31, 16-31); A tmm4 (rows 0-15), tmm5 (16-31); B tmm6
- * (columns 0-15), tmm7 (16-31). Tile numbers are part of the instructions: literals. */
+/* One step of k for rt (1, 2) x ct (1, 2) tiles of C: A's tiles at a (rows 0-15) and
+ * a + a16 (rows 16-31), lda apart; B's at b (columns 0-15) and b + 64 (16-31), bs apart.
+ * C tmm0 (rows 0-15, columns 0-15), tmm1 (0-15, 16-31), tmm2 (16-31, 0-15), tmm3 (16-31,
+ * 16-31); A tmm4, tmm5; B tmm6, tmm7. Tile numbers are part of the instructions:
+ * literals. Each load is followed by the products it allows, so that loads and products
+ * overlap. */
+static inline __attribute__((always_inline)) void tile_step(const int8_t *a, int64_t lda, int64_t a16,
+                                                            const int8_t *b, int64_t bs, int rt, int ct)
+{
+    _tile_loadd(4, a, lda);
+    _tile_loadd(6, b, bs);
+    _tile_dpbssd(0, 4, 6);
+    if (ct > 1) {
+        _tile_loadd(7, b + 64, bs);
+        _tile_dpbssd(1, 4, 7);
+    }
+    if (rt > 1) {
+        _tile_loadd(5, a + a16, lda);
+        _tile_dpbssd(2, 5, 6);
+        if (ct > 1) _tile_dpbssd(3, 5, 7);
+    }
+}
+
+/* 32 rows x 32 columns of C from A's rows and packed B (block_args). */
 static void block_2x2(const block_args *g)
 {
     int32_t *c0 = g->c, *c2 = (int32_t *)((char *)g->c + 16 * g->ldcb);
@@ -139,23 +166,15 @@ static void block_2x2(const block_args *g)
         _tile_zero(3);
     }
     const int8_t *a = g->a, *b = g->b;
-    for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs) {
-        _tile_loadd(4, a, g->lda);
-        _tile_loadd(6, b, g->bs);
-        _tile_dpbssd(0, 4, 6);
-        _tile_loadd(7, b + 64, g->bs);
-        _tile_dpbssd(1, 4, 7);
-        _tile_loadd(5, a + 16 * g->lda, g->lda);
-        _tile_dpbssd(2, 5, 6);
-        _tile_dpbssd(3, 5, 7);
-    }
+    for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs)
+        tile_step(a, g->lda, 16 * g->lda, b, g->bs, 2, 2);
     _tile_stored(0, c0, g->ldcb);
     _tile_stored(1, c0 + 16, g->ldcb);
     _tile_stored(2, c2, g->ldcb);
     _tile_stored(3, c2 + 16, g->ldcb);
 }
 
-/* 32 rows x 16 columns: C tmm0, tmm2; A tmm4, tmm5; B tmm6. */
+/* 32 rows x 16 columns: C tmm0, tmm2. */
 static void block_2x1(const block_args *g)
 {
     int32_t *c0 = g->c, *c2 = (int32_t *)((char *)g->c + 16 * g->ldcb);
@@ -167,13 +186,8 @@ static void block_2x1(const block_args *g)
         _tile_zero(2);
     }
     const int8_t *a = g->a, *b = g->b;
-    for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs) {
-        _tile_loadd(4, a, g->lda);
-        _tile_loadd(6, b, g->bs);
-        _tile_dpbssd(0, 4, 6);
-        _tile_loadd(5, a + 16 * g->lda, g->lda);
-        _tile_dpbssd(2, 5, 6);
-    }
+    for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs)
+        tile_step(a, g->lda, 16 * g->lda, b, g->bs, 2, 1);
     _tile_stored(0, c0, g->ldcb);
     _tile_stored(2, c2, g->ldcb);
 }
@@ -457,20 +471,7 @@ static void tn_block(const int8_t *at, int64_t kp, const int8_t *b, int64_t bs, 
     if (ct > 1) _tile_loadd(1, c + 16, ldcb);
     if (rt > 1) _tile_loadd(2, c2, ldcb);
     if (rt > 1 && ct > 1) _tile_loadd(3, c2 + 16, ldcb);
-    for (int64_t s = 0; s < ksteps; s++, at += TILE_K, b += 16 * bs) {
-        _tile_loadd(4, at, kp);
-        _tile_loadd(6, b, bs);
-        _tile_dpbssd(0, 4, 6);
-        if (ct > 1) {
-            _tile_loadd(7, b + 64, bs);
-            _tile_dpbssd(1, 4, 7);
-        }
-        if (rt > 1) {
-            _tile_loadd(5, at + 16 * kp, kp);
-            _tile_dpbssd(2, 5, 6);
-            if (ct > 1) _tile_dpbssd(3, 5, 7);
-        }
-    }
+    for (int64_t s = 0; s < ksteps; s++, at += TILE_K, b += 16 * bs) tile_step(at, kp, 16 * kp, b, bs, rt, ct);
     _tile_stored(0, c, ldcb);
     if (ct > 1) _tile_stored(1, c + 16, ldcb);
     if (rt > 1) _tile_stored(2, c2, ldcb);
@@ -564,12 +565,79 @@ static void tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, co
     free(buf);
 }
 
+/* ---- conv_s1: stride-1 convolution by implicit GEMM ---------------------------------
+ * The im2col row of output pixel (oy, ox) is, kernel row by kernel row, kw c bytes that
+ * lie side by side in the padded image: row oy + i, from pixel ox. On the padded
+ * width's grid, q = oy wp + ox, those bytes start at (q + i wp) c for every q: a tile of
+ * A is 16 consecutive q at stride c, tk bytes wide (tk = kw c when that is at most 64,
+ * else 64 of its bytes at a time), read from the padded image itself. The q with ox >=
+ * ow are computed and dropped (wp - ow of each wp: 2 of 30 for resnet20's 28 x 28).
+ * Packed B is nt's (k = (i kw + j) c + ch), a tile of it tk / 4 groups. */
+
+/* C tiles of 32 q x 16 ct output channels at cp (ldcb bytes apart) = the products of the
+ * kh kernel rows: A from a (q0's pixel in kernel row 0), B's columns at b. */
+static void conv_block(const int8_t *a, int64_t c, int64_t row_step, int64_t kh, int64_t spr, int64_t tk,
+                       const int8_t *b, int64_t bs, int32_t *cp, int64_t ldcb, int ct)
+{
+    _tile_zero(0);
+    _tile_zero(2);
+    if (ct > 1) {
+        _tile_zero(1);
+        _tile_zero(3);
+    }
+    for (int64_t i = 0; i < kh; i++)
+        for (int64_t s = 0; s < spr; s++)
+            tile_step(a + i * row_step + s * tk, c, 16 * c, b + (i * spr + s) * (tk / 4) * bs, bs, 2, ct);
+    int32_t *cp2 = (int32_t *)((char *)cp + 16 * ldcb);
+    _tile_stored(0, cp, ldcb);
+    _tile_stored(2, cp2, ldcb);
+    if (ct > 1) {
+        _tile_stored(1, cp + 16, ldcb);
+        _tile_stored(3, cp2 + 16, ldcb);
+    }
+}
+
+static bool conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw, int64_t pad,
+                    const int8_t *x, const int8_t *wt, int32_t *y)
+{
+    int64_t seg = kw * c; /* one kernel row's bytes, in tiles of tk: all of it up to 64, else 64, 32 or 16 */
+    int64_t tk = seg <= TILE_K ? seg : seg % 64 == 0 ? 64 : seg % 32 == 0 ? 32 : seg % 16 == 0 ? 16 : 0;
+    if (c % 4 != 0 || tk == 0) return false;
+    int64_t spr = seg / tk, kdim = kh * seg;
+    int64_t hp = h + 2 * pad, wp = w + 2 * pad, oh = hp - kh + 1, ow = wp - kw + 1, nq = oh * wp;
+    int64_t np = packed_columns(o), nb = (nq + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
+    /* the padded image, with room for what the last block of q reads past it */
+    size_t img_bytes = (size_t)(hp * wp * c), buf_bytes = (size_t)((nb + (kh - 1) * wp) * c + seg);
+    buf_bytes = buf_bytes > img_bytes ? buf_bytes : img_bytes;
+    int8_t *xp = wg_gemm_alloc64(buf_bytes), *bp = alloc_packed_b(kdim, np);
+    int32_t *cpad = wg_gemm_alloc64((size_t)(BLOCK_M * np) * sizeof(int32_t));
+    memset(xp, 0, buf_bytes);
+    pack_nt(wt, kdim, o, kdim, bp, np);
+    load_tile_config_k((int)tk);
+    for (int64_t img = 0; img < nimg; img++) {
+        for (int64_t r = 0; r < h; r++) /* the interior; the border stays zero */
+            memcpy(xp + ((r + pad) * wp + pad) * c, x + (img * h + r) * w * c, (size_t)(w * c));
+        int32_t *yi = y + img * oh * ow * o;
+        for (int64_t q0 = 0; q0 < nq; q0 += BLOCK_M) {
+            for (int64_t n = 0; n < o; n += BLOCK_N)
+                conv_block(xp + q0 * c, c, wp * c, kh, spr, tk, bp + n * 4, np * 4, cpad + n, np * 4,
+                           o - n > 16 ? 2 : 1);
+            for (int64_t q = q0; q < q0 + BLOCK_M && q < nq; q++)
+                if (q % wp < ow) memcpy(yi + (q / wp * ow + q % wp) * o, cpad + (q - q0) * np, (size_t)o * 4);
+        }
+    }
+    _tile_release();
+    free(xp), free(bp), free(cpad);
+    return true;
+}
+
 const wg_gemm_kernels wg_gemm_amx = {
     .nt = nt,
     .nn = nn,
     .tn = tn,
     .tn_gather_scratch = tn_gather_scratch,
-    .tn_gather = tn_gather};
+    .tn_gather = tn_gather,
+    .conv_s1 = conv_s1};
 
 #else
 typedef int wg_gemm_amx_unused; /* ISO C forbids an empty translation unit */
