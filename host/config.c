@@ -738,10 +738,8 @@ static char *read_line(char *str, int num, void *stream)
     if (next == WG_INI_END) return NULL;
     if (next == WG_INI_TOO_LONG)
         return fail(c, c->line, "the line is %td characters long: at most %d", eol - s, num - 3), NULL;
-    if (s < eol && *s == '[') { /* libinih would drop what follows "]" on the line */
-        const char *end = memchr(s, ']', (size_t)(eol - s)), *rest = end ? end + 1 : eol;
-        while (rest < eol && (*rest == ' ' || *rest == '\t')) rest++;
-        if (rest < eol && *rest != ';')
+    if (s < eol && *s == '[') {
+        if (!wg_ini_header_tail_ok(s, eol, ";"))
             return fail(c, c->line, "text after the section name: one '[section]' or 'key = value' per line"), NULL;
         c->header_line = c->line;
     }

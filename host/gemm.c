@@ -52,7 +52,7 @@ static const char *const k_path_names[WG_GEMM_NPATHS] = {"scalar", "avx2", "vnni
 
 const char *wg_gemm_path_name(wg_gemm_path p) { return p >= 0 && p < WG_GEMM_NPATHS ? k_path_names[p] : "?"; }
 
-bool wg_gemm_path_parse(const char *name, wg_gemm_path *p)
+static bool path_parse(const char *name, wg_gemm_path *p)
 {
     for (int i = 0; i < WG_GEMM_NPATHS; i++)
         if (!strcmp(name, k_path_names[i])) {
@@ -89,7 +89,7 @@ bool wg_gemm_path_runs(wg_gemm_path p)
     return true;
 }
 
-wg_gemm_path wg_gemm_path_best(void)
+static wg_gemm_path path_best(void)
 {
     for (int p = WG_GEMM_NPATHS - 1; p > 0; p--)
         if (wg_gemm_path_runs((wg_gemm_path)p)) return (wg_gemm_path)p;
@@ -106,15 +106,15 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void choose_kernels(void)
 {
     const char *env = getenv("WG_GEMM_KERNELS");
-    wg_gemm_path p = wg_gemm_path_best();
+    wg_gemm_path p = path_best();
     if (env != NULL && *env != '\0' && strcmp(env, "auto") != 0) {
-        if (!wg_gemm_path_parse(env, &p)) {
+        if (!path_parse(env, &p)) {
             fprintf(stderr, "wageubn: WG_GEMM_KERNELS=%s: expected auto, amx, vnni, avx2 or scalar\n", env);
             exit(2);
         }
         if (!wg_gemm_path_runs(p)) { /* 77: ctest's "skipped", for the tests that force each set */
             fprintf(stderr, "wageubn: WG_GEMM_KERNELS=%s: this processor or build cannot run them (best: %s)\n",
-                    env, wg_gemm_path_name(wg_gemm_path_best()));
+                    env, wg_gemm_path_name(path_best()));
             exit(77);
         }
     }

@@ -75,9 +75,7 @@ bool wg_gemm_s8_conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o
  * switching nothing, for a set that cannot run here. */
 typedef enum { WG_GEMM_SCALAR, WG_GEMM_AVX2, WG_GEMM_VNNI, WG_GEMM_AMX, WG_GEMM_NPATHS } wg_gemm_path;
 const char *wg_gemm_path_name(wg_gemm_path p);
-bool wg_gemm_path_parse(const char *name, wg_gemm_path *p);
 bool wg_gemm_path_runs(wg_gemm_path p); /* compiled in and supported by this processor */
-wg_gemm_path wg_gemm_path_best(void);
 wg_gemm_path wg_gemm_path_current(void);
 bool wg_gemm_use(wg_gemm_path p);
 

@@ -83,6 +83,13 @@ const char *wg_ini_show(const char *s, char buf[WG_INI_SHOW + 4])
     return buf;
 }
 
+bool wg_ini_header_tail_ok(const char *s, const char *eol, const char *comments)
+{
+    const char *end = memchr(s, ']', (size_t)(eol - s)), *rest = end ? end + 1 : eol;
+    while (rest < eol && (*rest == ' ' || *rest == '\t')) rest++;
+    return rest == eol || strchr(comments, *rest) != NULL;
+}
+
 char *wg_ini_trim(char *s)
 {
     while (*s == ' ' || *s == '\t') s++;

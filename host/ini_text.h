@@ -30,6 +30,11 @@ typedef enum wg_ini_next { WG_INI_LINE, WG_INI_END, WG_INI_TOO_LONG } wg_ini_nex
  * num - 3; nothing was copied. */
 wg_ini_next wg_ini_text_next(wg_ini_text *t, char *str, int num, const char **s, const char **eol);
 
+/* A "[section]" line [s, eol): true when nothing but blanks, or a comment starting with
+ * one of the characters in comments, follows its ']' (or there is no ']': libinih
+ * reports that). libinih drops such text silently; the readers refuse it. */
+bool wg_ini_header_tail_ok(const char *s, const char *eol, const char *comments);
+
 /* Line `line` (from 1) without its line end, into out (n bytes, truncated). */
 void wg_ini_text_line(const wg_ini_text *t, int line, char *out, size_t n);
 

@@ -310,9 +310,7 @@ static bool check_header(parse_ctx *c, const char *s, const char *eol)
     if (c->header_line[sec])
         return fail(c, c->line, "[%s] appears a second time (first on line %d)", name, c->header_line[sec]), false;
     c->header_line[sec] = c->line;
-    const char *rest = end + 1;
-    while (rest < eol && (*rest == ' ' || *rest == '\t')) rest++;
-    if (rest < eol && *rest != ';' && *rest != '#')
+    if (!wg_ini_header_tail_ok(s, eol, ";#"))
         return fail(c, c->line, "text after the section name: one '[section]' or 'key = value' per line"), false;
     return true;
 }

@@ -168,6 +168,10 @@ check "tied keys: a tuple" grep -q "runs/tied/002_seed+batch=3+64$" tied.out
 check "tied keys: each key its value" grep -q -- "--set train.seed=3 --set train.batch=64 --out" tied.out
 
 # Mistakes in a sweep file: exit 2, file:line, before any point runs.
+refused() { # refused NAME LABEL: `wageubn sweep sweeps/NAME.ini` exits 2; its messages in NAME.err
+    "$bin" sweep "sweeps/$1.ini" >/dev/null 2>"$1.err"
+    check "$2: exit 2" [ $? -eq 2 ]
+}
 cat >sweeps/badkey.ini <<EOF
 [sweep]
 base = ../base/int8.ini
@@ -176,31 +180,26 @@ out = runs/badkey
 quant.preset = full, reference
 quant.bitz_e2 = 8, 16
 EOF
-"$bin" sweep sweeps/badkey.ini >/dev/null 2>badkey.err
-check "bad grid key: exit 2" [ $? -eq 2 ]
+refused badkey "bad grid key"
 check "bad grid key: names file:line and key" grep -q "sweeps/badkey.ini:6: \[grid\] quant.bitz_e2.*did you mean 'bits_e2'" badkey.err
 check "bad grid key: nothing ran" [ ! -e runs/badkey ]
 
 printf '[sweep]\nbase = ../base/int8.ini\n[grid]\nquant.bits_e2 = 8, 160\n' >sweeps/badvalue.ini
-"$bin" sweep sweeps/badvalue.ini >/dev/null 2>badvalue.err
-check "bad grid value: exit 2" [ $? -eq 2 ]
+refused badvalue "bad grid value"
 check "bad grid value: names file:line" grep -q "sweeps/badvalue.ini:4: \[grid\] quant.bits_e2, value '160': expected an integer" badvalue.err
 
 printf '[sweep]\nbase = ../base/int8.ini\n[grid]\nquant.bits_e2 = 8, 16\nthis is not ini\n' >sweeps/badline.ini
-"$bin" sweep sweeps/badline.ini >/dev/null 2>badline.err
-check "bad line: exit 2" [ $? -eq 2 ]
+refused badline "bad line"
 check "bad line: names file:line" grep -q "sweeps/badline.ini:5: expected '\[section\]' or 'key = value'" badline.err
 
 # the base has 3 lr multipliers: right for 2 boundaries, not for 1
 printf '[sweep]\nbase = ../base/int8.ini\nout = runs/cross\n[grid]\ntrain.lr_boundaries = "2,3", 2\n' >sweeps/cross.ini
-"$bin" sweep sweeps/cross.ini >/dev/null 2>cross.err
-check "point that does not load: exit 2" [ $? -eq 2 ]
+refused cross "point that does not load"
 check "point that does not load: named" grep -q "point 2/2 (lr_boundaries=2):.*lr_multipliers has 3 values" cross.err
 check "point that does not load: nothing ran" [ ! -e runs/cross ]
 
 printf '[sweep]\nbase = ../base/int8.ini\n[set]\ntrain.epochs = 1\n[grid]\n' >sweeps/empty.ini
-"$bin" sweep sweeps/empty.ini >/dev/null 2>empty.err
-check "empty grid: exit 2" [ $? -eq 2 ]
+refused empty "empty grid"
 check "empty grid: said" grep -q "the grid is empty" empty.err
 
 "$bin" sweep sweeps/tiny.ini --set quant.preset=full >/dev/null 2>setgrid.err
