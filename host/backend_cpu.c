@@ -14,6 +14,7 @@
 #include "check.h"
 #include "wg_par.h"
 #include "wg_intmath.h"
+#include "cpu_rne.h"
 #include "wg_philox.h"
 #include "wg_quant_elem.h"
 
@@ -87,63 +88,6 @@ static void store_chunk(wg_tensor *t, int64_t i0, int64_t n, const int64_t *buf)
  * gcc vectorizes. Each computes the shared formula's integer for every input; the
  * comments say why, and tests/test_quant.c checks them against the reference on
  * tensors large enough to be split across threads. */
-
-/* wg_rshift_rne(x, s) for one shift s in 0..63 over a whole loop: the constants hoisted
- * and the rounding test a single comparison (gcc vectorizes a compare-and-select, not
- * the shared formula's mix of boolean operations). With fl = floor(x / 2^s) and
- * rem = x mod 2^s, the shared formula rounds up iff rem > half, or rem == half and fl is
- * odd; rem + (fl & 1) > half is rem > half for an even fl and rem >= half for an odd one:
- * the same test. rem + 1 <= 2^s does not wrap, and fl + 1 does not overflow (fl < 2^62
- * when s >= 1). s = 0 has no remainder and never rounds up: half is then set beyond
- * every rem + 1. */
-typedef struct rne64_k {
-    int s;
-    uint64_t mask, half;
-} rne64_k;
-
-static rne64_k rne64_init(int s)
-{
-    return (rne64_k){s, (UINT64_C(1) << s) - 1, s > 0 ? UINT64_C(1) << (s - 1) : UINT64_MAX};
-}
-
-static inline int64_t rne64(int64_t x, rne64_k k)
-{
-    int64_t fl = x >> k.s;
-    uint64_t rem = (uint64_t)x & k.mask;
-    return fl + (rem + ((uint64_t)fl & 1) > k.half ? 1 : 0);
-}
-
-/* The same for an int32 x and s in 0..31, in 32-bit arithmetic (twice the lanes): fl
- * and rem are the same integers as in 64 bits, rem + 1 <= 2^31 does not wrap a uint32,
- * and fl + 1 <= 2^30 when s >= 1. */
-typedef struct rne32_k {
-    int s;
-    uint32_t mask, half;
-} rne32_k;
-
-static rne32_k rne32_init(int s)
-{
-    return (rne32_k){s, (UINT32_C(1) << s) - 1, s > 0 ? UINT32_C(1) << (s - 1) : UINT32_MAX};
-}
-
-static inline int32_t rne32(int32_t x, rne32_k k)
-{
-    int32_t fl = x >> k.s;
-    uint32_t rem = (uint32_t)x & k.mask;
-    return fl + (rem + ((uint32_t)fl & 1) > k.half ? 1 : 0);
-}
-
-static inline int64_t clamp64(int64_t x, int64_t bound)
-{
-    x = x > bound ? bound : x;
-    return x < -bound ? -bound : x;
-}
-
-static inline int32_t clamp32(int32_t x, int32_t bound)
-{
-    x = x > bound ? bound : x;
-    return x < -bound ? -bound : x;
-}
 
 /* dst[i0 + i] = (container of dst) EXPR for i in 0..len-1, EXPR in terms of i; one loop
  * per output container (int8, int16, int32, int64). */

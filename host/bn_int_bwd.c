@@ -30,6 +30,8 @@
 #include "backend.h"
 #include "bn_int_impl.h"
 #include "check.h"
+#include "cpu_rne.h"
+#include "quant.h"
 #include "wg_par.h"
 #include "wg_bn_elem.h"
 
@@ -80,6 +82,37 @@ WG_BN_INLINE void bwd_sums_tile_s8(const int8_t *restrict dy, const int16_t *res
     }
 }
 
+/* How the fused sums pass (wg_bn_int_backward_act) makes dy: E1 of err on the fast path
+ * (err int64, shift 0..63: cpu_rne.h's rne64), or from dy already quantized (err NULL);
+ * then ReLU's mask, y > 0 with y = xhat gamma + beta 2^7 the forward pass's BN output
+ * (|y| <= 32767^2 + 32767 2^7 < 2^31: int32, as normalize_tile32 computes it). */
+typedef struct bwd_act {
+    const int64_t *err;
+    rne64_k k;
+    int64_t bound;
+    int32_t *gamma, *b128; /* per element of a tile (n), like bn_tile */
+} bwd_act;
+
+/* dy of one tile from err (or from dy itself when err is NULL), masked and stored,
+ * and its sums in acc32 as bwd_sums_tile_s8 takes them. */
+WG_BN_INLINE void bwd_sums_tile_act(const int64_t *restrict err, int8_t *restrict dy, const int16_t *restrict h,
+                                    int64_t len, int64_t n, const bwd_act *a, int32_t *restrict acc)
+{
+    int32_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
+    const int32_t *restrict gamma = a->gamma, *restrict b128 = a->b128;
+    rne64_k k = a->k;
+    int64_t bound = a->bound;
+    for (int64_t l = 0; l < len; l++) {
+        int32_t q = err ? (int32_t)clamp64(rne64(err[l], k), bound) : dy[l], v = h[l];
+        int32_t d = v * gamma[l] + b128[l] > 0 ? q : 0, ad = d < 0 ? -d : d, ah = v < 0 ? -v : v;
+        dy[l] = (int8_t)d;
+        bs[l] += d;
+        gs[l] += d * v;
+        dm[l] = ad > dm[l] ? ad : dm[l];
+        hm[l] = ah > hm[l] ? ah : hm[l];
+    }
+}
+
 /* Moves the int32 accumulators into the int64 ones (sums added, maxima merged) and
  * clears the sums. */
 static void sums32_flush(int32_t *restrict acc32, int64_t *restrict acc, int64_t n)
@@ -92,11 +125,12 @@ static void sums32_flush(int32_t *restrict acc32, int64_t *restrict acc, int64_t
 }
 
 /* Per channel B = sum dy, G = sum dy * xhat (exact: |dy| <= 32767, |xhat| <= 32767,
- * count < 2^32 give |G| < 2^62), and the maxima of |dy| and |xhat| for the bound. Each
+ * count < 2^32 give |G| < 2^62), and the maxima of |dy| and |xhat| for the bound. With
+ * act (int8 dy only), dy is first made and stored (bwd_sums_tile_act). Each
  * thread reduces its tiles element by element, folds them into the channels, and the
  * threads' results are combined (integer sums and maxima: any split gives the same). */
-static void pass_bwd_sums(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, int64_t *bsum,
-                          int64_t *gsum, uint64_t *dmax, uint64_t *hmax)
+static void pass_bwd_sums(void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bwd_act *act,
+                          int64_t *bsum, int64_t *gsum, uint64_t *dmax, uint64_t *hmax)
 {
     int64_t rows = tile_rows(c), n = rows * c, ntiles = (m + rows - 1) / rows;
     int64_t *out = bn_xmalloc(4 * (size_t)c * sizeof *out);
@@ -113,7 +147,10 @@ static void pass_bwd_sums(const void *dy, wg_dtype dt, const int16_t *xhat, int6
         for (int64_t b = 0; b < ntiles; b++) {
             int64_t k0 = b * n, len = b == ntiles - 1 ? m * c - k0 : n;
             if (dt == WG_I8) {
-                bwd_sums_tile_s8((const int8_t *)dy + k0, xhat + k0, len, n, acc32);
+                int8_t *d8 = (int8_t *)dy + k0;
+                if (act && act->err) bwd_sums_tile_act(act->err + k0, d8, xhat + k0, len, n, act, acc32);
+                else if (act) bwd_sums_tile_act(NULL, d8, xhat + k0, len, n, act, acc32);
+                else bwd_sums_tile_s8(d8, xhat + k0, len, n, acc32);
                 if (++pending == WG_BN_SUMS32_TILES) {
                     sums32_flush(acc32, acc, n);
                     pending = 0;
@@ -202,11 +239,35 @@ static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, in
     return mx;
 }
 
-uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
-                            wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta)
+/* The passes once dy's exponent is known: the sums (making dy first with act), the
+ * exponent rule, the per-channel constants and the dx pass. Sets the exponents of dbeta,
+ * dgamma and dx; returns max |dx|. */
+static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tensor *gamma16,
+                                const wg_bn_int_saved *saved, int64_t count, int64_t c, wg_tensor *dx,
+                                wg_tensor *dgamma, wg_tensor *dbeta)
 {
-    int64_t count, n;
-    int64_t c = bn_check_act(&saved->xhat, WG_I16, NULL, "saved x-hat", &count);
+    WG_ASSERT(dy->exp > -WG_BN_EXP_LIMIT && dy->exp < WG_BN_EXP_LIMIT, "dy has exponent %d", dy->exp);
+    uint64_t *dmax = bn_xmalloc((size_t)c * sizeof *dmax), *hmax = bn_xmalloc((size_t)c * sizeof *hmax);
+    int64_t *bsum = dbeta->data, *gsum = dgamma->data;
+    pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, act, bsum, gsum, dmax, hmax);
+    int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
+    bn_tile t = bn_tile_alloc(c);
+    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
+    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
+    free(dmax);
+    free(hmax);
+    bn_tile_free(&t);
+    dbeta->exp = dy->exp;
+    dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
+    dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
+    return dx_max;
+}
+
+/* The checks of both entries (dy of any integer container, dx int64); returns C. */
+static int64_t check_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                              const wg_tensor *dx, const wg_tensor *dgamma, const wg_tensor *dbeta, int64_t *count)
+{
+    int64_t n, c = bn_check_act(&saved->xhat, WG_I16, NULL, "saved x-hat", count);
     bn_check_act(dy, -1, &saved->xhat, "the BN output error dy", &n);
     bn_check_act(dx, WG_I64, &saved->xhat, "the BN input error dx", &n);
     bn_check_vec(&saved->sigma, WG_I32, c, "saved sigma");
@@ -217,24 +278,53 @@ uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const
                   gamma16->exp == WG_BN_XHAT_EXP,
               "x-hat, sigma, gamma16 at e = %d, %d, %d (expected -7, -15, -7: a training forward pass first)",
               saved->xhat.exp, saved->sigma.exp, gamma16->exp);
-    WG_ASSERT(dy->exp > -WG_BN_EXP_LIMIT && dy->exp < WG_BN_EXP_LIMIT, "dy has exponent %d", dy->exp);
+    return c;
+}
+
+uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                            wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta)
+{
+    int64_t count, c = check_backward(dy, gamma16, saved, dx, dgamma, dbeta, &count);
     if (wg_dtype_bound(dy->dtype) > WG_BN_DY_MAX) {
         uint64_t m = dy->backend->iface->max_abs(dy->backend->ctx, dy);
         WG_ASSERT(m <= WG_BN_DY_MAX, "BN backward: max |dy| = %llu (at most %d: quantize with E1 first)",
                   (unsigned long long)m, WG_BN_DY_MAX);
     }
-    uint64_t *dmax = bn_xmalloc((size_t)c * sizeof *dmax), *hmax = bn_xmalloc((size_t)c * sizeof *hmax);
-    bn_tile t = bn_tile_alloc(c);
-    int64_t *bsum = dbeta->data, *gsum = dgamma->data;
-    pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, bsum, gsum, dmax, hmax);
-    int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
-    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
-    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
-    free(dmax);
-    free(hmax);
-    bn_tile_free(&t);
-    dbeta->exp = dy->exp;
-    dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
-    dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
+    wg_tensor dyv = *dy; /* read only: the passes write dy only with act */
+    return backward_passes(&dyv, NULL, gamma16, saved, count, c, dx, dgamma, dbeta);
+}
+
+uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_bits, const wg_tensor *gamma16,
+                                const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
+                                wg_tensor *dgamma, wg_tensor *dbeta)
+{
+    int64_t count, n, c = check_backward(dy, gamma16, saved, dx, dgamma, dbeta, &count);
+    bn_check_act(dy, WG_I8, &saved->xhat, "the BN output error dy", &n);
+    bn_check_act(err, -1, &saved->xhat, "the error at the activation", &n);
+    bn_check_vec(beta16, WG_I16, c, "beta16");
+    WG_ASSERT(beta16->exp == WG_BN_XHAT_EXP, "beta16 at e = %d, expected -7", beta16->exp);
+    WG_ASSERT(e1_bits >= 2 && e1_bits <= 8, "E1 into int8: %d bits (expected 2..8)", e1_bits);
+    if (err_max == WG_QUANT_MAX_UNKNOWN) err_max = err->backend->iface->max_abs(err->backend->ctx, err);
+    /* E1: on the fast path inside the sums pass, else the backend's pass first */
+    wg_quant_plan e1 = wg_quant_shift_plan(err->exp, e1_bits, err_max);
+    bwd_act act = {.bound = e1.bound};
+    if (err->dtype == WG_I64 && e1.shift >= 0 && e1.shift <= 63) {
+        act.err = err->data;
+        act.k = rne64_init(e1.shift);
+    } else {
+        wg_quant_shift_max(dy, err, e1_bits, err_max);
+    }
+    dy->exp = e1.exp;
+    /* ReLU's constants per element of a tile: gamma16 and beta16 2^7 of channel l % C */
+    int64_t tn = tile_rows(c) * c;
+    act.gamma = bn_xmalloc(2 * (size_t)tn * sizeof *act.gamma);
+    act.b128 = act.gamma + tn;
+    const int16_t *g16 = gamma16->data, *b16 = beta16->data;
+    for (int64_t l = 0; l < tn; l++) {
+        act.gamma[l] = g16[l % c];
+        act.b128[l] = b16[l % c] * 128;
+    }
+    uint64_t dx_max = backward_passes(dy, &act, gamma16, saved, count, c, dx, dgamma, dbeta);
+    free(act.gamma);
     return dx_max;
 }

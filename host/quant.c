@@ -73,6 +73,34 @@ static uint64_t known_max_abs(const wg_tensor *x, uint64_t known)
     return known == WG_QUANT_MAX_UNKNOWN ? max_abs(x) : known;
 }
 
+/* ---- per-tensor decisions (wg_quant_plan: the shift, the clamp bound, the output's
+ * exponent; E2's are the coarse part's) ---------------------------------------------- */
+
+static wg_quant_plan fit_plan(int src_exp, int e_min, int64_t bound, uint64_t max_abs)
+{
+    WG_ASSERT(e_min > -WG_EXP_LIMIT && e_min < WG_EXP_LIMIT, "fit quantization: floor exponent %d", e_min);
+    int shift = wg_fit_shift(max_abs, e_min - src_exp, bound);
+    return (wg_quant_plan){shift, bound, src_exp + shift};
+}
+
+wg_quant_plan wg_quant_shift_plan(int src_exp, int bits, uint64_t max_abs)
+{
+    check_bits(bits, "shift quantization (E1)");
+    /* s = Shift(max) = 2^p input units; x / s on the grid 2^-(bits-1) is a shift by p - (bits-1). */
+    int shift = wg_npow2_exp(max_abs) - (bits - 1);
+    return (wg_quant_plan){shift, wg_bound_bits(bits), src_exp + shift};
+}
+
+static wg_quant_plan flag_plan(int src_exp, int bits, uint64_t max_abs)
+{
+    check_bits(bits, "flag quantization (E2)");
+    /* The coarse grid is Shift(max) / 2^(bits-1): z = x / 2^shift_coarse. */
+    int shift = wg_npow2_exp(max_abs) - (bits - 1);
+    return (wg_quant_plan){shift, wg_bound_bits(bits), src_exp + shift};
+}
+
+/* ---- the quantizers ---------------------------------------------------------------- */
+
 void wg_quant_direct(wg_tensor *dst, const wg_tensor *src, int bits, bool clip)
 {
     check_pair(dst, src);
@@ -92,12 +120,9 @@ void wg_quant_fit_exp(wg_tensor *dst, const wg_tensor *src, int e_min)
 void wg_quant_fit_exp_max(wg_tensor *dst, const wg_tensor *src, int e_min, uint64_t known_max)
 {
     check_pair(dst, src);
-    WG_ASSERT(e_min > -WG_EXP_LIMIT && e_min < WG_EXP_LIMIT, "fit quantization: floor exponent %d", e_min);
-    int64_t bound = wg_dtype_bound(dst->dtype);
-    int shift = wg_fit_shift(known_max_abs(src, known_max), e_min - src->exp, bound);
-    int e_out = src->exp + shift;
-    WG_BACKEND_OP(dst, round_shift)(dst->backend->ctx, dst, src, shift, bound);
-    dst->exp = e_out;
+    wg_quant_plan p = fit_plan(src->exp, e_min, wg_dtype_bound(dst->dtype), known_max_abs(src, known_max));
+    WG_BACKEND_OP(dst, round_shift)(dst->backend->ctx, dst, src, p.shift, p.bound);
+    dst->exp = p.exp;
 }
 
 void wg_quant_fit(wg_tensor *dst, const wg_tensor *src, int bits)
@@ -115,13 +140,10 @@ void wg_quant_shift_max(wg_tensor *dst, const wg_tensor *src, int bits, uint64_t
 {
     check_pair(dst, src);
     check_bits(bits, "shift quantization (E1)");
-    int64_t bound = wg_bound_bits(bits);
-    check_holds(dst, bound, "shift quantization (E1)");
-    /* s = Shift(max) = 2^p input units; x / s on the grid 2^-(bits-1) is a shift by p - (bits-1). */
-    int shift = wg_npow2_exp(known_max_abs(src, known_max)) - (bits - 1);
-    int e_out = src->exp + shift;
-    WG_BACKEND_OP(dst, round_shift)(dst->backend->ctx, dst, src, shift, bound);
-    dst->exp = e_out;
+    check_holds(dst, wg_bound_bits(bits), "shift quantization (E1)");
+    wg_quant_plan p = wg_quant_shift_plan(src->exp, bits, known_max_abs(src, known_max));
+    WG_BACKEND_OP(dst, round_shift)(dst->backend->ctx, dst, src, p.shift, p.bound);
+    dst->exp = p.exp;
 }
 
 void wg_quant_flag(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int bits)
@@ -136,12 +158,10 @@ void wg_quant_flag_max(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src,
     check_bits(bits, "flag quantization (E2)");
     check_holds(coarse, wg_bound_bits(bits), "flag quantization (E2), coarse part");
     check_holds(fine, wg_bound_bits(bits), "flag quantization (E2), fine part");
-    /* The coarse grid is Shift(max) / 2^(bits-1): z = x / 2^shift_coarse. */
-    int shift_coarse = wg_npow2_exp(known_max_abs(src, known_max)) - (bits - 1);
-    int e_coarse = src->exp + shift_coarse;
-    WG_BACKEND_OP(src, flag_split)(src->backend->ctx, coarse, fine, src, shift_coarse, bits);
-    coarse->exp = e_coarse;
-    fine->exp = e_coarse - (bits - 1);
+    wg_quant_plan p = flag_plan(src->exp, bits, known_max_abs(src, known_max));
+    WG_BACKEND_OP(src, flag_split)(src->backend->ctx, coarse, fine, src, p.shift, bits);
+    coarse->exp = p.exp;
+    fine->exp = p.exp - (bits - 1);
 }
 
 void wg_quant_grad(wg_tensor *dst, const wg_tensor *src, const wg_grad_quant_args *a)

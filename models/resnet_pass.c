@@ -217,25 +217,23 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
 }
 
 /* From the error at activation p->a (err) to the error at the BN input (dx): E1,
- * ReLU's mask, BN backward (which also fills gamma's and beta's gradients). Returns
- * max|dx| in int8 mode, else WG_QUANT_MAX_UNKNOWN. */
+ * ReLU's mask, BN backward (which also fills gamma's and beta's gradients), the first
+ * two inside BN's sums pass in int8 mode (wg_bn_int_backward_act). Returns max|dx| in
+ * int8 mode, else WG_QUANT_MAX_UNKNOWN. */
 static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, wg_tensor *dx)
 {
     bn_unit *u = &p->bn;
-    wg_tensor y = wg_net_cur(net, &p->y);
     if (net->o.int8) {
         wg_tensor e = wg_net_scratch(net, &net->e8, u->h, u->w, u->c);
-        wg_quant_shift(&e, err, net->o.bits.e1);
-        wg_relu_backward_s8(&y, &e);
         wg_bn_int_saved s = saved_int(net, u);
-        return wg_bn_int_backward(&e, &u->gamma->fwd, &s, dx, &u->gamma->grad, &u->beta->grad);
-    } else {
-        wg_tensor e = *err;
-        wg_relu_f32_backward(&y, &e);
-        wg_bn_f32_saved s = saved_f32(net, u);
-        wg_bn_f32_backward(&e, &u->gamma->master, &s, dx, &u->gamma->grad, &u->beta->grad);
-        return WG_QUANT_MAX_UNKNOWN;
+        return wg_bn_int_backward_act(err, WG_QUANT_MAX_UNKNOWN, net->o.bits.e1, &u->gamma->fwd, &u->beta->fwd, &s,
+                                      &e, dx, &u->gamma->grad, &u->beta->grad);
     }
+    wg_tensor y = wg_net_cur(net, &p->y), e = *err;
+    wg_relu_f32_backward(&y, &e);
+    wg_bn_f32_saved s = saved_f32(net, u);
+    wg_bn_f32_backward(&e, &u->gamma->master, &s, dx, &u->gamma->grad, &u->beta->grad);
+    return WG_QUANT_MAX_UNKNOWN;
 }
 
 /* acc += add (errors of the same tensor). */

@@ -360,6 +360,84 @@ static void test_int_random(void **state)
     TR_FAIL_IF(min_bits < 40, "dx has only %d bits above its grid", min_bits);
 }
 
+/* ---- the fused backward entry (wg_bn_int_backward_act) --------------------------------- */
+
+/* One error at the activation: int64 (E1 inside the sums pass) unless dt says int32, of
+ * magnitude 2^mag (a small one takes E1's left shifts: the backend's pass first). */
+static wg_tensor act_err(wg_backend *b, tr_rng *r, const bn_case *k, wg_dtype dt, int mag, int e, int64_t **vals)
+{
+    int64_t n = k->count * k->c;
+    int64_t *v = alloc64(n);
+    for (int64_t i = 0; i < n; i++) v[i] = tr_next(r) % 5 == 0 ? 0 : tr_i64_mag(r, (int)tr_range(r, 0, mag));
+    *vals = v;
+    return mk_nhwc(b, dt, k, v, e);
+}
+
+/* wg_bn_int_backward_act against the chain it fuses, run from the library's parts: E1
+ * (wg_quant_shift_max), ReLU's mask from the reference's y, wg_bn_int_backward. dy, dx,
+ * dgamma, dbeta, their exponents and max |dx| must be the same. */
+static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_run *f, const ref_fwd *rf, int id)
+{
+    int64_t n = k->count * k->c, C = k->c;
+    static const int mags[] = {62, 40, 31, 20, 9, 3};
+    wg_dtype dt = id % 4 == 3 ? WG_I32 : WG_I64;
+    int bits = id % 3 == 2 ? 5 : 8, mag = mags[id % 6] > 31 && dt == WG_I32 ? 31 : mags[id % 6];
+    int64_t *ev;
+    wg_tensor err = act_err(b, r, k, dt, mag, (int)tr_range(r, -40, 0), &ev);
+    uint64_t err_max = given_max(ev, n, id);
+    /* the chain */
+    wg_tensor e1 = mk_nhwc(b, WG_I8, k, NULL, 0), dx1 = mk_nhwc(b, WG_I64, k, NULL, 0);
+    wg_tensor dg1 = mk_vec(b, WG_I64, C, NULL, 0), db1 = mk_vec(b, WG_I64, C, NULL, 0);
+    wg_quant_shift_max(&e1, &err, bits, err_max);
+    int64_t *masked = tr_tensor_get(&e1);
+    for (int64_t i = 0; i < n; i++) masked[i] = rf->y[i] > 0 ? masked[i] : 0;
+    wg_tensor e1m = mk_nhwc(b, WG_I8, k, masked, e1.exp);
+    uint64_t max1 = wg_bn_int_backward(&e1m, &f->gamma, &f->saved, &dx1, &dg1, &db1);
+    /* the fused entry */
+    wg_tensor dy = mk_nhwc(b, WG_I8, k, NULL, 0), dx = mk_nhwc(b, WG_I64, k, NULL, 0);
+    wg_tensor dg = mk_vec(b, WG_I64, C, NULL, 0), db = mk_vec(b, WG_I64, C, NULL, 0);
+    uint64_t max2 = wg_bn_int_backward_act(&err, err_max, bits, &f->gamma, &f->beta, &f->saved, &dy, &dx, &dg, &db);
+    expect_tensor(&dy, masked, n, e1.exp, "fused dy", id);
+    int64_t *want = tr_tensor_get(&dx1);
+    expect_tensor(&dx, want, n, dx1.exp, "fused dx", id);
+    free(want);
+    want = tr_tensor_get(&dg1);
+    expect_tensor(&dg, want, C, dg1.exp, "fused dgamma", id);
+    free(want);
+    want = tr_tensor_get(&db1);
+    expect_tensor(&db, want, C, db1.exp, "fused dbeta", id);
+    TR_EXPECT_I64((int64_t)max1, (int64_t)max2, "case %d: fused max |dx|", id);
+    free(want), free(masked), free(ev);
+    wg_tensor *ts[] = {&err, &e1, &e1m, &dx1, &dg1, &db1, &dy, &dx, &dg, &db};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) wg_tensor_free(ts[i]);
+}
+
+/* Random cases (ragged C) and threaded sizes, every E1 path: int64 errors of large and
+ * small magnitude (right and left shifts), int32 errors, 8 and 5 bits, the error's
+ * maximum handed over or not. */
+static void test_int_backward_act(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {4242};
+    static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
+    for (int id = 0; id < 60; id++) {
+        bn_case k;
+        if (id < 48) {
+            k = random_case(&r, 12000, -30, 4);
+        } else {
+            const int64_t *s = big[id % 4];
+            k = case_make(s[0], s[1], s[2], s[3], (int)tr_range(&r, -20, -8));
+            fill_x(&r, &k, (int)tr_range(&r, 8, 31));
+        }
+        bn_run f;
+        ref_fwd rf = check_forward(b, &k, NULL, NULL, NULL, &f, 700 + id);
+        check_backward_act(b, &r, &k, &f, &rf, id);
+        run_free(&f);
+        ref_free(&rf);
+        case_free(&k);
+    }
+}
+
 /* One channel by hand: x (int32 at e_in) -> e_x, mu, sigma, x-hat, clamps (gamma 1). */
 static void hand_case(wg_backend *b, const int64_t *x, int64_t count, int e_in, int e_x, int64_t mu, int64_t sigma,
                       const int64_t *xhat, int64_t clamps, int id)
@@ -1080,7 +1158,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_division),        cmocka_unit_test(test_fast_xhat),      cmocka_unit_test(test_fast_xhat32),
         cmocka_unit_test(test_fast_dx),         cmocka_unit_test(test_int_tiles),       cmocka_unit_test(test_int_narrow_repeat),
-        cmocka_unit_test(test_int_random),
+        cmocka_unit_test(test_int_random),      cmocka_unit_test(test_int_backward_act),
         cmocka_unit_test(test_int_edges),       cmocka_unit_test(test_int_ties_clamps),
         cmocka_unit_test(test_int_rejects),     cmocka_unit_test(test_int_vs_float),
         cmocka_unit_test(test_running_eval),    cmocka_unit_test(test_int_overflow_scale),
