@@ -1,15 +1,16 @@
 /* act.h: ReLU followed by the activation quantizer, and what passes through it
  * backwards (docs/numerics.md 7.2).
  *
- * int8 forward: y (int32, the BN output at e = -14) is rectified in place (kept for
- * the backward mask) and quantized into A (int8) by the fit rule with floor -(bits-1)
- * ([quant] act_exponent = fit) or at the fixed exponent -(bits-1) with saturation
- * (act_exponent = fixed). Backward: the quantizer is a straight-through estimator and
- * ReLU passes the error where y > 0. */
+ * int8 forward: y (int32, the BN output at e = -14) is rectified and quantized into A
+ * (int8) by the fit rule with floor -(bits-1) ([quant] act_exponent = fit) or at the
+ * fixed exponent -(bits-1) with saturation (act_exponent = fixed). Backward: the
+ * quantizer is a straight-through estimator and ReLU passes the error where y > 0
+ * (the int8 network does that inside BN's backward pass, wg_bn_int_backward_act). */
 #ifndef WG_ACT_H
 #define WG_ACT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "tensor.h"
 
@@ -20,6 +21,11 @@ extern "C" {
 typedef enum wg_act_exponent { WG_ACT_FIT = 0, WG_ACT_FIXED } wg_act_exponent;
 
 void wg_relu_quant_forward(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule);
+/* The same with relu_max = max(0, max y) from y's producer (wg_bn_int_forward_train
+ * returns it), or WG_QUANT_MAX_UNKNOWN: the fit rule then runs in one pass over y (no
+ * max-abs pass, no rectified copy: y is left as it is, which the int8 backward pass does
+ * not need, its mask coming from BN's x-hat). The same a and exponent. */
+void wg_relu_quant_forward_max(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule, uint64_t relu_max);
 /* de (int8, the E1 error at A) masked where y <= 0, in place. */
 void wg_relu_backward_s8(const wg_tensor *y, wg_tensor *de);
 

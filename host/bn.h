@@ -64,14 +64,15 @@ void wg_bn_running_free(wg_bn_running *r);
  * x's producer computed it (wg_conv_s8_forward, wg_residual_add), else
  * WG_QUANT_MAX_UNKNOWN (quant.h): the narrowing then reads x for it. y: int32, x's
  * shape; its exponent is set to -14. saved: from wg_bn_int_saved_init with x's
- * shape; filled. running: updated when not NULL. Needs count < 2^32. */
-void wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
+ * shape; filled. running: updated when not NULL. Needs count < 2^32. Returns max(0,
+ * max y), the largest |ReLU(y)|, for the A quantizer that follows (act.h). */
+uint64_t wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                              wg_tensor *y, wg_bn_int_saved *saved, wg_bn_running *running);
 
 /* Evaluation forward: the same narrowing, x-hat and y, with mu = RNE(running mean /
  * 2^16) and sigma = RNE(running sigma / 2^16) on the grid 2^-15. running must be
- * initialized. work: as saved above (its contents are overwritten). */
-void wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
+ * initialized. work: as saved above (its contents are overwritten). Returns max(0, max y). */
+uint64_t wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                             const wg_bn_running *running, wg_tensor *y, wg_bn_int_saved *work);
 
 /* Backward (docs/numerics.md 7.5, "BN backward"). dy: integer NHWC, any exponent e,

@@ -299,9 +299,9 @@ static void pass_xhat32_chan(const int32_t *mu, const int32_t *sigma, const int1
 }
 
 /* x-hat and y of one tile of n elements, x-hat in place over x16 (wg_bn_xhat_fast);
- * buf: 3n int64. Returns its clamps. */
+ * buf: 3n int64. Returns its clamps; *ymax = max(*ymax, the tile's largest y). */
 static int64_t normalize_tile(int16_t *restrict xh, int32_t *restrict y, int64_t n, const bn_tile *t,
-                              int64_t *restrict buf)
+                              int64_t *restrict buf, int32_t *ymax)
 {
     int64_t *restrict u = buf, *restrict hb = buf + n, *restrict yb = buf + 2 * n;
     const int64_t *restrict gamma = t->gamma, *restrict beta = t->beta;
@@ -314,49 +314,60 @@ static int64_t normalize_tile(int16_t *restrict xh, int32_t *restrict y, int64_t
         hb[l] = h;
         yb[l] = wg_bn_y(h, gamma[l], beta[l]);
     }
+    int32_t ym = *ymax;
     for (int64_t l = 0; l < n; l++) {
         xh[l] = (int16_t)hb[l];
         y[l] = (int32_t)yb[l];
+        ym = y[l] > ym ? y[l] : ym;
     }
+    *ymax = ym;
     return clamps;
 }
 
 /* The same with the 32-bit form (wg_bn_xhat32_elem), in one loop of one integer width.
  * y = xhat gamma + beta 2^7 is wg_bn_y's integer in int32: |y| <= 32767^2 + 32767 2^7
  * < 2^31. */
-static int64_t normalize_tile32(int16_t *restrict xh, int32_t *restrict y, int64_t n, const bn_tile32 *t)
+static int64_t normalize_tile32(int16_t *restrict xh, int32_t *restrict y, int64_t n, const bn_tile32 *t,
+                                int32_t *ymax)
 {
     const int32_t *restrict lo = t->lo, *restrict hi = t->hi, *restrict gamma = t->gamma, *restrict b128 = t->beta128;
     const uint32_t *restrict d = t->d, *restrict p = t->p, *restrict kk = t->k, *restrict a = t->a,
                              *restrict c = t->c;
-    int32_t clamps = 0; /* n < 2^31 */
+    int32_t clamps = 0, ym = *ymax; /* n < 2^31 */
     for (int64_t l = 0; l < n; l++) {
         const wg_bn_xhat32 k = {lo[l], hi[l], d[l], p[l], kk[l], a[l], c[l]};
-        int32_t clamped, h = wg_bn_xhat32_elem(xh[l], &k, &clamped);
+        int32_t clamped, h = wg_bn_xhat32_elem(xh[l], &k, &clamped), v = h * gamma[l] + b128[l];
         clamps += clamped;
         xh[l] = (int16_t)h;
-        y[l] = h * gamma[l] + b128[l];
+        y[l] = v;
+        ym = v > ym ? v : ym;
     }
+    *ymax = ym;
     return clamps;
 }
 
 /* Elementwise x-hat and y, x-hat in place over x16, with t (the 64-bit form) or t32 (the
- * 32-bit form) when not NULL. Returns the number of clamped x-hat elements. */
-static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile *t, const bn_tile32 *t32, int32_t *y)
+ * 32-bit form) when not NULL. Returns the number of clamped x-hat elements; *relu_max =
+ * max(0, max y), the largest |ReLU(y)|. */
+static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile *t, const bn_tile32 *t32, int32_t *y,
+                              uint64_t *relu_max)
 {
     int64_t clamps = 0, rows = t32 ? t32->rows : t->rows, tn = rows * c, ntiles = (m + rows - 1) / rows;
-    /* tiles are independent and the clamp count is an integer sum: any thread split
-     * gives the same bits */
-#pragma omp parallel reduction(+ : clamps) if (m * c >= WG_PAR_MIN)
+    int32_t ymax = 0;
+    /* tiles are independent, and the clamp count and the maximum are integer reductions:
+     * any thread split gives the same bits */
+#pragma omp parallel reduction(+ : clamps) reduction(max : ymax) if (m * c >= WG_PAR_MIN)
     {
         int64_t *buf = t32 ? NULL : bn_xmalloc(3 * (size_t)tn * sizeof *buf);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < ntiles; b++) {
             int64_t k0 = b * tn, len = b == ntiles - 1 ? m * c - k0 : tn;
-            clamps += t32 ? normalize_tile32(x16 + k0, y + k0, len, t32) : normalize_tile(x16 + k0, y + k0, len, t, buf);
+            clamps += t32 ? normalize_tile32(x16 + k0, y + k0, len, t32, &ymax)
+                          : normalize_tile(x16 + k0, y + k0, len, t, buf, &ymax);
         }
         free(buf);
     }
+    *relu_max = (uint64_t)ymax;
     return clamps;
 }
 
@@ -371,19 +382,21 @@ static int narrow_input(const wg_tensor *x, uint64_t x_max, wg_bn_int_saved *wor
     return e_x;
 }
 
-/* x-hat and y from work->xhat (x16) and the statistics in work->mu, work->sigma. */
-static void normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, const wg_tensor *gamma16,
-                      const wg_tensor *beta16, wg_tensor *y)
+/* x-hat and y from work->xhat (x16) and the statistics in work->mu, work->sigma; returns
+ * max(0, max y). */
+static uint64_t normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, const wg_tensor *gamma16,
+                          const wg_tensor *beta16, wg_tensor *y)
 {
+    uint64_t relu_max;
     if (wg_bn_xhat32_ok(e_x)) {
         bn_tile32 t = tile32_alloc(c);
         pass_xhat32_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
-        work->clamps = pass_normalize(work->xhat.data, count, c, NULL, &t, y->data);
+        work->clamps = pass_normalize(work->xhat.data, count, c, NULL, &t, y->data, &relu_max);
         tile32_free(&t);
     } else {
         bn_tile t = bn_tile_alloc(c);
         pass_xhat_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
-        work->clamps = pass_normalize(work->xhat.data, count, c, &t, NULL, y->data);
+        work->clamps = pass_normalize(work->xhat.data, count, c, &t, NULL, y->data, &relu_max);
         bn_tile_free(&t);
     }
     work->e_x = e_x;
@@ -391,9 +404,10 @@ static void normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, 
     work->mu.exp = WG_BN_STAT_EXP;
     work->sigma.exp = WG_BN_STAT_EXP;
     y->exp = WG_BN_Y_EXP;
+    return relu_max;
 }
 
-void wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
+uint64_t wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                              wg_tensor *y, wg_bn_int_saved *saved, wg_bn_running *running)
 {
     int64_t count, c = check_forward(x, gamma16, beta16, y, saved, &count);
@@ -415,10 +429,10 @@ void wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor
                             running->initialized);
         running->initialized = true;
     }
-    normalize(saved, e_x, count, c, gamma16, beta16, y);
+    return normalize(saved, e_x, count, c, gamma16, beta16, y);
 }
 
-void wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
+uint64_t wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                             const wg_bn_running *running, wg_tensor *y, wg_bn_int_saved *work)
 {
     int64_t count, c = check_forward(x, gamma16, beta16, y, work, &count);
@@ -427,5 +441,5 @@ void wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor 
     WG_ASSERT(running->initialized, "evaluation with running statistics that no training step has set%s", "");
     int e_x = narrow_input(x, x_max, work);
     pass_running_stats(running->mean.data, running->sigma.data, c, work->mu.data, work->sigma.data);
-    normalize(work, e_x, count, c, gamma16, beta16, y);
+    return normalize(work, e_x, count, c, gamma16, beta16, y);
 }

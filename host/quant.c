@@ -76,7 +76,7 @@ static uint64_t known_max_abs(const wg_tensor *x, uint64_t known)
 /* ---- per-tensor decisions (wg_quant_plan: the shift, the clamp bound, the output's
  * exponent; E2's are the coarse part's) ---------------------------------------------- */
 
-static wg_quant_plan fit_plan(int src_exp, int e_min, int64_t bound, uint64_t max_abs)
+wg_quant_plan wg_quant_fit_plan(int src_exp, int e_min, int64_t bound, uint64_t max_abs)
 {
     WG_ASSERT(e_min > -WG_EXP_LIMIT && e_min < WG_EXP_LIMIT, "fit quantization: floor exponent %d", e_min);
     int shift = wg_fit_shift(max_abs, e_min - src_exp, bound);
@@ -120,7 +120,7 @@ void wg_quant_fit_exp(wg_tensor *dst, const wg_tensor *src, int e_min)
 void wg_quant_fit_exp_max(wg_tensor *dst, const wg_tensor *src, int e_min, uint64_t known_max)
 {
     check_pair(dst, src);
-    wg_quant_plan p = fit_plan(src->exp, e_min, wg_dtype_bound(dst->dtype), known_max_abs(src, known_max));
+    wg_quant_plan p = wg_quant_fit_plan(src->exp, e_min, wg_dtype_bound(dst->dtype), known_max_abs(src, known_max));
     WG_BACKEND_OP(dst, round_shift)(dst->backend->ctx, dst, src, p.shift, p.bound);
     dst->exp = p.exp;
 }

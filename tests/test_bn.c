@@ -256,10 +256,12 @@ static ref_fwd check_forward(wg_backend *b, const bn_case *k, wg_bn_running *run
                 .beta = mk_vec(b, WG_I16, k->c, k->beta, -7), .y = mk_nhwc(b, WG_I32, k, NULL, 0)};
     TR_FAIL_IF(!wg_bn_int_saved_init(&f.saved, b, k->n, k->h, k->w, k->c), "saved_init failed%s", "");
     uint64_t x_max = given_max(k->x, k->count * k->c, id);
-    if (eval_mu) wg_bn_int_forward_eval(&f.x, x_max, &f.gamma, &f.beta, running, &f.y, &f.saved);
-    else wg_bn_int_forward_train(&f.x, x_max, &f.gamma, &f.beta, &f.y, &f.saved, running);
+    uint64_t relu_max = eval_mu ? wg_bn_int_forward_eval(&f.x, x_max, &f.gamma, &f.beta, running, &f.y, &f.saved)
+                                : wg_bn_int_forward_train(&f.x, x_max, &f.gamma, &f.beta, &f.y, &f.saved, running);
     ref_fwd r = ref_forward(k, eval_mu, eval_sigma);
-    int64_t n = k->count * k->c;
+    int64_t n = k->count * k->c, want_max = 0;
+    for (int64_t i = 0; i < n; i++) want_max = r.y[i] > want_max ? r.y[i] : want_max;
+    TR_EXPECT_I64(want_max, (int64_t)relu_max, "case %d: the returned max(0, max y)", id);
     TR_EXPECT_I64(r.e_x, f.saved.e_x, "case %d: e_x", id);
     expect_tensor(&f.saved.mu, r.mu, k->c, -15, "mu", id);
     expect_tensor(&f.saved.sigma, r.sigma, k->c, -15, "sigma", id);

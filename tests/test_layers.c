@@ -63,8 +63,18 @@ static void check_relu_quant(wg_backend *b, tr_rng *r, const int64_t *y, int64_t
                       "relu_quant: y not rectified in place at %" PRId64 " (y was %" PRId64 ")", i, y[i]);
     }
     TR_EXPECT_I64(e_y, ty.exp, "relu_quant changed y's exponent%s", "");
-    free(want), free(a), free(yy);
-    wg_tensor_free(&ty), wg_tensor_free(&ta);
+    /* with max(0, max y) handed over (one fused pass for the fit rule): the same A */
+    uint64_t relu_max = 0;
+    for (int64_t i = 0; i < n; i++) relu_max = y[i] > 0 && (uint64_t)y[i] > relu_max ? (uint64_t)y[i] : relu_max;
+    wg_tensor ty2 = tr_tensor_from(b, r, WG_I32, y, n, e_y), ta2 = tr_tensor_out(b, WG_I8, n);
+    wg_relu_quant_forward_max(&ty2, &ta2, bits, rule, relu_max);
+    int64_t *a2 = tr_tensor_get(&ta2);
+    TR_EXPECT_I64(e_a, ta2.exp, "relu_quant with its max (rule %d, bits %d, e_y %d): exponent", (int)rule, bits, e_y);
+    for (int64_t i = 0; i < n; i++)
+        TR_EXPECT_I64(want[i], a2[i], "relu_quant with its max (rule %d, bits %d) of y = %" PRId64 " * 2^%d", (int)rule,
+                      bits, y[i], e_y);
+    free(want), free(a), free(yy), free(a2);
+    wg_tensor_free(&ty), wg_tensor_free(&ta), wg_tensor_free(&ty2), wg_tensor_free(&ta2);
 }
 
 static void test_relu_quant_hand(void **state)
