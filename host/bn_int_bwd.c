@@ -10,6 +10,9 @@
  *             (host: the per-tensor exponent F) -> pass_bwd_chan (per-channel
  *             constants) -> pass_bwd_dx (elementwise)
  *
+ * wg_bn_int_backward_act runs E1 and ReLU's mask inside pass_bwd_sums (bwd_sums_tile_act),
+ * which then writes the int8 dy it sums: the int8 network's path, two passes fewer.
+ *
  * The elementwise pass uses the fast form wg_bn_dx_fast: the rational split once per
  * channel, then per element multiplies and compares, equal to wg_bn_dx bit for bit
  * (wg_bn_elem.h gives the arguments). The dx pass also returns max |dx|, which spares
