@@ -11,13 +11,22 @@ void wg_relu_quant_forward(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent
     wg_relu_quant_forward_max(y, a, bits, rule, WG_QUANT_MAX_UNKNOWN);
 }
 
-/* The fit rule's pass in one loop over y: a = RNE(max(y, 0) / 2^shift) clamped, for an
- * int32 y, an int8 a and a shift in 1..31 (cpu_rne.h's rne32: the typed path of the
- * backend's round_shift, here on the rectified value). */
-static bool relu_fit_fused(const wg_tensor *y, wg_tensor *a, int bits, uint64_t relu_max)
+wg_quant_plan wg_act_plan(wg_act_exponent rule, int bits, int y_exp, uint64_t relu_max)
 {
-    if (y->dtype != WG_I32 || a->dtype != WG_I8) return false;
-    wg_quant_plan p = wg_quant_fit_plan(y->exp, -(bits - 1), wg_dtype_bound(a->dtype), relu_max);
+    WG_ASSERT(bits >= 2 && bits <= 8, "activations into int8: %d bits (expected 2..8)", bits);
+    int e = -(bits - 1);
+    if (rule == WG_ACT_FIT) return wg_quant_fit_plan(y_exp, e, INT8_MAX, relu_max);
+    return (wg_quant_plan){e - y_exp, INT8_MAX, e}; /* wg_quant_direct without clip: the container's bound */
+}
+
+/* The quantizer's pass in one loop over y when relu_max is given (wg_relu_quant_forward,
+ * without it, rectifies y in place as its contract says): a = RNE(max(y, 0) / 2^shift)
+ * clamped, for an int32 y, an int8 a and a shift in 1..31 (cpu_rne.h's rne32: the typed path of the
+ * backend's round_shift, here on the rectified value). */
+static bool relu_quant_fused(const wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule, uint64_t relu_max)
+{
+    if (y->dtype != WG_I32 || a->dtype != WG_I8 || relu_max == WG_QUANT_MAX_UNKNOWN) return false;
+    wg_quant_plan p = wg_act_plan(rule, bits, y->exp, relu_max);
     if (p.shift < 1 || p.shift > 31) return false;
     const int32_t *v = y->data;
     int8_t *q = a->data;
@@ -37,7 +46,7 @@ void wg_relu_quant_forward_max(wg_tensor *y, wg_tensor *a, int bits, wg_act_expo
     WG_ASSERT(wg_tensor_numel(y) == wg_tensor_numel(a), "ReLU: %lld inputs, %lld outputs",
               (long long)wg_tensor_numel(y), (long long)wg_tensor_numel(a));
     WG_ASSERT(bits >= 2 && bits <= 8, "activations into int8: %d bits (expected 2..8)", bits);
-    if (rule == WG_ACT_FIT && relu_max != WG_QUANT_MAX_UNKNOWN && relu_fit_fused(y, a, bits, relu_max)) return;
+    if (relu_quant_fused(y, a, bits, rule, relu_max)) return;
     int32_t *v = y->data;
     int64_t n = wg_tensor_numel(y);
 #pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)

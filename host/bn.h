@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "act.h"
 #include "tensor.h"
 #include "wg_bn_elem.h"
 
@@ -69,6 +70,16 @@ void wg_bn_running_free(wg_bn_running *r);
 uint64_t wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                              wg_tensor *y, wg_bn_int_saved *saved, wg_bn_running *running);
 
+/* Training forward with ReLU and the A quantizer (act.h) inside it, the int8 network's
+ * BN -> ReLU -> A: the same saved state, running averages and a (int8, x's shape, its
+ * exponent set) as wg_bn_int_forward_train followed by wg_relu_quant_forward_max. An
+ * int32 x is narrowed in the sums pass itself, and the normalizing pass writes A instead
+ * of y: A's shift is known before it from the extremes of x16 per channel (x-hat and y
+ * are monotone in x16). y: int32 scratch of x's shape, written (as the two calls leave
+ * it) only when that path does not serve (x-hat's 64-bit form, a shift outside 1..31). */
+void wg_bn_int_forward_train_act(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16,
+                                 const wg_tensor *beta16, wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule,
+                                 wg_bn_int_saved *saved, wg_bn_running *running);
 /* Evaluation forward: the same narrowing, x-hat and y, with mu = RNE(running mean /
  * 2^16) and sigma = RNE(running sigma / 2^16) on the grid 2^-15. running must be
  * initialized. work: as saved above (its contents are overwritten). Returns max(0, max y). */

@@ -28,7 +28,9 @@
 
 #include "backend.h"
 #include "bn_int_impl.h"
+#include "act.h"
 #include "check.h"
+#include "cpu_rne.h"
 #include "wg_par.h"
 #include "quant.h"
 #include "wg_bn_elem.h"
@@ -212,38 +214,61 @@ void wg_bn_running_free(wg_bn_running *r)
 
 /* ---- forward passes ------------------------------------------------------------------ */
 
-/* Per channel S1 = sum x16, S2 = sum x16^2, int64 and exact (count < 2^32). Each thread
- * sums its tiles element by element, then the per-element sums are folded into the
- * channels (integers: any split, the same sums). */
-static void pass_sums(const int16_t *x16, int64_t m, int64_t c, int64_t *s1, int64_t *s2)
+/* The extremes of x16 are kept as maxima of x16 + 2^15 and 2^15 - x16 (both >= 1), so
+ * that they fold like the other per-element maxima (bn_tile_fold, zero-initialized). */
+enum { WG_BN_X16_OFF = 32768 };
+
+/* One tile of the sums pass: S1, S2 and the extremes of x16 into acc (4 arrays of n).
+ * With src, x16 is first made from the int32 input (the fit rule's rounding, rne32 of
+ * cpu_rne.h, as the backend's typed round_shift computes it) and stored. */
+WG_BN_INLINE void sums_tile(const int32_t *restrict src, rne32_k k, int16_t *restrict x, int64_t len, int64_t n,
+                            int64_t *restrict acc)
+{
+    int64_t *restrict a1 = acc, *restrict a2 = acc + n, *restrict hi = acc + 2 * n, *restrict lo = acc + 3 * n;
+    for (int64_t l = 0; l < len; l++) {
+        int32_t v = src ? clamp32(rne32(src[l], k), WG_BN_XHAT_BOUND) : x[l];
+        if (src) x[l] = (int16_t)v;
+        a1[l] += v;
+        a2[l] += (int64_t)v * v;
+        hi[l] = v + WG_BN_X16_OFF > hi[l] ? v + WG_BN_X16_OFF : hi[l];
+        lo[l] = WG_BN_X16_OFF - v > lo[l] ? WG_BN_X16_OFF - v : lo[l];
+    }
+}
+
+/* Per channel S1 = sum x16, S2 = sum x16^2, int64 and exact (count < 2^32), and the
+ * least and greatest x16. With src (an int32 input whose narrowing shift is k's) the
+ * same pass narrows the input into x16 first. Each thread sums its tiles element by
+ * element, then the per-element sums are folded into the channels (integers: any split,
+ * the same sums). */
+static void pass_sums(const int32_t *src, rne32_k k, int16_t *x16, int64_t m, int64_t c, int64_t *s1, int64_t *s2,
+                      int64_t *xmin, int64_t *xmax)
 {
     int64_t rows = tile_rows(c), n = rows * c, ntiles = (m + rows - 1) / rows;
-    int64_t *out = bn_xmalloc(2 * (size_t)c * sizeof *out);
-    memset(out, 0, 2 * (size_t)c * sizeof *out);
+    int64_t *out = bn_xmalloc(4 * (size_t)c * sizeof *out);
+    memset(out, 0, 4 * (size_t)c * sizeof *out);
 #pragma omp parallel if (m * c >= WG_PAR_MIN)
     {
-        int64_t *acc = bn_xmalloc(2 * (size_t)n * sizeof *acc), *mine = bn_xmalloc(2 * (size_t)c * sizeof *mine);
-        int64_t *restrict a1 = acc, *restrict a2 = acc + n;
-        memset(acc, 0, 2 * (size_t)n * sizeof *acc);
-        memset(mine, 0, 2 * (size_t)c * sizeof *mine);
+        int64_t *acc = bn_xmalloc(4 * (size_t)n * sizeof *acc), *mine = bn_xmalloc(4 * (size_t)c * sizeof *mine);
+        memset(acc, 0, 4 * (size_t)n * sizeof *acc);
+        memset(mine, 0, 4 * (size_t)c * sizeof *mine);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < ntiles; b++) {
-            const int16_t *restrict x = x16 + b * n;
-            int64_t len = b == ntiles - 1 ? m * c - b * n : n;
-            for (int64_t l = 0; l < len; l++) {
-                int64_t v = x[l];
-                a1[l] += v;
-                a2[l] += v * v;
-            }
+            int64_t k0 = b * n, len = b == ntiles - 1 ? m * c - k0 : n;
+            if (src) sums_tile(src + k0, k, x16 + k0, len, n, acc);
+            else sums_tile(NULL, k, x16 + k0, len, n, acc);
         }
-        bn_tile_fold(acc, n, c, 2, 2, mine);
+        bn_tile_fold(acc, n, c, 4, 2, mine);
 #pragma omp critical(wg_bn_sums)
-        for (int64_t j = 0; j < 2 * c; j++) out[j] += mine[j];
+        for (int64_t j = 0; j < 4 * c; j++) out[j] = j < 2 * c ? out[j] + mine[j] : (mine[j] > out[j] ? mine[j] : out[j]);
         free(acc);
         free(mine);
     }
-    memcpy(s1, out, (size_t)c * sizeof *s1);
-    memcpy(s2, out + c, (size_t)c * sizeof *s2);
+    for (int64_t ch = 0; ch < c; ch++) {
+        s1[ch] = out[ch];
+        s2[ch] = out[c + ch];
+        xmax[ch] = out[2 * c + ch] - WG_BN_X16_OFF;
+        xmin[ch] = WG_BN_X16_OFF - out[3 * c + ch];
+    }
     free(out);
 }
 
@@ -346,11 +371,39 @@ static int64_t normalize_tile32(int16_t *restrict xh, int32_t *restrict y, int64
     return clamps;
 }
 
-/* Elementwise x-hat and y, x-hat in place over x16, with t (the 64-bit form) or t32 (the
+/* The same, writing A instead of y: a = clamp(RNE(max(y, 0) / 2^shift)) with the
+ * activation plan's shift (1..31) and bound (act.h, wg_act_plan). */
+static int64_t normalize_tile32_act(int16_t *restrict xh, int8_t *restrict a, int64_t n, const bn_tile32 *t,
+                                    rne32_k k, int32_t bound)
+{
+    const int32_t *restrict lo = t->lo, *restrict hi = t->hi, *restrict gamma = t->gamma, *restrict b128 = t->beta128;
+    const uint32_t *restrict d = t->d, *restrict p = t->p, *restrict kk = t->k, *restrict ka = t->a,
+                             *restrict c = t->c;
+    int32_t clamps = 0; /* n < 2^31 */
+    for (int64_t l = 0; l < n; l++) {
+        const wg_bn_xhat32 e = {lo[l], hi[l], d[l], p[l], kk[l], ka[l], c[l]};
+        int32_t clamped, h = wg_bn_xhat32_elem(xh[l], &e, &clamped), v = h * gamma[l] + b128[l];
+        clamps += clamped;
+        xh[l] = (int16_t)h;
+        a[l] = (int8_t)clamp32(rne32(v > 0 ? v : 0, k), bound);
+    }
+    return clamps;
+}
+
+/* What the normalizing pass writes besides x-hat: y (int32), or A (int8, the 32-bit
+ * form only) with the activation plan's shift and bound. */
+typedef struct norm_out {
+    int32_t *y;
+    int8_t *a;
+    rne32_k k;
+    int32_t bound;
+} norm_out;
+
+/* Elementwise x-hat, in place over x16, and y or A, with t (the 64-bit form) or t32 (the
  * 32-bit form) when not NULL. Returns the number of clamped x-hat elements; *relu_max =
- * max(0, max y), the largest |ReLU(y)|. */
-static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile *t, const bn_tile32 *t32, int32_t *y,
-                              uint64_t *relu_max)
+ * max(0, max y), the largest |ReLU(y)|, when y is written. */
+static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile *t, const bn_tile32 *t32,
+                              const norm_out *o, uint64_t *relu_max)
 {
     int64_t clamps = 0, rows = t32 ? t32->rows : t->rows, tn = rows * c, ntiles = (m + rows - 1) / rows;
     int32_t ymax = 0;
@@ -362,8 +415,9 @@ static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile 
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < ntiles; b++) {
             int64_t k0 = b * tn, len = b == ntiles - 1 ? m * c - k0 : tn;
-            clamps += t32 ? normalize_tile32(x16 + k0, y + k0, len, t32, &ymax)
-                          : normalize_tile(x16 + k0, y + k0, len, t, buf, &ymax);
+            if (o->a) clamps += normalize_tile32_act(x16 + k0, o->a + k0, len, t32, o->k, o->bound);
+            else if (t32) clamps += normalize_tile32(x16 + k0, o->y + k0, len, t32, &ymax);
+            else clamps += normalize_tile(x16 + k0, o->y + k0, len, t, buf, &ymax);
         }
         free(buf);
     }
@@ -373,13 +427,26 @@ static int64_t pass_normalize(int16_t *x16, int64_t m, int64_t c, const bn_tile 
 
 /* Narrow x into work->xhat (int16, the fit rule with x's grid as the floor); returns e_x.
  * x_max: max |x| or WG_QUANT_MAX_UNKNOWN. */
+static void check_ex(int e_x)
+{
+    WG_ASSERT(e_x >= WG_BN_EX_MIN, "the narrowed BN input has exponent %d (at least %d supported)", e_x,
+              WG_BN_EX_MIN);
+}
+
 static int narrow_input(const wg_tensor *x, uint64_t x_max, wg_bn_int_saved *work)
 {
     wg_quant_fit_exp_max(&work->xhat, x, x->exp, x_max);
-    int e_x = work->xhat.exp;
-    WG_ASSERT(e_x >= WG_BN_EX_MIN, "the narrowed BN input has exponent %d (at least %d supported)", e_x,
-              WG_BN_EX_MIN);
-    return e_x;
+    check_ex(work->xhat.exp);
+    return work->xhat.exp;
+}
+
+/* The exponents of the saved state once normalized. */
+static void set_exps(wg_bn_int_saved *work, int e_x)
+{
+    work->e_x = e_x;
+    work->xhat.exp = WG_BN_XHAT_EXP;
+    work->mu.exp = WG_BN_STAT_EXP;
+    work->sigma.exp = WG_BN_STAT_EXP;
 }
 
 /* x-hat and y from work->xhat (x16) and the statistics in work->mu, work->sigma; returns
@@ -388,29 +455,65 @@ static uint64_t normalize(wg_bn_int_saved *work, int e_x, int64_t count, int64_t
                           const wg_tensor *beta16, wg_tensor *y)
 {
     uint64_t relu_max;
+    norm_out o = {.y = y->data};
     if (wg_bn_xhat32_ok(e_x)) {
         bn_tile32 t = tile32_alloc(c);
         pass_xhat32_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
-        work->clamps = pass_normalize(work->xhat.data, count, c, NULL, &t, y->data, &relu_max);
+        work->clamps = pass_normalize(work->xhat.data, count, c, NULL, &t, &o, &relu_max);
         tile32_free(&t);
     } else {
         bn_tile t = bn_tile_alloc(c);
         pass_xhat_chan(work->mu.data, work->sigma.data, gamma16->data, beta16->data, c, e_x, &t);
-        work->clamps = pass_normalize(work->xhat.data, count, c, &t, NULL, y->data, &relu_max);
+        work->clamps = pass_normalize(work->xhat.data, count, c, &t, NULL, &o, &relu_max);
         bn_tile_free(&t);
     }
-    work->e_x = e_x;
-    work->xhat.exp = WG_BN_XHAT_EXP;
-    work->mu.exp = WG_BN_STAT_EXP;
-    work->sigma.exp = WG_BN_STAT_EXP;
+    set_exps(work, e_x);
     y->exp = WG_BN_Y_EXP;
     return relu_max;
 }
 
-uint64_t wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
-                             wg_tensor *y, wg_bn_int_saved *saved, wg_bn_running *running)
+/* x-hat and A straight from x16 (no y), when the 32-bit form serves e_x and A's shift is
+ * in 1..31; else false, nothing written. A's plan needs max(0, max y) first: per channel,
+ * x-hat is monotone (non-decreasing) in x16 and y = xhat gamma + beta 2^7 monotone in
+ * x-hat, so the channel's largest y is y at its least or its greatest x16 (xmin, xmax:
+ * elements of the batch), computed with the same element formula. */
+static bool normalize_act(wg_bn_int_saved *work, int e_x, int64_t count, int64_t c, const wg_tensor *gamma16,
+                          const wg_tensor *beta16, const int64_t *xmin, const int64_t *xmax, wg_tensor *a, int bits,
+                          wg_act_exponent rule)
 {
-    int64_t count, c = check_forward(x, gamma16, beta16, y, saved, &count);
+    if (!wg_bn_xhat32_ok(e_x)) return false;
+    const int32_t *mu = work->mu.data, *sigma = work->sigma.data;
+    const int16_t *g = gamma16->data, *bt = beta16->data;
+    int64_t ymax = 0;
+    for (int64_t ch = 0; ch < c; ch++) {
+        wg_bn_xhat32 k = wg_bn_xhat32_init(mu[ch], sigma[ch], e_x);
+        const int64_t ends[2] = {xmin[ch], xmax[ch]};
+        for (int i = 0; i < 2; i++) {
+            int32_t clamped, h = wg_bn_xhat32_elem((int32_t)ends[i], &k, &clamped);
+            int64_t y = wg_bn_y(h, g[ch], bt[ch]);
+            ymax = y > ymax ? y : ymax;
+        }
+    }
+    wg_quant_plan p = wg_act_plan(rule, bits, WG_BN_Y_EXP, (uint64_t)ymax);
+    if (p.shift < 1 || p.shift > 31) return false;
+    bn_tile32 t = tile32_alloc(c);
+    pass_xhat32_chan(mu, sigma, g, bt, c, e_x, &t);
+    norm_out o = {.a = a->data, .k = rne32_init(p.shift), .bound = (int32_t)p.bound};
+    uint64_t unused;
+    work->clamps = pass_normalize(work->xhat.data, count, c, NULL, &t, &o, &unused);
+    tile32_free(&t);
+    set_exps(work, e_x);
+    a->exp = p.exp;
+    return true;
+}
+
+/* The statistics of a training pass into saved (and running when not NULL): the
+ * narrowing, in the sums pass itself for an int32 x whose shift is 0..31 (the fit rule
+ * with x's grid as the floor: never a left shift), the sums, mu, sigma and the running
+ * averages; xmin, xmax: per channel, the least and greatest x16. Returns e_x. */
+static int train_stats(const wg_tensor *x, uint64_t x_max, wg_bn_int_saved *saved, wg_bn_running *running,
+                       int64_t count, int64_t c, int64_t *xmin, int64_t *xmax)
+{
     if (running) {
         bn_check_vec(&running->mean, WG_I64, c, "running mean");
         bn_check_vec(&running->sigma, WG_I64, c, "running sigma");
@@ -418,18 +521,52 @@ uint64_t wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_te
                   "running statistics at e = %d and %d, expected %d", running->mean.exp, running->sigma.exp,
                   WG_BN_RUNNING_EXP);
     }
-    int e_x = narrow_input(x, x_max, saved);
-    int64_t *s1 = bn_xmalloc((size_t)c * sizeof *s1), *s2 = bn_xmalloc((size_t)c * sizeof *s2);
-    pass_sums(saved->xhat.data, count, c, s1, s2);
+    int64_t *s1 = bn_xmalloc(2 * (size_t)c * sizeof *s1), *s2 = s1 + c;
+    int e_x;
+    if (x->dtype == WG_I32) {
+        if (x_max == WG_QUANT_MAX_UNKNOWN) x_max = x->backend->iface->max_abs(x->backend->ctx, x);
+        wg_quant_plan p = wg_quant_fit_plan(x->exp, x->exp, wg_dtype_bound(saved->xhat.dtype), x_max);
+        WG_ASSERT(p.shift >= 0 && p.shift <= 31, "BN narrowing: shift %d of an int32 input", p.shift);
+        e_x = saved->xhat.exp = p.exp;
+        check_ex(e_x);
+        pass_sums(x->data, rne32_init(p.shift), saved->xhat.data, count, c, s1, s2, xmin, xmax);
+    } else {
+        e_x = narrow_input(x, x_max, saved);
+        pass_sums(NULL, rne32_init(0), saved->xhat.data, count, c, s1, s2, xmin, xmax);
+    }
     pass_stats(s1, s2, count, c, e_x, saved->mu.data, saved->sigma.data);
     free(s1);
-    free(s2);
     if (running) {
         pass_running_update(running->mean.data, running->sigma.data, saved->mu.data, saved->sigma.data, c,
                             running->initialized);
         running->initialized = true;
     }
+    return e_x;
+}
+
+uint64_t wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
+                                 wg_tensor *y, wg_bn_int_saved *saved, wg_bn_running *running)
+{
+    int64_t count, c = check_forward(x, gamma16, beta16, y, saved, &count);
+    int64_t *ext = bn_xmalloc(2 * (size_t)c * sizeof *ext);
+    int e_x = train_stats(x, x_max, saved, running, count, c, ext, ext + c);
+    free(ext);
     return normalize(saved, e_x, count, c, gamma16, beta16, y);
+}
+
+void wg_bn_int_forward_train_act(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16,
+                                 const wg_tensor *beta16, wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule,
+                                 wg_bn_int_saved *saved, wg_bn_running *running)
+{
+    int64_t n, count, c = check_forward(x, gamma16, beta16, y, saved, &count);
+    bn_check_act(a, WG_I8, x, "the activation A", &n);
+    int64_t *ext = bn_xmalloc(2 * (size_t)c * sizeof *ext);
+    int e_x = train_stats(x, x_max, saved, running, count, c, ext, ext + c);
+    if (!normalize_act(saved, e_x, count, c, gamma16, beta16, ext, ext + c, a, bits, rule)) {
+        uint64_t relu_max = normalize(saved, e_x, count, c, gamma16, beta16, y);
+        wg_relu_quant_forward_max(y, a, bits, rule, relu_max);
+    }
+    free(ext);
 }
 
 uint64_t wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,

@@ -44,11 +44,15 @@ static void bn_act_forward(wg_net *net, act_point *p, const wg_tensor *x, uint64
     wg_tensor y = wg_net_cur(net, &p->y), a = wg_net_cur(net, &p->a);
     if (net->o.int8) {
         wg_bn_int_saved s = saved_int(net, u);
-        uint64_t relu_max = train ? wg_bn_int_forward_train(x, x_max, &u->gamma->fwd, &u->beta->fwd, &y, &s, &u->ri)
-                                  : wg_bn_int_forward_eval(x, x_max, &u->gamma->fwd, &u->beta->fwd, &u->ri, &y, &s);
+        if (train) {
+            wg_bn_int_forward_train_act(x, x_max, &u->gamma->fwd, &u->beta->fwd, &y, &a, net->o.bits.a, net->o.act,
+                                        &s, &u->ri);
+        } else {
+            uint64_t relu_max = wg_bn_int_forward_eval(x, x_max, &u->gamma->fwd, &u->beta->fwd, &u->ri, &y, &s);
+            wg_relu_quant_forward_max(&y, &a, net->o.bits.a, net->o.act, relu_max);
+        }
         u->si.e_x = s.e_x;
         u->si.clamps = s.clamps;
-        wg_relu_quant_forward_max(&y, &a, net->o.bits.a, net->o.act, relu_max);
     } else {
         wg_bn_f32_saved s = saved_f32(net, u);
         if (train)

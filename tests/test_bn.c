@@ -362,6 +362,69 @@ static void test_int_random(void **state)
     TR_FAIL_IF(min_bits < 40, "dx has only %d bits above its grid", min_bits);
 }
 
+/* ---- the fused forward entry (wg_bn_int_forward_train_act) ---------------------------- */
+
+/* wg_bn_int_forward_train_act against the pair it fuses, wg_bn_int_forward_train then
+ * wg_relu_quant_forward_max (each checked against references elsewhere): the same A and
+ * exponent, saved state and running averages. x in an int32 container (the fused
+ * narrowing) or now and then int64 (the backend's narrowing). */
+static void check_forward_act(wg_backend *b, const bn_case *k, wg_dtype xdt, int bits, wg_act_exponent rule, int id)
+{
+    int64_t n = k->count * k->c;
+    wg_tensor x = mk_nhwc(b, xdt, k, k->x, k->e_in), g = mk_vec(b, WG_I16, k->c, k->gamma, -7);
+    wg_tensor be = mk_vec(b, WG_I16, k->c, k->beta, -7);
+    wg_tensor y1 = mk_nhwc(b, WG_I32, k, NULL, 0), y2 = mk_nhwc(b, WG_I32, k, NULL, 0);
+    wg_tensor a1 = mk_nhwc(b, WG_I8, k, NULL, 0), a2 = mk_nhwc(b, WG_I8, k, NULL, 0);
+    wg_bn_int_saved s1, s2;
+    wg_bn_running r1, r2;
+    TR_FAIL_IF(!wg_bn_int_saved_init(&s1, b, k->n, k->h, k->w, k->c) ||
+                   !wg_bn_int_saved_init(&s2, b, k->n, k->h, k->w, k->c) || !wg_bn_running_init(&r1, b, k->c) ||
+                   !wg_bn_running_init(&r2, b, k->c),
+               "init failed%s", "");
+    uint64_t x_max = given_max(k->x, n, id);
+    uint64_t relu_max = wg_bn_int_forward_train(&x, x_max, &g, &be, &y1, &s1, &r1);
+    wg_relu_quant_forward_max(&y1, &a1, bits, rule, relu_max);
+    wg_bn_int_forward_train_act(&x, x_max, &g, &be, &y2, &a2, bits, rule, &s2, &r2);
+    int64_t *want = tr_tensor_get(&a1);
+    expect_tensor(&a2, want, n, a1.exp, "fused A", id);
+    free(want);
+    const wg_tensor *pairs[][2] = {{&s1.xhat, &s2.xhat}, {&s1.mu, &s2.mu}, {&s1.sigma, &s2.sigma},
+                                   {&r1.mean, &r2.mean}, {&r1.sigma, &r2.sigma}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        want = tr_tensor_get(pairs[i][0]);
+        expect_tensor(pairs[i][1], want, wg_tensor_numel(pairs[i][0]), pairs[i][0]->exp, "fused saved state", id);
+        free(want);
+    }
+    TR_EXPECT_I64(s1.e_x, s2.e_x, "case %d: fused e_x", id);
+    TR_EXPECT_I64(s1.clamps, s2.clamps, "case %d: fused clamps", id);
+    wg_tensor *ts[] = {&x, &g, &be, &y1, &y2, &a1, &a2};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) wg_tensor_free(ts[i]);
+    wg_bn_int_saved_free(&s1), wg_bn_int_saved_free(&s2);
+    wg_bn_running_free(&r1), wg_bn_running_free(&r2);
+}
+
+/* Random cases (ragged C; input exponents from -50, so x-hat's 64-bit form too) and
+ * threaded sizes; both activation rules, 8 and 4 bits. */
+static void test_int_forward_act(void **state)
+{
+    wg_backend *b = *state;
+    tr_rng r = {5151};
+    static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
+    for (int id = 0; id < 64; id++) {
+        bn_case k;
+        if (id < 52) {
+            k = random_case(&r, 12000, -50, 4);
+        } else {
+            const int64_t *sh = big[id % 4];
+            k = case_make(sh[0], sh[1], sh[2], sh[3], (int)tr_range(&r, -20, -8));
+            fill_x(&r, &k, (int)tr_range(&r, 8, 31));
+        }
+        check_forward_act(b, &k, id % 5 == 4 ? WG_I64 : WG_I32, id % 3 == 2 ? 4 : 8,
+                          id % 4 == 1 ? WG_ACT_FIXED : WG_ACT_FIT, 800 + id);
+        case_free(&k);
+    }
+}
+
 /* ---- the fused backward entry (wg_bn_int_backward_act) --------------------------------- */
 
 /* One error at the activation: int64 (E1 inside the sums pass) unless dt says int32, of
@@ -1161,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_division),        cmocka_unit_test(test_fast_xhat),      cmocka_unit_test(test_fast_xhat32),
         cmocka_unit_test(test_fast_dx),         cmocka_unit_test(test_int_tiles),       cmocka_unit_test(test_int_narrow_repeat),
         cmocka_unit_test(test_int_random),      cmocka_unit_test(test_int_backward_act),
+        cmocka_unit_test(test_int_forward_act),
         cmocka_unit_test(test_int_edges),       cmocka_unit_test(test_int_ties_clamps),
         cmocka_unit_test(test_int_rejects),     cmocka_unit_test(test_int_vs_float),
         cmocka_unit_test(test_running_eval),    cmocka_unit_test(test_int_overflow_scale),
