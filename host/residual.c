@@ -99,26 +99,35 @@ enum { WG_ACC_BLOCK = 1024 };
  * sign and the wrapped sum the other ((vx ^ sum) & (vy ^ sum) negative); with neither,
  * the int64 sum is the exact one, and unless it is INT64_MIN it lies inside
  * +-INT64_MAX, so the clamp leaves it. Any other block is redone element by element in
- * 128 bits. */
-static void accumulate_block_s64(int64_t *t, const int64_t *u, int64_t len, int sa, int sb)
+ * 128 bits. Returns max |t| over the block. */
+static uint64_t accumulate_block_s64(int64_t *t, const int64_t *u, int64_t len, int sa, int sb)
 {
     int64_t s[WG_ACC_BLOCK];
-    uint64_t lost = 0;
+    uint64_t lost = 0, mx = 0;
     int64_t sign = 0, lo = INT64_MAX;
     for (int64_t i = 0; i < len; i++) {
         int64_t vx = (int64_t)((uint64_t)t[i] << sa), vy = (int64_t)((uint64_t)u[i] << sb);
         int64_t sum = (int64_t)((uint64_t)vx + (uint64_t)vy);
+        uint64_t a = wg_abs_u64(sum);
         lost |= (uint64_t)((vx >> sa) ^ t[i]) | (uint64_t)((vy >> sb) ^ u[i]);
         sign |= (vx ^ sum) & (vy ^ sum);
         lo = sum < lo ? sum : lo;
+        mx = a > mx ? a : mx;
         s[i] = sum;
     }
-    if (lost == 0 && sign >= 0 && lo != INT64_MIN) memcpy(t, s, (size_t)len * sizeof(int64_t));
-    else
-        for (int64_t i = 0; i < len; i++) t[i] = accumulate_elem(t[i], sa, u[i], sb);
+    if (lost == 0 && sign >= 0 && lo != INT64_MIN) {
+        memcpy(t, s, (size_t)len * sizeof(int64_t));
+        return mx;
+    }
+    mx = 0;
+    for (int64_t i = 0; i < len; i++) {
+        t[i] = accumulate_elem(t[i], sa, u[i], sb);
+        mx = wg_abs_u64(t[i]) > mx ? wg_abs_u64(t[i]) : mx;
+    }
+    return mx;
 }
 
-void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
+uint64_t wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
 {
     int64_t n = wg_tensor_numel(acc);
     WG_ASSERT(acc->dtype == WG_I64 && wg_tensor_numel(add) == n, "error sum sizes");
@@ -126,16 +135,23 @@ void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
     align(acc, add, &ea, &eb);
     int e = ea < eb ? ea : eb, sa = ea - e, sb = eb - e;
     int64_t *t = acc->data;
+    uint64_t mx = 0; /* an integer maximum: any split gives it */
     if (add->dtype == WG_I64) {
         const int64_t *u = add->data;
-#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
-        for (int64_t i0 = 0; i0 < n; i0 += WG_ACC_BLOCK)
-            accumulate_block_s64(t + i0, u + i0, n - i0 < WG_ACC_BLOCK ? n - i0 : WG_ACC_BLOCK, sa, sb);
+#pragma omp parallel for reduction(max : mx) schedule(static) if (n >= WG_PAR_MIN)
+        for (int64_t i0 = 0; i0 < n; i0 += WG_ACC_BLOCK) {
+            uint64_t m = accumulate_block_s64(t + i0, u + i0, n - i0 < WG_ACC_BLOCK ? n - i0 : WG_ACC_BLOCK, sa, sb);
+            mx = m > mx ? m : mx;
+        }
     } else {
-#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) t[i] = accumulate_elem(t[i], sa, wg_load_i64(add->data, add->dtype, i), sb);
+#pragma omp parallel for reduction(max : mx) schedule(static) if (n >= WG_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            t[i] = accumulate_elem(t[i], sa, wg_load_i64(add->data, add->dtype, i), sb);
+            mx = wg_abs_u64(t[i]) > mx ? wg_abs_u64(t[i]) : mx;
+        }
     }
     acc->exp = e;
+    return mx;
 }
 
 void wg_add_f32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out)

@@ -22,8 +22,9 @@ extern "C" {
  * WG_QUANT_MAX_UNKNOWN where the sum had to be narrowed to fit int32. */
 uint64_t wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out, wg_tensor *tmp);
 
-/* acc (int64) += add (any integer container), re-gridding acc to the finer exponent. */
-void wg_error_accumulate(wg_tensor *acc, const wg_tensor *add);
+/* acc (int64) += add (any integer container), re-gridding acc to the finer exponent.
+ * Returns max |acc| afterwards, taken on the way (for E2, which quantizes it next). */
+uint64_t wg_error_accumulate(wg_tensor *acc, const wg_tensor *add);
 
 /* float32: out = a + b (out may be a or b); acc += add. */
 void wg_add_f32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out);

@@ -69,6 +69,7 @@ struct wg_net {
     /* backward scratch, each as large as the largest activation: errors R, T1..T3
      * (int64 or float), E2's parts and E1's output (int8), the residual sum (int64) */
     wg_tensor R, T1, T2, T3, part_c, part_f, e8, sum64;
+    uint64_t R_max; /* max |R| as its producer took it (int8), else WG_QUANT_MAX_UNKNOWN */
     /* float_ends (preset reference): float copies at the float layers' boundaries —
      * the image, the stem output (forward) and its error (backward), the pooled
      * features, the logits and their error, the pooled features' error */

@@ -197,8 +197,10 @@ void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train
 
 /* Backward through convolution u whose input was x, from the error err at its output:
  * dx (NULL for the stem) and the weight gradient. int8: err is quantized first by E2
- * (or E1's rule with [quant] e2 = shift); err_max is max|err| when its producer knows it,
- * else WG_QUANT_MAX_UNKNOWN. */
+ * (or E1's rule with [quant] e2 = shift) into the scratch parts; err_max is max|err|
+ * when its producer knows it, else WG_QUANT_MAX_UNKNOWN. err NULL (int8): the parts the
+ * previous call left (a projection shares its block's output error with the last
+ * convolution). */
 static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, const wg_tensor *err, uint64_t err_max,
                           wg_tensor *dx)
 {
@@ -209,28 +211,29 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
     }
     wg_tensor pc = wg_net_scratch(net, &net->part_c, g.oh, g.ow, g.o);
     wg_tensor pf = wg_net_scratch(net, &net->part_f, g.oh, g.ow, g.o);
+    pc.exp = net->part_c.exp;
+    pf.exp = net->part_f.exp;
     const wg_tensor *parts[2] = {&pc, &pf};
-    int nparts = 2;
-    if (net->o.e2 == WG_E2_FLAG) {
-        wg_quant_flag_max(&pc, &pf, err, net->o.bits.e2, err_max);
-    } else {
-        wg_quant_shift_max(&pc, err, net->o.bits.e2, err_max);
-        nparts = 1;
-    }
+    int nparts = net->o.e2 == WG_E2_FLAG ? 2 : 1;
+    if (err && nparts == 2) wg_quant_flag_max(&pc, &pf, err, net->o.bits.e2, err_max);
+    else if (err) wg_quant_shift_max(&pc, err, net->o.bits.e2, err_max);
+    net->part_c.exp = pc.exp;
+    net->part_f.exp = pf.exp;
     wg_conv_s8_backward(&g, x, &u->w->fwd, parts, nparts, dx, &u->w->grad, &net->ws);
 }
 
-/* From the error at activation p->a (err) to the error at the BN input (dx): E1,
+/* From the error at activation p->a (err; err_max as for conv_backward) to the error at
+ * the BN input (dx): E1,
  * ReLU's mask, BN backward (which also fills gamma's and beta's gradients), the first
  * two inside BN's sums pass in int8 mode (wg_bn_int_backward_act). Returns max|dx| in
  * int8 mode, else WG_QUANT_MAX_UNKNOWN. */
-static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, wg_tensor *dx)
+static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, uint64_t err_max, wg_tensor *dx)
 {
     bn_unit *u = &p->bn;
     if (net->o.int8) {
         wg_tensor e = wg_net_scratch(net, &net->e8, u->h, u->w, u->c);
         wg_bn_int_saved s = saved_int(net, u);
-        return wg_bn_int_backward_act(err, WG_QUANT_MAX_UNKNOWN, net->o.bits.e1, &u->gamma->fwd, &u->beta->fwd, &s,
+        return wg_bn_int_backward_act(err, err_max, net->o.bits.e1, &u->gamma->fwd, &u->beta->fwd, &s,
                                       &e, dx, &u->gamma->grad, &u->beta->grad);
     }
     wg_tensor y = wg_net_cur(net, &p->y), e = *err;
@@ -240,11 +243,13 @@ static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err,
     return WG_QUANT_MAX_UNKNOWN;
 }
 
-/* acc += add (errors of the same tensor). */
-static void error_add(wg_net *net, wg_tensor *acc, const wg_tensor *add)
+/* acc += add (errors of the same tensor). Returns max |acc| in int8 mode, else
+ * WG_QUANT_MAX_UNKNOWN. */
+static uint64_t error_add(wg_net *net, wg_tensor *acc, const wg_tensor *add)
 {
-    if (net->o.int8) wg_error_accumulate(acc, add);
-    else wg_add_f32(acc, add, acc);
+    if (net->o.int8) return wg_error_accumulate(acc, add);
+    wg_add_f32(acc, add, acc);
+    return WG_QUANT_MAX_UNKNOWN;
 }
 
 static void swap_tensors(wg_tensor *a, wg_tensor *b)
@@ -266,27 +271,28 @@ static void block_backward(wg_net *net, block *bl)
     wg_tensor a1 = wg_net_cur(net, &bl->p[0].a);
     wg_tensor da = wg_net_scratch(net, &net->T1, last->ih, last->iw, last->cin);
     wg_tensor al = wg_net_cur(net, &bl->p[bl->nconv - 1].a);
-    conv_backward(net, last, &al, &R, WG_QUANT_MAX_UNKNOWN, &da);
+    conv_backward(net, last, &al, &R, net->R_max, &da);
     wg_tensor dproj = wg_net_scratch(net, &net->T2, ih, iw, ci);
-    if (bl->proj) conv_backward(net, &bl->cp, &a1, &R, WG_QUANT_MAX_UNKNOWN, &dproj);
+    if (bl->proj) conv_backward(net, &bl->cp, &a1, net->o.int8 ? NULL : &R, WG_QUANT_MAX_UNKNOWN, &dproj);
     for (int i = bl->nconv - 1; i > 0; i--) {
         const conv_unit *c = &bl->c[i - 1];
         wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout);
-        uint64_t dc_max = act_bn_backward(net, &bl->p[i], &da, &dc);
+        uint64_t dc_max = act_bn_backward(net, &bl->p[i], &da, WG_QUANT_MAX_UNKNOWN, &dc);
         wg_tensor a = wg_net_cur(net, &bl->p[i - 1].a);
         da = wg_net_scratch(net, &net->T1, c->ih, c->iw, c->cin);
         conv_backward(net, c, &a, &dc, dc_max, &da);
     }
-    if (bl->proj) error_add(net, &da, &dproj);
+    uint64_t da_max = bl->proj ? error_add(net, &da, &dproj) : WG_QUANT_MAX_UNKNOWN;
     wg_tensor dxbn = wg_net_scratch(net, &net->T3, ih, iw, ci);
-    act_bn_backward(net, &bl->p[0], &da, &dxbn);
+    uint64_t dxbn_max = act_bn_backward(net, &bl->p[0], &da, da_max, &dxbn);
     if (bl->proj) {
         swap_tensors(&net->R, &net->T3); /* the shortcut did not reach x: its error is BN1's */
         net->R.exp = dxbn.exp;
+        net->R_max = dxbn_max;
     } else {
         wg_tensor Rin = wg_net_scratch(net, &net->R, ih, iw, ci);
         Rin.exp = R.exp;
-        error_add(net, &Rin, &dxbn);
+        net->R_max = error_add(net, &Rin, &dxbn);
         net->R.exp = Rin.exp;
     }
 }
@@ -317,7 +323,7 @@ static void stem_backward(wg_net *net, const wg_tensor *R)
     wg_tensor in = wg_net_cur(net, &net->input);
     in.exp = net->input.exp;
     if (!net->float_ends) {
-        conv_backward(net, &net->stem, &in, R, WG_QUANT_MAX_UNKNOWN, NULL);
+        conv_backward(net, &net->stem, &in, R, net->R_max, NULL);
         return;
     }
     wg_conv_geom g = geom_of(net, &net->stem);
@@ -335,7 +341,7 @@ static void backward(wg_net *net)
     if (net->o.int8) wg_gap_s8_backward(&dpool, &a, &da);
     else wg_gap_f32_backward(&dpool, &a, &da);
     wg_tensor R = wg_net_scratch(net, &net->R, hp->bn.h, hp->bn.w, hp->bn.c);
-    act_bn_backward(net, hp, &da, &R);
+    net->R_max = act_bn_backward(net, hp, &da, WG_QUANT_MAX_UNKNOWN, &R);
     net->R.exp = R.exp;
     for (int i = net->nblocks - 1; i >= 0; i--) block_backward(net, &net->blocks[i]);
     if (net->maxpool) {
@@ -345,6 +351,7 @@ static void backward(wg_net *net)
         R = wg_net_scratch(net, &net->T1, g.h, g.w, g.c);
         if (net->o.int8) wg_maxpool_int_backward(&g, &x, &dy, &R);
         else wg_maxpool_f32_backward(&g, &x, &dy, &R);
+        net->R_max = WG_QUANT_MAX_UNKNOWN;
     } else {
         R = wg_net_scratch(net, &net->R, net->stem.oh, net->stem.ow, net->stem.cout);
         R.exp = net->R.exp;

@@ -384,16 +384,19 @@ static void check_accumulate(wg_backend *b, tr_rng *r, const int64_t *acc, int e
                              int e_add, int64_t n, const char *what)
 {
     wg_tensor tacc = tr_tensor_from(b, r, WG_I64, acc, n, e_acc), tadd = tr_tensor_from(b, NULL, dt, add, n, e_add);
-    wg_error_accumulate(&tacc, &tadd);
+    uint64_t got_max = wg_error_accumulate(&tacc, &tadd), want_max = 0;
     int e = e_acc < e_add ? e_acc : e_add;
     TR_EXPECT_I64(e, tacc.exp, "%s: accumulated exponent (acc 2^%d, add 2^%d)", what, e_acc, e_add);
     int64_t *out = tr_tensor_get(&tacc);
     for (int64_t i = 0; i < n; i++) {
         i128 s = (i128)acc[i] * ((i128)1 << (e_acc - e)) + (i128)add[i] * ((i128)1 << (e_add - e));
-        TR_EXPECT_I64((int64_t)ref_clamp128(s, INT64_MAX), out[i],
-                      "%s: %" PRId64 " * 2^%d + %" PRId64 " * 2^%d (%s, element %" PRId64 ")", what, acc[i], e_acc,
-                      add[i], e_add, tr_dt(dt), i);
+        int64_t want = (int64_t)ref_clamp128(s, INT64_MAX);
+        TR_EXPECT_I64(want, out[i], "%s: %" PRId64 " * 2^%d + %" PRId64 " * 2^%d (%s, element %" PRId64 ")", what,
+                      acc[i], e_acc, add[i], e_add, tr_dt(dt), i);
+        uint64_t a = want < 0 ? (uint64_t)0 - (uint64_t)want : (uint64_t)want;
+        want_max = a > want_max ? a : want_max;
     }
+    TR_EXPECT_I64((int64_t)want_max, (int64_t)got_max, "%s: the returned max |acc|", what);
     tl_expect_unchanged(&tadd, add, e_add, what);
     free(out);
     wg_tensor_free(&tacc), wg_tensor_free(&tadd);
