@@ -85,28 +85,36 @@ WG_BN_INLINE void bwd_sums_tile_s8(const int8_t *restrict dy, const int16_t *res
     }
 }
 
-/* How the fused sums pass (wg_bn_int_backward_act) makes dy: E1 of err on the fast path
- * (err int64, shift 0..63: cpu_rne.h's rne64), or from dy already quantized (err NULL);
- * then ReLU's mask, y > 0 with y = xhat gamma + beta 2^7 the forward pass's BN output
- * (|y| <= 32767^2 + 32767 2^7 < 2^31: int32, as normalize_tile32 computes it). */
+/* How the fused sums pass (wg_bn_int_backward_act) makes dy: E1 of err on the fast
+ * paths (an int64 err with a shift of 0..63: cpu_rne.h's rne64; an int32 one with 0..31:
+ * rne32), or from dy already quantized (neither); then ReLU's mask, y > 0 with y = xhat
+ * gamma + beta 2^7 the forward pass's BN output (|y| <= 32767^2 + 32767 2^7 < 2^31:
+ * int32, as normalize_tile32 computes it). */
 typedef struct bwd_act {
     const int64_t *err;
+    const int32_t *err32;
     rne64_k k;
+    rne32_k k32;
     int64_t bound;
     int32_t *gamma, *b128; /* per element of a tile (n), like bn_tile */
 } bwd_act;
 
-/* dy of one tile from err (or from dy itself when err is NULL), masked and stored,
- * and its sums in acc32 as bwd_sums_tile_s8 takes them. */
-WG_BN_INLINE void bwd_sums_tile_act(const int64_t *restrict err, int8_t *restrict dy, const int16_t *restrict h,
-                                    int64_t len, int64_t n, const bwd_act *a, int32_t *restrict acc)
+/* dy of one tile from err or err32 (or from dy itself when both are NULL), masked and
+ * stored, and its sums in acc32 as bwd_sums_tile_s8 takes them. */
+WG_BN_INLINE void bwd_sums_tile_act(const int64_t *restrict err, const int32_t *restrict err32, int8_t *restrict dy,
+                                    const int16_t *restrict h, int64_t len, int64_t n, const bwd_act *a,
+                                    int32_t *restrict acc)
 {
     int32_t *restrict bs = acc, *restrict gs = acc + n, *restrict dm = acc + 2 * n, *restrict hm = acc + 3 * n;
     const int32_t *restrict gamma = a->gamma, *restrict b128 = a->b128;
     rne64_k k = a->k;
+    rne32_k k32 = a->k32;
     int64_t bound = a->bound;
     for (int64_t l = 0; l < len; l++) {
-        int32_t q = err ? (int32_t)clamp64(rne64(err[l], k), bound) : dy[l], v = h[l];
+        int32_t q = err     ? (int32_t)clamp64(rne64(err[l], k), bound)
+                    : err32 ? clamp32(rne32(err32[l], k32), (int32_t)bound)
+                            : dy[l],
+                v = h[l];
         int32_t d = v * gamma[l] + b128[l] > 0 ? q : 0, ad = d < 0 ? -d : d, ah = v < 0 ? -v : v;
         dy[l] = (int8_t)d;
         bs[l] += d;
@@ -151,8 +159,9 @@ static void pass_bwd_sums(void *dy, wg_dtype dt, const int16_t *xhat, int64_t m,
             int64_t k0 = b * n, len = b == ntiles - 1 ? m * c - k0 : n;
             if (dt == WG_I8) {
                 int8_t *d8 = (int8_t *)dy + k0;
-                if (act && act->err) bwd_sums_tile_act(act->err + k0, d8, xhat + k0, len, n, act, acc32);
-                else if (act) bwd_sums_tile_act(NULL, d8, xhat + k0, len, n, act, acc32);
+                if (act && act->err) bwd_sums_tile_act(act->err + k0, NULL, d8, xhat + k0, len, n, act, acc32);
+                else if (act && act->err32) bwd_sums_tile_act(NULL, act->err32 + k0, d8, xhat + k0, len, n, act, acc32);
+                else if (act) bwd_sums_tile_act(NULL, NULL, d8, xhat + k0, len, n, act, acc32);
                 else bwd_sums_tile_s8(d8, xhat + k0, len, n, acc32);
                 if (++pending == WG_BN_SUMS32_TILES) {
                     sums32_flush(acc32, acc, n);
@@ -314,6 +323,9 @@ uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_b
     if (err->dtype == WG_I64 && e1.shift >= 0 && e1.shift <= 63) {
         act.err = err->data;
         act.k = rne64_init(e1.shift);
+    } else if (err->dtype == WG_I32 && e1.shift >= 0 && e1.shift <= 31) {
+        act.err32 = err->data;
+        act.k32 = rne32_init(e1.shift);
     } else {
         wg_quant_shift_max(dy, err, e1_bits, err_max);
     }

@@ -52,10 +52,11 @@ static size_t bwd_conv_per_thread(const wg_conv_geom *gt, int64_t images)
     return conv_forward_col_bytes(gt, images) + round64((size_t)(images * gt->oh * gt->ow * gt->o) * sizeof(int32_t));
 }
 
-/* dx (int64 [n][h][w][c], at e_w + e_min) = sum over the parts of conv(err_p, wt) *
- * 2^(e_p - e_min); gt from bwd_data_conv_geom, b its blocks. */
+/* dx (int64 [n][h][w][c], or int32 when dx32: wg_conv_s8_dx_fits_s32; at e_w + e_min) =
+ * sum over the parts of conv(err_p, wt) * 2^(e_p - e_min); gt from bwd_data_conv_geom, b
+ * its blocks. */
 static void backward_data_conv(const wg_conv_geom *g, const wg_conv_geom *gt, const wg_tensor *w,
-                               const wg_tensor *const *err, int nparts, int e_min, int64_t *dx, char *scratch,
+                               const wg_tensor *const *err, int nparts, int e_min, void *dx, bool dx32, char *scratch,
                                img_blocks b)
 {
     int8_t *wt = (int8_t *)scratch;
@@ -73,11 +74,16 @@ static void backward_data_conv(const wg_conv_geom *g, const wg_conv_geom *gt, co
         for (int64_t blk = 0; blk < b.count; blk++) {
             int64_t img0 = blk * b.per_block, nimg = g->n - img0 < b.per_block ? g->n - img0 : b.per_block;
             int64_t nt = nimg * per_image * g->c;
-            int64_t *out = dx + img0 * per_image * g->c;
+            int64_t off = img0 * per_image * g->c, *out = (int64_t *)dx + off;
+            int32_t *out32 = (int32_t *)dx + off;
             for (int p = 0; p < nparts; p++) {
                 int64_t scale = INT64_C(1) << (err[p]->exp - e_min);
                 conv_forward_block(gt, err[p]->data, wt, img0, nimg, col, padded, tmp);
-                if (p == 0)
+                if (dx32 && p == 0) /* the products and sums fit int32 (wg_conv_s8_dx_fits_s32) */
+                    for (int64_t i = 0; i < nt; i++) out32[i] = (int32_t)(tmp[i] * scale);
+                else if (dx32)
+                    for (int64_t i = 0; i < nt; i++) out32[i] += (int32_t)(tmp[i] * scale);
+                else if (p == 0)
                     for (int64_t i = 0; i < nt; i++) out[i] = (int64_t)tmp[i] * scale;
                 else
                     for (int64_t i = 0; i < nt; i++) out[i] += (int64_t)tmp[i] * scale;
@@ -312,6 +318,15 @@ static void backward_weight(const wg_conv_geom *g, const int8_t *x, const wg_ten
     free(sums);
 }
 
+bool wg_conv_s8_dx_fits_s32(const wg_conv_geom *g, int span)
+{
+    wg_conv_geom gt;
+    /* |dx| <= kdim * 127 * 127 * 2^span (each error element is in one part), below the
+     * bound that also covers the coarse part's products before the fine one adds */
+    return span >= 0 && span <= 16 && bwd_data_conv_geom(g, &gt) &&
+           gt.kdim * 127 * 127 * ((INT64_C(1) << span) + 1) <= INT64_C(2147483647);
+}
+
 void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, const wg_tensor *const *err,
                          int nparts, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
 {
@@ -322,8 +337,11 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
         WG_ASSERT(err[p]->dtype == WG_I8 && wg_tensor_numel(err[p]) == g->rows * g->o, "error part %d", p);
         e_min = err[p]->exp < e_min ? err[p]->exp : e_min;
     }
-    for (int p = 0; p < nparts; p++)
+    int span = 0; /* the parts' exponent span */
+    for (int p = 0; p < nparts; p++) {
         WG_ASSERT(err[p]->exp - e_min <= 16, "error parts %d grids apart", err[p]->exp - e_min);
+        span = err[p]->exp - e_min > span ? err[p]->exp - e_min : span;
+    }
     WG_ASSERT(dw->dtype == WG_I64 && wg_tensor_numel(dw) == wg_tensor_numel(w), "convolution dw");
 
     /* Workspace: backward-data's scratch (see its paths), then backward-weight's. */
@@ -344,8 +362,11 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
     char *buf = conv_ws_reserve(ws, scratch > wbytes ? scratch : wbytes);
 
     if (dx != NULL) {
-        WG_ASSERT(dx->dtype == WG_I64 && wg_tensor_numel(dx) == wg_tensor_numel(x), "convolution dx");
-        if (as_conv) backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, buf, b);
+        bool dx32 = dx->dtype == WG_I32;
+        WG_ASSERT((dx->dtype == WG_I64 || (dx32 && wg_conv_s8_dx_fits_s32(g, span))) &&
+                      wg_tensor_numel(dx) == wg_tensor_numel(x),
+                  "convolution dx (%s)", wg_dtype_name(dx->dtype));
+        if (as_conv) backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, dx32, buf, b);
         else backward_data_col(g, w, err, nparts, e_min, dx->data, buf, b);
         dx->exp = w->exp + e_min;
     }

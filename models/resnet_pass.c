@@ -259,6 +259,19 @@ static void swap_tensors(wg_tensor *a, wg_tensor *b)
     *b = t;
 }
 
+/* The scratch view (T1) for the error at convolution u's input, its backward-data
+ * output: int32 in int8 mode where the convolution allows it (wg_conv_s8_dx_fits_s32)
+ * and no other error is added into it (summed: a projection's), else int64. */
+static wg_tensor input_error(wg_net *net, const conv_unit *u, bool summed)
+{
+    wg_tensor t = wg_net_scratch(net, &net->T1, u->ih, u->iw, u->cin);
+    if (net->o.int8 && !summed) {
+        wg_conv_geom g = geom_of(net, u);
+        if (wg_conv_s8_dx_fits_s32(&g, net->o.e2 == WG_E2_FLAG ? net->o.bits.e2 - 1 : 0)) t.dtype = WG_I32;
+    }
+    return t;
+}
+
 /* R holds the error at the block's output; on return, the error at its input. Scratch:
  * T1 the error at an activation (a conv's input), T3 at a conv's output (the next BN's
  * input), T2 the projection's contribution to the error at a1. */
@@ -269,7 +282,7 @@ static void block_backward(wg_net *net, block *bl)
     wg_tensor R = wg_net_scratch(net, &net->R, last->oh, last->ow, last->cout);
     R.exp = net->R.exp;
     wg_tensor a1 = wg_net_cur(net, &bl->p[0].a);
-    wg_tensor da = wg_net_scratch(net, &net->T1, last->ih, last->iw, last->cin);
+    wg_tensor da = input_error(net, last, bl->proj && bl->nconv == 1);
     wg_tensor al = wg_net_cur(net, &bl->p[bl->nconv - 1].a);
     conv_backward(net, last, &al, &R, net->R_max, &da);
     wg_tensor dproj = wg_net_scratch(net, &net->T2, ih, iw, ci);
@@ -279,7 +292,7 @@ static void block_backward(wg_net *net, block *bl)
         wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout);
         uint64_t dc_max = act_bn_backward(net, &bl->p[i], &da, WG_QUANT_MAX_UNKNOWN, &dc);
         wg_tensor a = wg_net_cur(net, &bl->p[i - 1].a);
-        da = wg_net_scratch(net, &net->T1, c->ih, c->iw, c->cin);
+        da = input_error(net, c, bl->proj && i == 1);
         conv_backward(net, c, &a, &dc, dc_max, &da);
     }
     uint64_t da_max = bl->proj ? error_add(net, &da, &dproj) : WG_QUANT_MAX_UNKNOWN;

@@ -229,6 +229,16 @@ static void check_s8_backward(wg_backend *b, const tc_geom *g, wg_conv_ws *ws, c
         snprintf(what, sizeof what, "s8 backward (%d parts, exps %d/%d) dx", nparts, ee[0], nparts > 1 ? ee[1] : ee[0]);
         expect_q(&dx, dxq, nx, ew + emin, what, g);
     }
+    int span = 0;
+    for (int p = 0; p < nparts; p++) span = ee[p] - emin > span ? ee[p] - emin : span;
+    if (with_dx && wg_conv_s8_dx_fits_s32(&cg, span)) { /* dx in int32: the same integers */
+        wg_tensor dx32 = tc_tensor(b, WG_I32, WG_LAYOUT_NHWC, g->n, g->h, g->w, g->c, 99, NULL, NULL);
+        wg_conv_s8_backward(&cg, &x, &w, ep, nparts, &dx32, &dw, ws);
+        snprintf(what, sizeof what, "s8 backward (%d parts, exps %d/%d) int32 dx", nparts, ee[0],
+                 nparts > 1 ? ee[1] : ee[0]);
+        expect_q(&dx32, dxq, nx, ew + emin, what, g);
+        wg_tensor_free(&dx32);
+    }
     expect_q(&x, xq, nx, ex, "s8 backward modified x", g);
     expect_q(&w, wq, nw, ew, "s8 backward modified w", g);
     for (int p = 0; p < nparts; p++) {
@@ -325,15 +335,19 @@ static void test_s8_backward_extremes(void **state)
     tr_rng r = {0xe7};
     wg_conv_ws ws = {0};
     const tc_geom geoms[2] = {tc_geom_make(2, 6, 6, 3, 64, 3, 3, 1, 3), tc_geom_make(2, 6, 6, 3, 64, 3, 3, 1, 1)};
-    for (int gi = 0; gi < 2; gi++) {
-        const tc_geom *g = &geoms[gi];
+    for (int gi = 0; gi < 3; gi++) { /* the third: span 7, dx at int32's bound (576 127^2 129) */
+        const tc_geom *g = &geoms[gi < 2 ? gi : 1];
         int64_t *xq = rand_q(&r, tc_nx(g), 0), *wq = malloc((size_t)tc_nw(g) * sizeof *wq), *eq[2];
         for (int64_t i = 0; i < tc_nw(g); i++) wq[i] = 127;
         for (int p = 0; p < 2; p++) {
             eq[p] = malloc((size_t)tc_ny(g) * sizeof(int64_t));
             for (int64_t i = 0; i < tc_ny(g); i++) eq[p][i] = 127;
         }
-        const int ee[2] = {-4, -12};
+        wg_conv_geom cg; /* int32 dx: 3x3 stride 1 pad 1 with o = 64 up to span 7 (hand-derived bound) */
+        TR_FAIL_IF(!wg_conv_geom_init(&cg, g->n, g->h, g->w, g->c, g->o, g->kh, g->kw, g->stride, g->pad), "geom%s", "");
+        TR_FAIL_IF(wg_conv_s8_dx_fits_s32(&cg, 7) != (gi > 0) || wg_conv_s8_dx_fits_s32(&cg, 8),
+                   "wg_conv_s8_dx_fits_s32 for pad %d", g->pad);
+        const int ee[2] = {-4, gi < 2 ? -12 : -11};
         check_s8_backward(b, g, &ws, xq, -7, wq, -7, eq, ee, 2, true);
         free(eq[0]), free(eq[1]), free(xq), free(wq);
     }
