@@ -419,7 +419,9 @@ WG_HD int64_t wg_bn_lin_rne(const wg_bn_lin *k, int64_t u, int64_t v)
 {
     uint64_t i = k->qa * (uint64_t)u + k->qb * (uint64_t)v + k->qc;
     uint64_t x = k->ra * (uint64_t)u + k->rb * (uint64_t)v + k->rc; /* D X modulo 2^64 */
-    int64_t a = k->pa * u + k->pb * v + k->pc;                      /* |a| < 2^48 */
+    /* |a| < 2^48; pa, pb < 2^31 and |u|, |v| <= 2^15 are int32, whose products the
+     * vector units widen in one step (vpmuldq, not the 64-bit vpmullq) */
+    int64_t a = (int64_t)(int32_t)k->pa * (int32_t)u + (int64_t)(int32_t)k->pb * (int32_t)v + k->pc;
     int64_t q0 = a >> WG_BN_LIN_K;                                  /* floor: arithmetic shift */
     uint64_t r = x - (uint64_t)q0 * k->d;                           /* in [0, 2D): exact */
     uint64_t ge = r >= k->d;
