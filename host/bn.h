@@ -96,18 +96,26 @@ uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const
                             wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta);
 
 /* The backward pass from the error at the activation (forward: BN -> ReLU -> A), with
- * E1 and ReLU's mask run inside BN's sums pass: the same bits as the chain
- * wg_quant_shift_max (E1) -> ReLU's mask -> wg_bn_int_backward, with two passes over
- * memory fewer.
+ * E1 and ReLU's mask run inside BN's sums pass, and E2 after it when asked: the same
+ * bits as the chain wg_quant_shift_max (E1) -> ReLU's mask -> wg_bn_int_backward (->
+ * wg_quant_flag_max or, with one part, wg_quant_shift_max), in fewer passes and bytes.
  *   err  the error at the activation (any integer container, NHWC); err_max its max
  *        |err| or WG_QUANT_MAX_UNKNOWN; E1 with e1_bits (2..8).
  *   dy   int8 NHWC, written with its exponent: E1(err) where y > 0, else 0 (ReLU's
  *        mask). y = xhat gamma16 + beta16 2^7 is the forward pass's BN output, found
  *        again from the saved x-hat: y itself need not be kept for this.
- * dx, dgamma, dbeta and the result as wg_bn_int_backward. */
+ *   e2   NULL: dx (int64) as wg_bn_int_backward leaves it. Otherwise the parts of E2 of
+ *        dx (int8 NHWC; fine NULL: E1's rule into coarse alone) with e2->bits, their
+ *        exponents set, and dx only a scratch buffer: it then holds dx in a compact
+ *        int32 form (bn_int_bwd.c), half the bytes, when E2's grid allows.
+ * dgamma, dbeta and the result (max |dx|) as wg_bn_int_backward. */
+typedef struct wg_bn_int_bwd_e2 {
+    wg_tensor *coarse, *fine;
+    int bits;
+} wg_bn_int_bwd_e2;
 uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_bits, const wg_tensor *gamma16,
                                 const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
-                                wg_tensor *dgamma, wg_tensor *dbeta);
+                                const wg_bn_int_bwd_e2 *e2, wg_tensor *dgamma, wg_tensor *dbeta);
 
 /* ---- fp32 BN (the baseline mode) ---------------------------------------------------- */
 

@@ -217,46 +217,106 @@ static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t co
     }
 }
 
-/* dx of one tile of n elements from element k0 (wg_bn_dx_fast); returns max |dx| over
- * the tile. */
+/* ---- dx kept compact for E2 ---------------------------------------------------------
+ * When E2 alone reads dx (wg_bn_int_backward_act given e2), dx is stored in int32 in
+ * cpu_rne.h's compact form (|dx| <= 2^62), from which every rounding shift above
+ * WG_COMPACT_SHIFT is exact. E2 rounds at its fine shift npow2(max |dx|) - 2 (bits - 1)
+ * and its coarse one; when the fine shift exceeds WG_COMPACT_SHIFT (max |dx| above about
+ * 2^47: the exponent rule puts it near 2^62) the parts come from the compact dx, half
+ * the bytes of dx; otherwise dx is computed again in int64 and the backend's pass splits
+ * it. */
+
+/* dx of one tile of n elements from element k0 (wg_bn_dx_fast) into out (int64) or, when
+ * compact (a constant in each inlined copy, so that each vectorizes), into out32;
+ * returns max |dx| over the tile. */
 WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
-                                  int64_t *restrict out, int64_t n, const bn_tile *tile)
+                                  int64_t *restrict out, int32_t *restrict out32, bool compact, int64_t n,
+                                  const bn_tile *tile)
 {
     uint64_t mx = 0;
     for (int64_t l = 0; l < n; l++) {
         const wg_bn_lin k = tile_at(tile, l);
         int64_t v = wg_bn_dx_fast(wg_load_i64(dy, t, k0 + l), h[l], &k);
         uint64_t av = wg_abs_u64(v);
-        out[l] = v;
+        if (compact) out32[l] = wg_compact(v);
+        else out[l] = v;
         mx = av > mx ? av : mx;
     }
     return mx;
 }
 
-/* Elementwise dx (int64); returns max |dx| (an integer maximum: any split gives it). */
+/* Elementwise dx into dx (int64) or, when compact, into dx's memory as int32 p (an int8
+ * dy only); returns max |dx| (an integer maximum: any split gives it). */
 static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
-                            int64_t *dx)
+                            int64_t *dx, bool compact)
 {
+    WG_ASSERT(!compact || dt == WG_I8, "BN backward: compact dx from a %s dy", wg_dtype_name(dt));
     int64_t ntiles = (m + t->rows - 1) / t->rows;
     uint64_t mx = 0;
 #pragma omp parallel for reduction(max : mx) schedule(static) if (m * c >= WG_PAR_MIN)
     for (int64_t b = 0; b < ntiles; b++) {
         int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
         uint64_t tm = 0;
-#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, len, t)
-        WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
+        if (compact) {
+            tm = bwd_dx_tile(dy, WG_I8, k0, xhat + k0, NULL, (int32_t *)dx + k0, true, len, t);
+        } else {
+#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, NULL, false, len, t)
+            WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
 #undef WG_BN_DX_TILE
+        }
         mx = tm > mx ? tm : mx;
     }
     return mx;
 }
 
+/* E2's parts from the compact dx (p, m elements): the flag split (wg_flag_split, in
+ * backend_cpu.c's form: fine when |f| <= bound, else the clamped coarse value) with
+ * fine NULL E1's rule into coarse alone; kc, kf: the coarse and fine shifts. */
+static void split_compact(const int32_t *p, int64_t m, wg_compact_k kc, wg_compact_k kf, int32_t bound, int8_t *coarse,
+                          int8_t *fine)
+{
+#pragma omp parallel for schedule(static) if (m >= WG_PAR_MIN)
+    for (int64_t i0 = 0; i0 < m; i0 += WG_BN_TILE * 64) {
+        int64_t len = m - i0 < WG_BN_TILE * 64 ? m - i0 : WG_BN_TILE * 64;
+        const int32_t *restrict x = p + i0;
+        int8_t *restrict co = coarse + i0;
+        if (fine) {
+            int8_t *restrict fi = fine + i0;
+            for (int64_t i = 0; i < len; i++) {
+                int32_t f = wg_compact_rne(x[i], kf), c = clamp32(wg_compact_rne(x[i], kc), bound);
+                bool is_fine = f >= -bound && f <= bound;
+                co[i] = (int8_t)(is_fine ? 0 : c);
+                fi[i] = (int8_t)(is_fine ? f : 0);
+            }
+        } else {
+            for (int64_t i = 0; i < len; i++) co[i] = (int8_t)clamp32(wg_compact_rne(x[i], kc), bound);
+        }
+    }
+}
+
+/* E2 of dx (e2: its parts and bits) from the compact dx in dx's memory, max |dx| and
+ * dx's exponent; false, nothing written, when E2's fine shift does not exceed S. */
+static bool e2_from_compact(const wg_tensor *dx, uint64_t dx_max, int dx_exp, const wg_bn_int_bwd_e2 *e2)
+{
+    bool flag = e2->fine != NULL;
+    wg_quant_plan p = flag ? wg_quant_flag_plan(dx_exp, e2->bits, dx_max) : wg_quant_shift_plan(dx_exp, e2->bits, dx_max);
+    int fine_shift = flag ? p.shift - (e2->bits - 1) : p.shift;
+    if (e2->bits > 8 || fine_shift <= WG_COMPACT_SHIFT || p.shift > WG_COMPACT_SHIFT + 31) return false;
+    wg_compact_k kc = wg_compact_k_init(p.shift), kf = wg_compact_k_init(fine_shift);
+    split_compact(dx->data, wg_tensor_numel(dx), kc, kf, (int32_t)p.bound, e2->coarse->data,
+                  flag ? e2->fine->data : NULL);
+    e2->coarse->exp = p.exp;
+    if (flag) e2->fine->exp = p.exp - (e2->bits - 1);
+    return true;
+}
+
 /* The passes once dy's exponent is known: the sums (making dy first with act), the
- * exponent rule, the per-channel constants and the dx pass. Sets the exponents of dbeta,
- * dgamma and dx; returns max |dx|. */
+ * exponent rule, the per-channel constants and the dx pass, then E2 with e2 (see
+ * wg_bn_int_backward_act). Sets the exponents of dbeta, dgamma and dx; returns max
+ * |dx|. */
 static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tensor *gamma16,
                                 const wg_bn_int_saved *saved, int64_t count, int64_t c, wg_tensor *dx,
-                                wg_tensor *dgamma, wg_tensor *dbeta)
+                                const wg_bn_int_bwd_e2 *e2, wg_tensor *dgamma, wg_tensor *dbeta)
 {
     WG_ASSERT(dy->exp > -WG_BN_EXP_LIMIT && dy->exp < WG_BN_EXP_LIMIT, "dy has exponent %d", dy->exp);
     uint64_t *dmax = bn_xmalloc((size_t)c * sizeof *dmax), *hmax = bn_xmalloc((size_t)c * sizeof *hmax);
@@ -265,13 +325,22 @@ static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tens
     int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
     bn_tile t = bn_tile_alloc(c);
     pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
-    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data);
-    free(dmax);
-    free(hmax);
-    bn_tile_free(&t);
     dbeta->exp = dy->exp;
     dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
     dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
+    bool compact = e2 != NULL && dy->dtype == WG_I8;
+    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data, compact);
+    if (compact && !e2_from_compact(dx, dx_max, dx->exp, e2)) {
+        pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data, false); /* int64 after all */
+        compact = false;
+    }
+    if (e2 && !compact) {
+        if (e2->fine) wg_quant_flag_max(e2->coarse, e2->fine, dx, e2->bits, dx_max);
+        else wg_quant_shift_max(e2->coarse, dx, e2->bits, dx_max);
+    }
+    free(dmax);
+    free(hmax);
+    bn_tile_free(&t);
     return dx_max;
 }
 
@@ -303,14 +372,18 @@ uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const
                   (unsigned long long)m, WG_BN_DY_MAX);
     }
     wg_tensor dyv = *dy; /* read only: the passes write dy only with act */
-    return backward_passes(&dyv, NULL, gamma16, saved, count, c, dx, dgamma, dbeta);
+    return backward_passes(&dyv, NULL, gamma16, saved, count, c, dx, NULL, dgamma, dbeta);
 }
 
 uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_bits, const wg_tensor *gamma16,
                                 const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
-                                wg_tensor *dgamma, wg_tensor *dbeta)
+                                const wg_bn_int_bwd_e2 *e2, wg_tensor *dgamma, wg_tensor *dbeta)
 {
     int64_t count, n, c = check_backward(dy, gamma16, saved, dx, dgamma, dbeta, &count);
+    if (e2) {
+        bn_check_act(e2->coarse, WG_I8, &saved->xhat, "E2's coarse part", &n);
+        if (e2->fine) bn_check_act(e2->fine, WG_I8, &saved->xhat, "E2's fine part", &n);
+    }
     bn_check_act(dy, WG_I8, &saved->xhat, "the BN output error dy", &n);
     bn_check_act(err, -1, &saved->xhat, "the error at the activation", &n);
     bn_check_vec(beta16, WG_I16, c, "beta16");
@@ -339,7 +412,7 @@ uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_b
         act.gamma[l] = g16[l % c];
         act.b128[l] = b16[l % c] * 128;
     }
-    uint64_t dx_max = backward_passes(dy, &act, gamma16, saved, count, c, dx, dgamma, dbeta);
+    uint64_t dx_max = backward_passes(dy, &act, gamma16, saved, count, c, dx, e2, dgamma, dbeta);
     free(act.gamma);
     return dx_max;
 }

@@ -65,4 +65,41 @@ static inline int32_t clamp32(int32_t x, int32_t bound)
     return x < -bound ? -bound : x;
 }
 
+/* A compact int32 form of an int64 x with |x| <= 2^62, for rounding shifts s = S + t
+ * with t in 1..31 (S = WG_COMPACT_SHIFT): p = 2 floor(x / 2^S) + (x mod 2^S != 0), so
+ * |floor(x / 2^S)| <= 2^29 and p fits. RNE(x / 2^s) from p is exact: fl = (p >> 1) >> t
+ * is floor(x / 2^s); the remainder x mod 2^s is rem 2^S + low, rem = (p >> 1) mod 2^t,
+ * low = x mod 2^S, whose only trace is the sticky bit p & 1. Against half = 2^(t-1) 2^S
+ * it is greater iff rem > 2^(t-1), or rem = 2^(t-1) and low != 0, and equal iff rem =
+ * 2^(t-1) and low = 0. RNE rounds up when greater, or equal with fl odd: rem + ((fl & 1)
+ * | sticky) > 2^(t-1) says exactly that (rne32's test above with the sticky bit). */
+enum { WG_COMPACT_SHIFT = 33 };
+
+static inline int32_t wg_compact(int64_t x)
+{
+    int64_t fl = x >> WG_COMPACT_SHIFT; /* arithmetic: floor */
+    uint64_t low = (uint64_t)x & ((UINT64_C(1) << WG_COMPACT_SHIFT) - 1);
+    return (int32_t)(fl * 2 + (low != 0));
+}
+
+typedef struct wg_compact_k {
+    int t;
+    uint32_t mask, half;
+} wg_compact_k;
+
+/* For a shift s = WG_COMPACT_SHIFT + t, t in 1..31. */
+static inline wg_compact_k wg_compact_k_init(int s)
+{
+    int t = s - WG_COMPACT_SHIFT;
+    return (wg_compact_k){t, (UINT32_C(1) << t) - 1, UINT32_C(1) << (t - 1)};
+}
+
+/* wg_rshift_rne(x, s) from p = wg_compact(x). */
+static inline int32_t wg_compact_rne(int32_t p, wg_compact_k k)
+{
+    int32_t q = p >> 1, fl = q >> k.t;
+    uint32_t rem = (uint32_t)q & k.mask, up = ((uint32_t)fl & 1) | ((uint32_t)p & 1);
+    return fl + (rem + up > k.half ? 1 : 0);
+}
+
 #endif

@@ -91,7 +91,7 @@ wg_quant_plan wg_quant_shift_plan(int src_exp, int bits, uint64_t max_abs)
     return (wg_quant_plan){shift, wg_bound_bits(bits), src_exp + shift};
 }
 
-static wg_quant_plan flag_plan(int src_exp, int bits, uint64_t max_abs)
+wg_quant_plan wg_quant_flag_plan(int src_exp, int bits, uint64_t max_abs)
 {
     check_bits(bits, "flag quantization (E2)");
     /* The coarse grid is Shift(max) / 2^(bits-1): z = x / 2^shift_coarse. */
@@ -158,7 +158,7 @@ void wg_quant_flag_max(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src,
     check_bits(bits, "flag quantization (E2)");
     check_holds(coarse, wg_bound_bits(bits), "flag quantization (E2), coarse part");
     check_holds(fine, wg_bound_bits(bits), "flag quantization (E2), fine part");
-    wg_quant_plan p = flag_plan(src->exp, bits, known_max_abs(src, known_max));
+    wg_quant_plan p = wg_quant_flag_plan(src->exp, bits, known_max_abs(src, known_max));
     WG_BACKEND_OP(src, flag_split)(src->backend->ctx, coarse, fine, src, p.shift, bits);
     coarse->exp = p.exp;
     fine->exp = p.exp - (bits - 1);

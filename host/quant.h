@@ -90,11 +90,12 @@ void wg_quant_shift_max(wg_tensor *dst, const wg_tensor *src, int bits, uint64_t
 void wg_quant_fit_exp_max(wg_tensor *dst, const wg_tensor *src, int e_min, uint64_t max_abs);
 void wg_quant_flag_max(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int bits, uint64_t max_abs);
 
-/* The per-tensor decisions of E1 and of the fit rule (into a container of the given
+/* The per-tensor decisions of E1, E2 and the fit rule (into a container of the given
  * bound), for a caller that runs the elementwise step inside a pass of its own
- * (wg_bn_int_backward_act, wg_relu_quant_forward_max): each element then gets
- * wg_round_shift_clamp(x, shift, bound), and the output's exponent is exp. max_abs =
- * max |x|, exactly. */
+ * (bn.h's fused passes, wg_relu_quant_forward_max): each element then gets
+ * wg_round_shift_clamp(x, shift, bound) (E1, fit) or wg_flag_split(x, shift, bits) (E2,
+ * shift the coarse one), and the output's exponent is exp (E2: the coarse part's, the
+ * fine part's being exp - (bits - 1)). max_abs = max |x|, exactly. */
 typedef struct wg_quant_plan {
     int shift;
     int64_t bound;
@@ -102,6 +103,7 @@ typedef struct wg_quant_plan {
 } wg_quant_plan;
 wg_quant_plan wg_quant_shift_plan(int src_exp, int bits, uint64_t max_abs);
 wg_quant_plan wg_quant_fit_plan(int src_exp, int e_min, int64_t bound, uint64_t max_abs);
+wg_quant_plan wg_quant_flag_plan(int src_exp, int bits, uint64_t max_abs);
 
 /* G, constant-scaling stochastic quantization of a weight gradient:
  * n = SR(2^g_scale_log2 * x / Shift(max|x|)) clamped to +-(2^g_scale_log2 - 1),

@@ -195,12 +195,21 @@ void wg_net_forward(wg_net *net, const void *x, int x_exp, int64_t n, bool train
 
 /* ---- backward ------------------------------------------------------------------------ */
 
+/* The scratch views of E2's parts of the error at convolution u's output, with the
+ * exponents the last quantization left; returns how many parts ([quant] e2 = shift: 1). */
+static int e2_views(wg_net *net, const conv_unit *u, wg_tensor *pc, wg_tensor *pf)
+{
+    *pc = wg_net_scratch(net, &net->part_c, u->oh, u->ow, u->cout);
+    *pf = wg_net_scratch(net, &net->part_f, u->oh, u->ow, u->cout);
+    return net->o.e2 == WG_E2_FLAG ? 2 : 1;
+}
+
 /* Backward through convolution u whose input was x, from the error err at its output:
  * dx (NULL for the stem) and the weight gradient. int8: err is quantized first by E2
  * (or E1's rule with [quant] e2 = shift) into the scratch parts; err_max is max|err|
- * when its producer knows it, else WG_QUANT_MAX_UNKNOWN. err NULL (int8): the parts the
- * previous call left (a projection shares its block's output error with the last
- * convolution). */
+ * when its producer knows it, else WG_QUANT_MAX_UNKNOWN. err NULL (int8): the parts are
+ * there already (a projection shares its block's output error with the last
+ * convolution; BN's backward pass writes them for the convolution before it). */
 static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, const wg_tensor *err, uint64_t err_max,
                           wg_tensor *dx)
 {
@@ -209,12 +218,9 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
         wg_conv_f32_backward(&g, x, &u->w->master, err, dx, &u->w->grad, &net->ws);
         return;
     }
-    wg_tensor pc = wg_net_scratch(net, &net->part_c, g.oh, g.ow, g.o);
-    wg_tensor pf = wg_net_scratch(net, &net->part_f, g.oh, g.ow, g.o);
-    pc.exp = net->part_c.exp;
-    pf.exp = net->part_f.exp;
+    wg_tensor pc, pf;
+    int nparts = e2_views(net, u, &pc, &pf);
     const wg_tensor *parts[2] = {&pc, &pf};
-    int nparts = net->o.e2 == WG_E2_FLAG ? 2 : 1;
     if (err && nparts == 2) wg_quant_flag_max(&pc, &pf, err, net->o.bits.e2, err_max);
     else if (err) wg_quant_shift_max(&pc, err, net->o.bits.e2, err_max);
     net->part_c.exp = pc.exp;
@@ -223,18 +229,19 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
 }
 
 /* From the error at activation p->a (err; err_max as for conv_backward) to the error at
- * the BN input (dx): E1,
+ * the BN input (dx; with e2, in int8 mode, E2's parts of it instead): E1,
  * ReLU's mask, BN backward (which also fills gamma's and beta's gradients), the first
  * two inside BN's sums pass in int8 mode (wg_bn_int_backward_act). Returns max|dx| in
  * int8 mode, else WG_QUANT_MAX_UNKNOWN. */
-static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, uint64_t err_max, wg_tensor *dx)
+static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, uint64_t err_max, wg_tensor *dx,
+                                const wg_bn_int_bwd_e2 *e2)
 {
     bn_unit *u = &p->bn;
     if (net->o.int8) {
         wg_tensor e = wg_net_scratch(net, &net->e8, u->h, u->w, u->c);
         wg_bn_int_saved s = saved_int(net, u);
-        return wg_bn_int_backward_act(err, err_max, net->o.bits.e1, &u->gamma->fwd, &u->beta->fwd, &s,
-                                      &e, dx, &u->gamma->grad, &u->beta->grad);
+        return wg_bn_int_backward_act(err, err_max, net->o.bits.e1, &u->gamma->fwd, &u->beta->fwd, &s, &e, dx, e2,
+                                      &u->gamma->grad, &u->beta->grad);
     }
     wg_tensor y = wg_net_cur(net, &p->y), e = *err;
     wg_relu_f32_backward(&y, &e);
@@ -288,16 +295,21 @@ static void block_backward(wg_net *net, block *bl)
     wg_tensor dproj = wg_net_scratch(net, &net->T2, ih, iw, ci);
     if (bl->proj) conv_backward(net, &bl->cp, &a1, net->o.int8 ? NULL : &R, WG_QUANT_MAX_UNKNOWN, &dproj);
     for (int i = bl->nconv - 1; i > 0; i--) {
+        /* int8: BN's backward pass writes E2's parts of the error at conv c's output */
         const conv_unit *c = &bl->c[i - 1];
-        wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout);
-        uint64_t dc_max = act_bn_backward(net, &bl->p[i], &da, WG_QUANT_MAX_UNKNOWN, &dc);
+        wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout), pc, pf;
+        int nparts = e2_views(net, c, &pc, &pf);
+        wg_bn_int_bwd_e2 e2 = {&pc, nparts == 2 ? &pf : NULL, net->o.bits.e2};
+        act_bn_backward(net, &bl->p[i], &da, WG_QUANT_MAX_UNKNOWN, &dc, net->o.int8 ? &e2 : NULL);
+        net->part_c.exp = pc.exp;
+        net->part_f.exp = pf.exp;
         wg_tensor a = wg_net_cur(net, &bl->p[i - 1].a);
         da = input_error(net, c, bl->proj && i == 1);
-        conv_backward(net, c, &a, &dc, dc_max, &da);
+        conv_backward(net, c, &a, net->o.int8 ? NULL : &dc, WG_QUANT_MAX_UNKNOWN, &da);
     }
     uint64_t da_max = bl->proj ? error_add(net, &da, &dproj) : WG_QUANT_MAX_UNKNOWN;
     wg_tensor dxbn = wg_net_scratch(net, &net->T3, ih, iw, ci);
-    uint64_t dxbn_max = act_bn_backward(net, &bl->p[0], &da, da_max, &dxbn);
+    uint64_t dxbn_max = act_bn_backward(net, &bl->p[0], &da, da_max, &dxbn, NULL);
     if (bl->proj) {
         swap_tensors(&net->R, &net->T3); /* the shortcut did not reach x: its error is BN1's */
         net->R.exp = dxbn.exp;
@@ -354,7 +366,7 @@ static void backward(wg_net *net)
     if (net->o.int8) wg_gap_s8_backward(&dpool, &a, &da);
     else wg_gap_f32_backward(&dpool, &a, &da);
     wg_tensor R = wg_net_scratch(net, &net->R, hp->bn.h, hp->bn.w, hp->bn.c);
-    net->R_max = act_bn_backward(net, hp, &da, WG_QUANT_MAX_UNKNOWN, &R);
+    net->R_max = act_bn_backward(net, hp, &da, WG_QUANT_MAX_UNKNOWN, &R, NULL);
     net->R.exp = R.exp;
     for (int i = net->nblocks - 1; i >= 0; i--) block_backward(net, &net->blocks[i]);
     if (net->maxpool) {

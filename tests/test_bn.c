@@ -433,14 +433,16 @@ static wg_tensor act_err(wg_backend *b, tr_rng *r, const bn_case *k, wg_dtype dt
 {
     int64_t n = k->count * k->c;
     int64_t *v = alloc64(n);
-    for (int64_t i = 0; i < n; i++) v[i] = tr_next(r) % 5 == 0 ? 0 : tr_i64_mag(r, (int)tr_range(r, 0, mag));
+    for (int64_t i = 0; i < n; i++) /* mag < 0: all zero (dx is then 0: E2's fallback) */
+        v[i] = mag < 0 || tr_next(r) % 5 == 0 ? 0 : tr_i64_mag(r, (int)tr_range(r, 0, mag));
     *vals = v;
     return mk_nhwc(b, dt, k, v, e);
 }
 
 /* wg_bn_int_backward_act against the chain it fuses, run from the library's parts: E1
- * (wg_quant_shift_max), ReLU's mask from the reference's y, wg_bn_int_backward. dy, dx,
- * dgamma, dbeta, their exponents and max |dx| must be the same. */
+ * (wg_quant_shift_max), ReLU's mask from the reference's y, wg_bn_int_backward, and E2
+ * (wg_quant_flag_max, or wg_quant_shift_max for one part). dy, dx or E2's parts, dgamma,
+ * dbeta, their exponents and max |dx| must be the same. */
 static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_run *f, const ref_fwd *rf, int id)
 {
     int64_t n = k->count * k->c, C = k->c;
@@ -448,7 +450,7 @@ static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_ru
     wg_dtype dt = id % 4 == 3 ? WG_I32 : WG_I64;
     int bits = id % 3 == 2 ? 5 : 8, mag = mags[id % 6] > 31 && dt == WG_I32 ? 31 : mags[id % 6];
     int64_t *ev;
-    wg_tensor err = act_err(b, r, k, dt, mag, (int)tr_range(r, -40, 0), &ev);
+    wg_tensor err = act_err(b, r, k, dt, id % 7 == 6 ? -1 : mag, (int)tr_range(r, -40, 0), &ev);
     uint64_t err_max = given_max(ev, n, id);
     /* the chain */
     wg_tensor e1 = mk_nhwc(b, WG_I8, k, NULL, 0), dx1 = mk_nhwc(b, WG_I64, k, NULL, 0);
@@ -458,13 +460,31 @@ static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_ru
     for (int64_t i = 0; i < n; i++) masked[i] = rf->y[i] > 0 ? masked[i] : 0;
     wg_tensor e1m = mk_nhwc(b, WG_I8, k, masked, e1.exp);
     uint64_t max1 = wg_bn_int_backward(&e1m, &f->gamma, &f->saved, &dx1, &dg1, &db1);
-    /* the fused entry */
+    /* the fused entry: dx, or E2's two parts, or E1's rule as E2 ([quant] e2 = shift) */
+    int mode = id % 3, e2_bits = id % 5 == 4 ? 6 : 8;
     wg_tensor dy = mk_nhwc(b, WG_I8, k, NULL, 0), dx = mk_nhwc(b, WG_I64, k, NULL, 0);
     wg_tensor dg = mk_vec(b, WG_I64, C, NULL, 0), db = mk_vec(b, WG_I64, C, NULL, 0);
-    uint64_t max2 = wg_bn_int_backward_act(&err, err_max, bits, &f->gamma, &f->beta, &f->saved, &dy, &dx, &dg, &db);
+    wg_tensor pc = mk_nhwc(b, WG_I8, k, NULL, 0), pf = mk_nhwc(b, WG_I8, k, NULL, 0);
+    wg_tensor pc1 = mk_nhwc(b, WG_I8, k, NULL, 0), pf1 = mk_nhwc(b, WG_I8, k, NULL, 0);
+    wg_bn_int_bwd_e2 e2 = {&pc, mode == 1 ? &pf : NULL, e2_bits};
+    uint64_t max2 = wg_bn_int_backward_act(&err, err_max, bits, &f->gamma, &f->beta, &f->saved, &dy, &dx,
+                                           mode == 0 ? NULL : &e2, &dg, &db);
     expect_tensor(&dy, masked, n, e1.exp, "fused dy", id);
-    int64_t *want = tr_tensor_get(&dx1);
-    expect_tensor(&dx, want, n, dx1.exp, "fused dx", id);
+    int64_t *want = NULL;
+    if (mode == 0) {
+        want = tr_tensor_get(&dx1);
+        expect_tensor(&dx, want, n, dx1.exp, "fused dx", id);
+    } else {
+        if (mode == 1) wg_quant_flag_max(&pc1, &pf1, &dx1, e2_bits, max1);
+        else wg_quant_shift_max(&pc1, &dx1, e2_bits, max1);
+        want = tr_tensor_get(&pc1);
+        expect_tensor(&pc, want, n, pc1.exp, "fused E2 coarse part", id);
+        if (mode == 1) {
+            free(want);
+            want = tr_tensor_get(&pf1);
+            expect_tensor(&pf, want, n, pf1.exp, "fused E2 fine part", id);
+        }
+    }
     free(want);
     want = tr_tensor_get(&dg1);
     expect_tensor(&dg, want, C, dg1.exp, "fused dgamma", id);
@@ -473,21 +493,22 @@ static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_ru
     expect_tensor(&db, want, C, db1.exp, "fused dbeta", id);
     TR_EXPECT_I64((int64_t)max1, (int64_t)max2, "case %d: fused max |dx|", id);
     free(want), free(masked), free(ev);
-    wg_tensor *ts[] = {&err, &e1, &e1m, &dx1, &dg1, &db1, &dy, &dx, &dg, &db};
+    wg_tensor *ts[] = {&err, &e1, &e1m, &dx1, &dg1, &db1, &dy, &dx, &dg, &db, &pc, &pf, &pc1, &pf1};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) wg_tensor_free(ts[i]);
 }
 
 /* Random cases (ragged C) and threaded sizes, every E1 path: int64 errors of large and
  * small magnitude (right and left shifts), int32 errors, 8 and 5 bits, the error's
- * maximum handed over or not. */
+ * maximum handed over or not; dx out, or E2's parts (8 and 6 bits) from the compact dx,
+ * or from an int64 dx when dx is 0 (an all-zero error). */
 static void test_int_backward_act(void **state)
 {
     wg_backend *b = *state;
     tr_rng r = {4242};
     static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
-    for (int id = 0; id < 60; id++) {
+    for (int id = 0; id < 90; id++) {
         bn_case k;
-        if (id < 48) {
+        if (id < 72) {
             k = random_case(&r, 12000, -30, 4);
         } else {
             const int64_t *s = big[id % 4];

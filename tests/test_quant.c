@@ -20,6 +20,7 @@
 #include <omp.h>
 
 #include "backend.h"
+#include "cpu_rne.h"
 #include "quant.h"
 #include "tensor.h"
 #include "wg_par.h"
@@ -745,6 +746,39 @@ static void test_flag_split_typed(void **state)
     omp_set_num_threads(threads);
 }
 
+/* cpu_rne.h's compact int32 form: RNE(x / 2^s) for every s = 34..64 equals the
+ * long double reference (exact: |x| <= 2^62 has at most 63 bits) on random |x| <= 2^62 and on the values that test the sticky bit:
+ * exact ties (x = (2m + 1) 2^(s-1)) with both parities of m, ties plus and minus one,
+ * and x with its low 33 bits zero or not. */
+static void test_compact_rne(void **state)
+{
+    (void)state;
+    tr_rng r = {0xc0c0};
+    const int64_t lim = INT64_C(1) << 62;
+    for (int it = 0; it < 400000; it++) {
+        int s = (int)tr_range(&r, WG_COMPACT_SHIFT + 1, WG_COMPACT_SHIFT + 31);
+        int64_t x;
+        int kind = it % 4;
+        if (kind == 0) {
+            x = tr_i64_mag(&r, (int)tr_range(&r, 0, 62));
+        } else { /* around a tie at s: (2m + 1) 2^(s-1) + d */
+            int64_t span = lim >> (s - 1) >> 1, m = tr_range(&r, -span, span - 1);
+            int64_t d = kind == 1 ? 0 : kind == 2 ? (tr_next(&r) & 1 ? 1 : -1) : tr_range(&r, -1000, 1000);
+            x = (2 * m + 1) * (INT64_C(1) << (s - 1)) + d;
+        }
+        if (x > lim || x < -lim) continue;
+        int32_t p = wg_compact(x);
+        TR_EXPECT_I64((int64_t)ref_rne_scale((long double)x, -s), wg_compact_rne(p, wg_compact_k_init(s)),
+                      "compact RNE of %" PRId64 " by %d (p = %d)", x, s, (int)p);
+    }
+    const int64_t edges[] = {lim, -lim, lim - 1, -lim + 1, 0, 1, -1, INT64_C(1) << 33, -(INT64_C(1) << 33)};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+        for (int s = WG_COMPACT_SHIFT + 1; s <= WG_COMPACT_SHIFT + 31; s++)
+            TR_EXPECT_I64((int64_t)ref_rne_scale((long double)edges[i], -s),
+                          wg_compact_rne(wg_compact(edges[i]), wg_compact_k_init(s)),
+                          "compact RNE of %" PRId64 " by %d", edges[i], s);
+}
+
 static void test_max_abs_typed(void **state)
 {
     wg_backend *b = *state;
@@ -800,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_round_shift_typed),
         cmocka_unit_test(test_flag_split_typed),
         cmocka_unit_test(test_max_abs_typed),
+        cmocka_unit_test(test_compact_rne),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
