@@ -108,6 +108,9 @@ uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const
  *        dx (int8 NHWC; fine NULL: E1's rule into coarse alone) with e2->bits, their
  *        exponents set, and dx only a scratch buffer: it then holds dx in a compact
  *        int32 form (bn_int_bwd.c), half the bytes, when E2's grid allows.
+ *   acc  NULL, or (without e2) an int64 error of dx's shape that dx is added into, as
+ *        wg_error_accumulate(acc, dx) does (a residual stream's error): dx itself is then
+ *        scratch, and mostly never stored. The result is then max |acc|.
  * dgamma, dbeta and the result (max |dx|) as wg_bn_int_backward. */
 typedef struct wg_bn_int_bwd_e2 {
     wg_tensor *coarse, *fine;
@@ -115,7 +118,7 @@ typedef struct wg_bn_int_bwd_e2 {
 } wg_bn_int_bwd_e2;
 uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_bits, const wg_tensor *gamma16,
                                 const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
-                                const wg_bn_int_bwd_e2 *e2, wg_tensor *dgamma, wg_tensor *dbeta);
+                                const wg_bn_int_bwd_e2 *e2, wg_tensor *acc, wg_tensor *dgamma, wg_tensor *dbeta);
 
 /* ---- fp32 BN (the baseline mode) ---------------------------------------------------- */
 

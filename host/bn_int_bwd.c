@@ -35,6 +35,7 @@
 #include "check.h"
 #include "cpu_rne.h"
 #include "quant.h"
+#include "residual.h"
 #include "wg_par.h"
 #include "wg_bn_elem.h"
 
@@ -245,26 +246,47 @@ WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const 
     return mx;
 }
 
-/* Elementwise dx into dx (int64) or, when compact, into dx's memory as int32 p (an int8
- * dy only); returns max |dx| (an integer maximum: any split gives it). */
+/* Where the dx pass puts dx: into dx (int64), compact into dx's memory (int32, an int8
+ * dy only), or added into acc (int64, shifted up by sa, dx by sb: wg_error_accumulate's
+ * step, residual.h) without being stored. */
+typedef struct dx_dest {
+    int64_t *dx;
+    bool compact;
+    int64_t *acc;
+    int sa, sb;
+} dx_dest;
+
+/* Elementwise dx into its destination; returns max |dx|, or max |acc| when dx goes into
+ * acc (integer maxima: any split gives them). */
 static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
-                            int64_t *dx, bool compact)
+                            const dx_dest *to)
 {
-    WG_ASSERT(!compact || dt == WG_I8, "BN backward: compact dx from a %s dy", wg_dtype_name(dt));
+    WG_ASSERT(!to->compact || dt == WG_I8, "BN backward: compact dx from a %s dy", wg_dtype_name(dt));
     int64_t ntiles = (m + t->rows - 1) / t->rows;
     uint64_t mx = 0;
-#pragma omp parallel for reduction(max : mx) schedule(static) if (m * c >= WG_PAR_MIN)
-    for (int64_t b = 0; b < ntiles; b++) {
-        int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
-        uint64_t tm = 0;
-        if (compact) {
-            tm = bwd_dx_tile(dy, WG_I8, k0, xhat + k0, NULL, (int32_t *)dx + k0, true, len, t);
-        } else {
-#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, dx + k0, NULL, false, len, t)
-            WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
+#pragma omp parallel reduction(max : mx) if (m * c >= WG_PAR_MIN)
+    {
+        int64_t *buf = to->acc ? bn_xmalloc((size_t)t->n * sizeof *buf) : NULL; /* a tile's dx, in L1 */
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < ntiles; b++) {
+            int64_t k0 = b * t->n, len = b == ntiles - 1 ? m * c - k0 : t->n;
+            int64_t *out = buf ? buf : to->dx + k0;
+            uint64_t tm = 0;
+            if (to->compact) {
+                tm = bwd_dx_tile(dy, WG_I8, k0, xhat + k0, NULL, (int32_t *)to->dx + k0, true, len, t);
+            } else {
+#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, out, NULL, false, len, t)
+                WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
 #undef WG_BN_DX_TILE
+            }
+            for (int64_t j = 0; buf && j < len; j += WG_ERROR_BLOCK) {
+                int64_t lj = len - j < WG_ERROR_BLOCK ? len - j : WG_ERROR_BLOCK;
+                uint64_t am = wg_error_accumulate_block(to->acc + k0 + j, buf + j, lj, to->sa, to->sb);
+                tm = j == 0 || am > tm ? am : tm;
+            }
+            mx = tm > mx ? tm : mx;
         }
-        mx = tm > mx ? tm : mx;
+        free(buf);
     }
     return mx;
 }
@@ -311,12 +333,12 @@ static bool e2_from_compact(const wg_tensor *dx, uint64_t dx_max, int dx_exp, co
 }
 
 /* The passes once dy's exponent is known: the sums (making dy first with act), the
- * exponent rule, the per-channel constants and the dx pass, then E2 with e2 (see
- * wg_bn_int_backward_act). Sets the exponents of dbeta, dgamma and dx; returns max
- * |dx|. */
+ * exponent rule, the per-channel constants and the dx pass, then E2 with e2, or dx
+ * added into acc (see wg_bn_int_backward_act). Sets the exponents of dbeta, dgamma and
+ * dx (and acc's); returns max |dx| (max |acc| with acc). */
 static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tensor *gamma16,
                                 const wg_bn_int_saved *saved, int64_t count, int64_t c, wg_tensor *dx,
-                                const wg_bn_int_bwd_e2 *e2, wg_tensor *dgamma, wg_tensor *dbeta)
+                                const wg_bn_int_bwd_e2 *e2, wg_tensor *acc, wg_tensor *dgamma, wg_tensor *dbeta)
 {
     WG_ASSERT(dy->exp > -WG_BN_EXP_LIMIT && dy->exp < WG_BN_EXP_LIMIT, "dy has exponent %d", dy->exp);
     uint64_t *dmax = bn_xmalloc((size_t)c * sizeof *dmax), *hmax = bn_xmalloc((size_t)c * sizeof *hmax);
@@ -325,23 +347,35 @@ static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tens
     int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
     bn_tile t = bn_tile_alloc(c);
     pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
+    free(dmax);
+    free(hmax);
     dbeta->exp = dy->exp;
     dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
     dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
-    bool compact = e2 != NULL && dy->dtype == WG_I8;
-    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data, compact);
-    if (compact && !e2_from_compact(dx, dx_max, dx->exp, e2)) {
-        pass_bwd_dx(dy->data, dy->dtype, saved->xhat.data, count, c, &t, dx->data, false); /* int64 after all */
-        compact = false;
+    const int16_t *xhat = saved->xhat.data;
+    dx_dest to = {.dx = dx->data, .compact = e2 != NULL && dy->dtype == WG_I8};
+    /* into acc when its grid and dx's are close enough for wg_error_accumulate's plain
+     * step (its all-zero special case needs dx stored) */
+    int gap = acc ? acc->exp - dx->exp : 0;
+    if (acc && gap <= WG_ALIGN_MAX_GAP && -gap <= WG_ALIGN_MAX_GAP) {
+        int e = acc->exp < dx->exp ? acc->exp : dx->exp;
+        to = (dx_dest){.acc = acc->data, .sa = acc->exp - e, .sb = dx->exp - e};
+        uint64_t acc_max = pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
+        acc->exp = e;
+        bn_tile_free(&t);
+        return acc_max;
     }
-    if (e2 && !compact) {
+    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
+    if (to.compact && !e2_from_compact(dx, dx_max, dx->exp, e2)) {
+        to.compact = false; /* int64 after all */
+        pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
+    }
+    if (e2 && !to.compact) {
         if (e2->fine) wg_quant_flag_max(e2->coarse, e2->fine, dx, e2->bits, dx_max);
         else wg_quant_shift_max(e2->coarse, dx, e2->bits, dx_max);
     }
-    free(dmax);
-    free(hmax);
     bn_tile_free(&t);
-    return dx_max;
+    return acc ? wg_error_accumulate(acc, dx) : dx_max;
 }
 
 /* The checks of both entries (dy of any integer container, dx int64); returns C. */
@@ -372,14 +406,16 @@ uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const
                   (unsigned long long)m, WG_BN_DY_MAX);
     }
     wg_tensor dyv = *dy; /* read only: the passes write dy only with act */
-    return backward_passes(&dyv, NULL, gamma16, saved, count, c, dx, NULL, dgamma, dbeta);
+    return backward_passes(&dyv, NULL, gamma16, saved, count, c, dx, NULL, NULL, dgamma, dbeta);
 }
 
 uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_bits, const wg_tensor *gamma16,
                                 const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
-                                const wg_bn_int_bwd_e2 *e2, wg_tensor *dgamma, wg_tensor *dbeta)
+                                const wg_bn_int_bwd_e2 *e2, wg_tensor *acc, wg_tensor *dgamma, wg_tensor *dbeta)
 {
     int64_t count, n, c = check_backward(dy, gamma16, saved, dx, dgamma, dbeta, &count);
+    WG_ASSERT(!(e2 && acc), "BN backward: E2's parts or a sum, not both%s", "");
+    if (acc) bn_check_act(acc, WG_I64, &saved->xhat, "the error sum", &n);
     if (e2) {
         bn_check_act(e2->coarse, WG_I8, &saved->xhat, "E2's coarse part", &n);
         if (e2->fine) bn_check_act(e2->fine, WG_I8, &saved->xhat, "E2's fine part", &n);
@@ -412,7 +448,7 @@ uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_b
         act.gamma[l] = g16[l % c];
         act.b128[l] = b16[l % c] * 128;
     }
-    uint64_t dx_max = backward_passes(dy, &act, gamma16, saved, count, c, dx, e2, dgamma, dbeta);
+    uint64_t dx_max = backward_passes(dy, &act, gamma16, saved, count, c, dx, e2, acc, dgamma, dbeta);
     free(act.gamma);
     return dx_max;
 }

@@ -90,9 +90,8 @@ static int64_t accumulate_elem(int64_t acc, int sa, int64_t add, int sb)
     return sum > INT64_MAX ? INT64_MAX : sum < -INT64_MAX ? -INT64_MAX : (int64_t)sum;
 }
 
-enum { WG_ACC_BLOCK = 1024 };
 
-/* accumulate_elem over a block of len <= WG_ACC_BLOCK elements with an int64 add: first
+/* accumulate_elem over a block of len <= WG_ERROR_BLOCK elements with an int64 add: first
  * in plain int64 lanes (vectorized), keeping the result only when no element needed
  * more. Why that is exact: x << s wrapped, then shifted back arithmetically, gives x
  * again iff x * 2^s fits int64; a sum of two fitting terms overflows iff both have one
@@ -100,9 +99,9 @@ enum { WG_ACC_BLOCK = 1024 };
  * the int64 sum is the exact one, and unless it is INT64_MIN it lies inside
  * +-INT64_MAX, so the clamp leaves it. Any other block is redone element by element in
  * 128 bits. Returns max |t| over the block. */
-static uint64_t accumulate_block_s64(int64_t *t, const int64_t *u, int64_t len, int sa, int sb)
+uint64_t wg_error_accumulate_block(int64_t *t, const int64_t *u, int64_t len, int sa, int sb)
 {
-    int64_t s[WG_ACC_BLOCK];
+    int64_t s[WG_ERROR_BLOCK];
     uint64_t lost = 0, mx = 0;
     int64_t sign = 0, lo = INT64_MAX;
     for (int64_t i = 0; i < len; i++) {
@@ -139,8 +138,8 @@ uint64_t wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
     if (add->dtype == WG_I64) {
         const int64_t *u = add->data;
 #pragma omp parallel for reduction(max : mx) schedule(static) if (n >= WG_PAR_MIN)
-        for (int64_t i0 = 0; i0 < n; i0 += WG_ACC_BLOCK) {
-            uint64_t m = accumulate_block_s64(t + i0, u + i0, n - i0 < WG_ACC_BLOCK ? n - i0 : WG_ACC_BLOCK, sa, sb);
+        for (int64_t i0 = 0; i0 < n; i0 += WG_ERROR_BLOCK) {
+            uint64_t m = wg_error_accumulate_block(t + i0, u + i0, n - i0 < WG_ERROR_BLOCK ? n - i0 : WG_ERROR_BLOCK, sa, sb);
             mx = m > mx ? m : mx;
         }
     } else {

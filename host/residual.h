@@ -26,6 +26,14 @@ uint64_t wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out,
  * Returns max |acc| afterwards, taken on the way (for E2, which quantizes it next). */
 uint64_t wg_error_accumulate(wg_tensor *acc, const wg_tensor *add);
 
+/* Its step over a block of len <= WG_ERROR_BLOCK elements of an int64 add, once the
+ * exponents are aligned (sa, sb: the shifts up to the finer of the two grids, as
+ * wg_error_accumulate finds them): t[i] = t[i] 2^sa + u[i] 2^sb, exact, saturated at
+ * +-INT64_MAX. Returns max |t| over the block. For passes that make the add on their
+ * way (BN's backward pass, bn.h). */
+#define WG_ERROR_BLOCK 1024
+uint64_t wg_error_accumulate_block(int64_t *t, const int64_t *u, int64_t len, int sa, int sb);
+
 /* float32: out = a + b (out may be a or b); acc += add. */
 void wg_add_f32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out);
 

@@ -229,24 +229,26 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
 }
 
 /* From the error at activation p->a (err; err_max as for conv_backward) to the error at
- * the BN input (dx; with e2, in int8 mode, E2's parts of it instead): E1,
+ * the BN input (dx; with e2, in int8 mode, E2's parts of it instead; with acc, added into
+ * acc, a residual error): E1,
  * ReLU's mask, BN backward (which also fills gamma's and beta's gradients), the first
  * two inside BN's sums pass in int8 mode (wg_bn_int_backward_act). Returns max|dx| in
  * int8 mode, else WG_QUANT_MAX_UNKNOWN. */
 static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, uint64_t err_max, wg_tensor *dx,
-                                const wg_bn_int_bwd_e2 *e2)
+                                const wg_bn_int_bwd_e2 *e2, wg_tensor *acc)
 {
     bn_unit *u = &p->bn;
     if (net->o.int8) {
         wg_tensor e = wg_net_scratch(net, &net->e8, u->h, u->w, u->c);
         wg_bn_int_saved s = saved_int(net, u);
-        return wg_bn_int_backward_act(err, err_max, net->o.bits.e1, &u->gamma->fwd, &u->beta->fwd, &s, &e, dx, e2,
+        return wg_bn_int_backward_act(err, err_max, net->o.bits.e1, &u->gamma->fwd, &u->beta->fwd, &s, &e, dx, e2, acc,
                                       &u->gamma->grad, &u->beta->grad);
     }
     wg_tensor y = wg_net_cur(net, &p->y), e = *err;
     wg_relu_f32_backward(&y, &e);
     wg_bn_f32_saved s = saved_f32(net, u);
     wg_bn_f32_backward(&e, &u->gamma->master, &s, dx, &u->gamma->grad, &u->beta->grad);
+    if (acc) wg_add_f32(acc, dx, acc);
     return WG_QUANT_MAX_UNKNOWN;
 }
 
@@ -300,7 +302,7 @@ static void block_backward(wg_net *net, block *bl)
         wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout), pc, pf;
         int nparts = e2_views(net, c, &pc, &pf);
         wg_bn_int_bwd_e2 e2 = {&pc, nparts == 2 ? &pf : NULL, net->o.bits.e2};
-        act_bn_backward(net, &bl->p[i], &da, WG_QUANT_MAX_UNKNOWN, &dc, net->o.int8 ? &e2 : NULL);
+        act_bn_backward(net, &bl->p[i], &da, WG_QUANT_MAX_UNKNOWN, &dc, net->o.int8 ? &e2 : NULL, NULL);
         net->part_c.exp = pc.exp;
         net->part_f.exp = pf.exp;
         wg_tensor a = wg_net_cur(net, &bl->p[i - 1].a);
@@ -309,15 +311,14 @@ static void block_backward(wg_net *net, block *bl)
     }
     uint64_t da_max = bl->proj ? error_add(net, &da, &dproj) : WG_QUANT_MAX_UNKNOWN;
     wg_tensor dxbn = wg_net_scratch(net, &net->T3, ih, iw, ci);
-    uint64_t dxbn_max = act_bn_backward(net, &bl->p[0], &da, da_max, &dxbn, NULL);
     if (bl->proj) {
+        net->R_max = act_bn_backward(net, &bl->p[0], &da, da_max, &dxbn, NULL, NULL);
         swap_tensors(&net->R, &net->T3); /* the shortcut did not reach x: its error is BN1's */
         net->R.exp = dxbn.exp;
-        net->R_max = dxbn_max;
-    } else {
+    } else { /* the error at x: the shortcut's (R) plus BN1's, added inside BN's pass */
         wg_tensor Rin = wg_net_scratch(net, &net->R, ih, iw, ci);
         Rin.exp = R.exp;
-        net->R_max = error_add(net, &Rin, &dxbn);
+        net->R_max = act_bn_backward(net, &bl->p[0], &da, da_max, &dxbn, NULL, &Rin);
         net->R.exp = Rin.exp;
     }
 }
@@ -366,7 +367,7 @@ static void backward(wg_net *net)
     if (net->o.int8) wg_gap_s8_backward(&dpool, &a, &da);
     else wg_gap_f32_backward(&dpool, &a, &da);
     wg_tensor R = wg_net_scratch(net, &net->R, hp->bn.h, hp->bn.w, hp->bn.c);
-    net->R_max = act_bn_backward(net, hp, &da, WG_QUANT_MAX_UNKNOWN, &R, NULL);
+    net->R_max = act_bn_backward(net, hp, &da, WG_QUANT_MAX_UNKNOWN, &R, NULL, NULL);
     net->R.exp = R.exp;
     for (int i = net->nblocks - 1; i >= 0; i--) block_backward(net, &net->blocks[i]);
     if (net->maxpool) {

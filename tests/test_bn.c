@@ -25,6 +25,7 @@
 #include "backend.h"
 #include "quant.h"
 #include "bn.h"
+#include "residual.h"
 #include "tensor.h"
 
 #include "test_ref.h"
@@ -441,8 +442,9 @@ static wg_tensor act_err(wg_backend *b, tr_rng *r, const bn_case *k, wg_dtype dt
 
 /* wg_bn_int_backward_act against the chain it fuses, run from the library's parts: E1
  * (wg_quant_shift_max), ReLU's mask from the reference's y, wg_bn_int_backward, and E2
- * (wg_quant_flag_max, or wg_quant_shift_max for one part). dy, dx or E2's parts, dgamma,
- * dbeta, their exponents and max |dx| must be the same. */
+ * (wg_quant_flag_max, or wg_quant_shift_max for one part) or wg_error_accumulate. dy, dx
+ * or E2's parts or the sum, dgamma, dbeta, their exponents and the returned maximum must
+ * be the same. */
 static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_run *f, const ref_fwd *rf, int id)
 {
     int64_t n = k->count * k->c, C = k->c;
@@ -460,20 +462,31 @@ static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_ru
     for (int64_t i = 0; i < n; i++) masked[i] = rf->y[i] > 0 ? masked[i] : 0;
     wg_tensor e1m = mk_nhwc(b, WG_I8, k, masked, e1.exp);
     uint64_t max1 = wg_bn_int_backward(&e1m, &f->gamma, &f->saved, &dx1, &dg1, &db1);
-    /* the fused entry: dx, or E2's two parts, or E1's rule as E2 ([quant] e2 = shift) */
-    int mode = id % 3, e2_bits = id % 5 == 4 ? 6 : 8;
+    /* the fused entry: dx, or E2's two parts, or E1's rule as E2 ([quant] e2 = shift), or
+     * dx added into a residual error (grids close, far apart, or far with that error 0) */
+    int mode = id % 4, e2_bits = id % 5 == 4 ? 6 : 8;
+    /* far apart only when one side is zero (else an internal error, residual.c) */
+    int64_t *accv = alloc64(n);
+    bool acc_zero = id % 8 == 7, far = acc_zero || id % 7 == 6;
+    int acc_exp = dx1.exp + (far ? (id % 2 ? 40 : -45) : 0) + (int)tr_range(r, -20, 20);
+    for (int64_t i = 0; i < n; i++) accv[i] = acc_zero ? 0 : tr_i64_mag(r, (int)tr_range(r, 0, 40));
+    wg_tensor acc1 = mk_nhwc(b, WG_I64, k, accv, acc_exp), acc2 = mk_nhwc(b, WG_I64, k, accv, acc_exp);
     wg_tensor dy = mk_nhwc(b, WG_I8, k, NULL, 0), dx = mk_nhwc(b, WG_I64, k, NULL, 0);
     wg_tensor dg = mk_vec(b, WG_I64, C, NULL, 0), db = mk_vec(b, WG_I64, C, NULL, 0);
     wg_tensor pc = mk_nhwc(b, WG_I8, k, NULL, 0), pf = mk_nhwc(b, WG_I8, k, NULL, 0);
     wg_tensor pc1 = mk_nhwc(b, WG_I8, k, NULL, 0), pf1 = mk_nhwc(b, WG_I8, k, NULL, 0);
     wg_bn_int_bwd_e2 e2 = {&pc, mode == 1 ? &pf : NULL, e2_bits};
     uint64_t max2 = wg_bn_int_backward_act(&err, err_max, bits, &f->gamma, &f->beta, &f->saved, &dy, &dx,
-                                           mode == 0 ? NULL : &e2, &dg, &db);
+                                           mode == 1 || mode == 2 ? &e2 : NULL, mode == 3 ? &acc2 : NULL, &dg, &db);
     expect_tensor(&dy, masked, n, e1.exp, "fused dy", id);
     int64_t *want = NULL;
     if (mode == 0) {
         want = tr_tensor_get(&dx1);
         expect_tensor(&dx, want, n, dx1.exp, "fused dx", id);
+    } else if (mode == 3) {
+        max1 = wg_error_accumulate(&acc1, &dx1);
+        want = tr_tensor_get(&acc1);
+        expect_tensor(&acc2, want, n, acc1.exp, "fused sum into the residual error", id);
     } else {
         if (mode == 1) wg_quant_flag_max(&pc1, &pf1, &dx1, e2_bits, max1);
         else wg_quant_shift_max(&pc1, &dx1, e2_bits, max1);
@@ -493,7 +506,8 @@ static void check_backward_act(wg_backend *b, tr_rng *r, const bn_case *k, bn_ru
     expect_tensor(&db, want, C, db1.exp, "fused dbeta", id);
     TR_EXPECT_I64((int64_t)max1, (int64_t)max2, "case %d: fused max |dx|", id);
     free(want), free(masked), free(ev);
-    wg_tensor *ts[] = {&err, &e1, &e1m, &dx1, &dg1, &db1, &dy, &dx, &dg, &db, &pc, &pf, &pc1, &pf1};
+    free(accv);
+    wg_tensor *ts[] = {&err, &e1, &e1m, &dx1, &dg1, &db1, &dy, &dx, &dg, &db, &pc, &pf, &pc1, &pf1, &acc1, &acc2};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) wg_tensor_free(ts[i]);
 }
 
@@ -506,9 +520,9 @@ static void test_int_backward_act(void **state)
     wg_backend *b = *state;
     tr_rng r = {4242};
     static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
-    for (int id = 0; id < 90; id++) {
+    for (int id = 0; id < 120; id++) {
         bn_case k;
-        if (id < 72) {
+        if (id < 100) {
             k = random_case(&r, 12000, -30, 4);
         } else {
             const int64_t *s = big[id % 4];
