@@ -232,15 +232,18 @@ typedef struct product {
     bool stream; /* C (overwritten, larger than the caches) written around them */
 } product;
 
-/* n int32 from src to dst; with non-temporal stores where stream and dst is 64-byte
- * aligned: C that is written once and is larger than the caches then goes to memory
- * without being read first (resnet18's 100352x64x576: 0.85x-0.95x oneDNN -> 1.02x-1.08x). */
-static void copy_row(int32_t *dst, const int32_t *src, int64_t n, bool stream)
+/* n int32 from src to dst, 16 at a time in zmm moves (a libc call per short row cost 5%
+ * of a training step in conv_s1), with non-temporal stores where stream and dst is
+ * 64-byte aligned: C that is written once and is larger than the caches then goes to
+ * memory without being read first (resnet18's 100352x64x576: 0.85x-0.95x oneDNN ->
+ * 1.02x-1.08x). */
+static inline void copy_row(int32_t *dst, const int32_t *src, int64_t n, bool stream)
 {
     int64_t i = 0;
     if (stream && ((uintptr_t)dst & 63) == 0)
         for (; i + 16 <= n; i += 16) _mm512_stream_si512((void *)(dst + i), _mm512_loadu_si512(src + i));
-    memcpy(dst + i, src + i, (size_t)(n - i) * sizeof(int32_t));
+    for (; i + 16 <= n; i += 16) _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
+    if (i < n) memcpy(dst + i, src + i, (size_t)(n - i) * sizeof(int32_t));
 }
 
 /* Rows m0 .. m0 + mr - 1 (mr <= 32) of C, columns n0 .. n1 - 1 (n0 a multiple of 16,
@@ -597,17 +600,6 @@ static void conv_block(const int8_t *a, int64_t c, int64_t row_step, int64_t kh,
     }
 }
 
-/* dst[0..n) = src[0..n): one output row of conv_s1, n = o a multiple of 16 (the
- * kernels' case) in zmm moves, else memcpy. A libc call per row of 64 or 128 bytes cost
- * 5% of a whole training step. */
-static inline void copy_row_s32(int32_t *dst, const int32_t *src, int64_t n)
-{
-    if (n % 16 != 0) {
-        memcpy(dst, src, (size_t)n * sizeof *dst);
-        return;
-    }
-    for (int64_t j = 0; j < n; j += 16) _mm512_storeu_si512(dst + j, _mm512_loadu_si512(src + j));
-}
 
 static bool conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw, int64_t pad,
                     const int8_t *x, const int8_t *wt, int32_t *y)
@@ -635,7 +627,8 @@ static bool conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, in
                 conv_block(xp + q0 * c, c, wp * c, kh, spr, tk, bp + n * 4, np * 4, cpad + n, np * 4,
                            o - n > 16 ? 2 : 1);
             for (int64_t q = q0; q < q0 + BLOCK_M && q < nq; q++)
-                if (q % wp < ow) copy_row_s32(yi + (q / wp * ow + q % wp) * o, cpad + (q - q0) * np, o);
+                if (q % wp < ow) /* not streamed: BN reads y next, much of it from the caches */
+                    copy_row(yi + (q / wp * ow + q % wp) * o, cpad + (q - q0) * np, o, false);
         }
     }
     _tile_release();
