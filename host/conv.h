@@ -54,13 +54,14 @@ uint64_t wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_
 /* Backward from the error at the output, given as nparts int8 tensors (1 or 2) with
  * their exponents (the value is their sum). dx (int64, may be NULL: the first layer;
  * int32 where wg_conv_s8_dx_fits_s32 says so) and dw (int64) are overwritten; their
- * exponents are set. */
+ * exponents are set. Returns max |dx| when it was taken on the way (an int32 dx, for E1
+ * next), else WG_QUANT_MAX_UNKNOWN. */
 /* Whether backward-data may write dx in int32 for parts whose exponents span span
  * (E2's flag parts: bits - 1; one part: 0): a stride-1 convolution of the transposed
  * path whose sums are bounded below 2^31. Halves what dx moves through memory. */
 bool wg_conv_s8_dx_fits_s32(const wg_conv_geom *g, int span);
-void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, const wg_tensor *const *err,
-                         int nparts, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws);
+uint64_t wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                             const wg_tensor *const *err, int nparts, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws);
 
 /* float32 baseline: y = conv(x, w); backward gives dx (may be NULL) and dw. */
 void wg_conv_f32_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y, wg_conv_ws *ws);

@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "gemm.h"
+#include "quant.h"
 
 /* ---- backward-data as a convolution (stride 1) ----------------------------------
  * With stride 1, dx[n][ih][iw][ch] = sum over o, i, j of err[n][ih + pad - i][iw + pad - j][o]
@@ -55,16 +56,17 @@ static size_t bwd_conv_per_thread(const wg_conv_geom *gt, int64_t images)
 /* dx (int64 [n][h][w][c], or int32 when dx32: wg_conv_s8_dx_fits_s32; at e_w + e_min) =
  * sum over the parts of conv(err_p, wt) * 2^(e_p - e_min); gt from bwd_data_conv_geom, b
  * its blocks. */
-static void backward_data_conv(const wg_conv_geom *g, const wg_conv_geom *gt, const wg_tensor *w,
-                               const wg_tensor *const *err, int nparts, int e_min, void *dx, bool dx32, char *scratch,
-                               img_blocks b)
+static uint64_t backward_data_conv(const wg_conv_geom *g, const wg_conv_geom *gt, const wg_tensor *w,
+                                   const wg_tensor *const *err, int nparts, int e_min, void *dx, bool dx32,
+                                   char *scratch, img_blocks b)
 {
+    uint64_t mx = 0; /* max |dx| of an int32 dx, block by block (integers: any split) */
     int8_t *wt = (int8_t *)scratch;
     flip_weights(g, w->data, wt);
     char *blocks = scratch + bwd_conv_wt_bytes(gt);
     size_t per_thread = bwd_conv_per_thread(gt, b.per_block), col_size = conv_forward_col_bytes(gt, b.per_block);
     int64_t per_image = g->h * g->w;
-#pragma omp parallel num_threads(b.threads) if (b.threads > 1)
+#pragma omp parallel num_threads(b.threads) if (b.threads > 1) reduction(max : mx)
     {
         char *mine = blocks + per_thread * (size_t)thread_num();
         int8_t *col = (int8_t *)mine;
@@ -88,9 +90,18 @@ static void backward_data_conv(const wg_conv_geom *g, const wg_conv_geom *gt, co
                 else
                     for (int64_t i = 0; i < nt; i++) out[i] += (int64_t)tmp[i] * scale;
             }
+            if (dx32) { /* the block is in cache */
+                uint32_t bm = 0; /* |INT32_MIN| fits uint32 */
+                for (int64_t i = 0; i < nt; i++) {
+                    uint32_t a = out32[i] < 0 ? 0u - (uint32_t)out32[i] : (uint32_t)out32[i];
+                    bm = a > bm ? a : bm;
+                }
+                mx = bm > mx ? bm : mx;
+            }
         }
         free(padded);
     }
+    return dx32 ? mx : WG_QUANT_MAX_UNKNOWN;
 }
 
 /* ---- backward-data by column GEMM and col2im (any stride) ------------------------- */
@@ -327,9 +338,10 @@ bool wg_conv_s8_dx_fits_s32(const wg_conv_geom *g, int span)
            gt.kdim * 127 * 127 * ((INT64_C(1) << span) + 1) <= INT64_C(2147483647);
 }
 
-void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, const wg_tensor *const *err,
-                         int nparts, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
+uint64_t wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                             const wg_tensor *const *err, int nparts, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
 {
+    uint64_t dx_max = WG_QUANT_MAX_UNKNOWN;
     conv_check_geom(g, x, w, WG_I8, WG_I8);
     WG_ASSERT(nparts >= 1 && nparts <= 2, "%d error parts", nparts);
     int e_min = err[0]->exp;
@@ -366,10 +378,11 @@ void wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
         WG_ASSERT((dx->dtype == WG_I64 || (dx32 && wg_conv_s8_dx_fits_s32(g, span))) &&
                       wg_tensor_numel(dx) == wg_tensor_numel(x),
                   "convolution dx (%s)", wg_dtype_name(dx->dtype));
-        if (as_conv) backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, dx32, buf, b);
+        if (as_conv) dx_max = backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, dx32, buf, b);
         else backward_data_col(g, w, err, nparts, e_min, dx->data, buf, b);
         dx->exp = w->exp + e_min;
     }
     backward_weight(g, x->data, err, nparts, e_min, dw->data, buf, bw, lw);
     dw->exp = x->exp + e_min;
+    return dx_max;
 }

@@ -209,14 +209,15 @@ static int e2_views(wg_net *net, const conv_unit *u, wg_tensor *pc, wg_tensor *p
  * (or E1's rule with [quant] e2 = shift) into the scratch parts; err_max is max|err|
  * when its producer knows it, else WG_QUANT_MAX_UNKNOWN. err NULL (int8): the parts are
  * there already (a projection shares its block's output error with the last
- * convolution; BN's backward pass writes them for the convolution before it). */
-static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, const wg_tensor *err, uint64_t err_max,
-                          wg_tensor *dx)
+ * convolution; BN's backward pass writes them for the convolution before it). Returns
+ * max |dx| when the convolution took it, else WG_QUANT_MAX_UNKNOWN. */
+static uint64_t conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, const wg_tensor *err,
+                              uint64_t err_max, wg_tensor *dx)
 {
     wg_conv_geom g = geom_of(net, u);
     if (!net->o.int8) {
         wg_conv_f32_backward(&g, x, &u->w->master, err, dx, &u->w->grad, &net->ws);
-        return;
+        return WG_QUANT_MAX_UNKNOWN;
     }
     wg_tensor pc, pf;
     int nparts = e2_views(net, u, &pc, &pf);
@@ -225,7 +226,7 @@ static void conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *x, c
     else if (err) wg_quant_shift_max(&pc, err, net->o.bits.e2, err_max);
     net->part_c.exp = pc.exp;
     net->part_f.exp = pf.exp;
-    wg_conv_s8_backward(&g, x, &u->w->fwd, parts, nparts, dx, &u->w->grad, &net->ws);
+    return wg_conv_s8_backward(&g, x, &u->w->fwd, parts, nparts, dx, &u->w->grad, &net->ws);
 }
 
 /* From the error at activation p->a (err; err_max as for conv_backward) to the error at
@@ -293,7 +294,7 @@ static void block_backward(wg_net *net, block *bl)
     wg_tensor a1 = wg_net_cur(net, &bl->p[0].a);
     wg_tensor da = input_error(net, last, bl->proj && bl->nconv == 1);
     wg_tensor al = wg_net_cur(net, &bl->p[bl->nconv - 1].a);
-    conv_backward(net, last, &al, &R, net->R_max, &da);
+    uint64_t da_max = conv_backward(net, last, &al, &R, net->R_max, &da);
     wg_tensor dproj = wg_net_scratch(net, &net->T2, ih, iw, ci);
     if (bl->proj) conv_backward(net, &bl->cp, &a1, net->o.int8 ? NULL : &R, WG_QUANT_MAX_UNKNOWN, &dproj);
     for (int i = bl->nconv - 1; i > 0; i--) {
@@ -302,14 +303,14 @@ static void block_backward(wg_net *net, block *bl)
         wg_tensor dc = wg_net_scratch(net, &net->T3, c->oh, c->ow, c->cout), pc, pf;
         int nparts = e2_views(net, c, &pc, &pf);
         wg_bn_int_bwd_e2 e2 = {&pc, nparts == 2 ? &pf : NULL, net->o.bits.e2};
-        act_bn_backward(net, &bl->p[i], &da, WG_QUANT_MAX_UNKNOWN, &dc, net->o.int8 ? &e2 : NULL, NULL);
+        act_bn_backward(net, &bl->p[i], &da, da_max, &dc, net->o.int8 ? &e2 : NULL, NULL);
         net->part_c.exp = pc.exp;
         net->part_f.exp = pf.exp;
         wg_tensor a = wg_net_cur(net, &bl->p[i - 1].a);
         da = input_error(net, c, bl->proj && i == 1);
-        conv_backward(net, c, &a, net->o.int8 ? NULL : &dc, WG_QUANT_MAX_UNKNOWN, &da);
+        da_max = conv_backward(net, c, &a, net->o.int8 ? NULL : &dc, WG_QUANT_MAX_UNKNOWN, &da);
     }
-    uint64_t da_max = bl->proj ? error_add(net, &da, &dproj) : WG_QUANT_MAX_UNKNOWN;
+    if (bl->proj) da_max = error_add(net, &da, &dproj);
     wg_tensor dxbn = wg_net_scratch(net, &net->T3, ih, iw, ci);
     if (bl->proj) {
         net->R_max = act_bn_backward(net, &bl->p[0], &da, da_max, &dxbn, NULL, NULL);

@@ -233,10 +233,12 @@ static void check_s8_backward(wg_backend *b, const tc_geom *g, wg_conv_ws *ws, c
     for (int p = 0; p < nparts; p++) span = ee[p] - emin > span ? ee[p] - emin : span;
     if (with_dx && wg_conv_s8_dx_fits_s32(&cg, span)) { /* dx in int32: the same integers */
         wg_tensor dx32 = tc_tensor(b, WG_I32, WG_LAYOUT_NHWC, g->n, g->h, g->w, g->c, 99, NULL, NULL);
-        wg_conv_s8_backward(&cg, &x, &w, ep, nparts, &dx32, &dw, ws);
+        uint64_t got_max = wg_conv_s8_backward(&cg, &x, &w, ep, nparts, &dx32, &dw, ws), want_max = 0;
         snprintf(what, sizeof what, "s8 backward (%d parts, exps %d/%d) int32 dx", nparts, ee[0],
                  nparts > 1 ? ee[1] : ee[0]);
         expect_q(&dx32, dxq, nx, ew + emin, what, g);
+        for (int64_t i = 0; i < nx; i++) want_max = (uint64_t)llabs(dxq[i]) > want_max ? (uint64_t)llabs(dxq[i]) : want_max;
+        TR_EXPECT_I64((int64_t)want_max, (int64_t)got_max, "%s: the returned max |dx|", what);
         wg_tensor_free(&dx32);
     }
     expect_q(&x, xq, nx, ex, "s8 backward modified x", g);
