@@ -116,6 +116,11 @@ void wg_optim_step(wg_param *params, int n, const wg_optim_step_args *a)
     int64_t wd_q = wg_weight_decay_q(a->weight_decay);
     wg_lr lr = wg_quant_lr(a->lr, a->bits->lr);
     double float_momentum = ldexp(1.0, -a->bits->momentum_shift);
+    /* The parameters are independent (G's random bits are keyed by the tensor's id, not
+     * drawn in order): the threads take whole tensors, most of which are too small for the
+     * elementwise ops to split (wg_par.h); those ops then run on their own thread (nested
+     * regions are inactive). Any split gives the same bits. */
+#pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < n; i++) {
         if (params[i].master.dtype == WG_F32) step_f32(&params[i], a, float_momentum);
         else step_int8(&params[i], a, wd_q, lr);
