@@ -6,9 +6,11 @@
  * a backend op of the CUDA implementation, which runs the same formulas
  * (wg_bn_elem.h):
  *
- *   forward   narrow x to int16 (wg_quant_fit_exp) -> pass_sums (per channel S1, S2)
- *             -> pass_stats (mu, sigma) -> pass_running_update -> pass_xhat_chan
- *             (per-channel constants) -> pass_normalize (x-hat, y; elementwise)
+ *   forward   pass_sums (per channel S1, S2 and the extremes of x16; an int32 x is
+ *             narrowed to int16 there, others by wg_quant_fit_exp first) -> pass_stats
+ *             (mu, sigma) -> pass_running_update -> pass_xhat_chan (per-channel
+ *             constants) -> pass_normalize (x-hat, and y or, in
+ *             wg_bn_int_forward_train_act, A straight away; elementwise)
  *   eval      narrow -> pass_running_stats -> pass_xhat_chan -> pass_normalize
  *
  * The elementwise pass uses the fast forms wg_bn_xhat32_elem (e_x >= -22, 32-bit lanes;
@@ -259,7 +261,8 @@ static void pass_sums(const int32_t *src, rne32_k k, int16_t *x16, int64_t m, in
         }
         bn_tile_fold(acc, n, c, 4, 2, mine);
 #pragma omp critical(wg_bn_sums)
-        for (int64_t j = 0; j < 4 * c; j++) out[j] = j < 2 * c ? out[j] + mine[j] : (mine[j] > out[j] ? mine[j] : out[j]);
+        for (int64_t j = 0; j < 4 * c; j++)
+            out[j] = j < 2 * c ? out[j] + mine[j] : (mine[j] > out[j] ? mine[j] : out[j]);
         free(acc);
         free(mine);
     }

@@ -321,7 +321,8 @@ static void split_compact(const int32_t *p, int64_t m, wg_compact_k kc, wg_compa
 static bool e2_from_compact(const wg_tensor *dx, uint64_t dx_max, int dx_exp, const wg_bn_int_bwd_e2 *e2)
 {
     bool flag = e2->fine != NULL;
-    wg_quant_plan p = flag ? wg_quant_flag_plan(dx_exp, e2->bits, dx_max) : wg_quant_shift_plan(dx_exp, e2->bits, dx_max);
+    wg_quant_plan p =
+        flag ? wg_quant_flag_plan(dx_exp, e2->bits, dx_max) : wg_quant_shift_plan(dx_exp, e2->bits, dx_max);
     int fine_shift = flag ? p.shift - (e2->bits - 1) : p.shift;
     if (e2->bits > 8 || fine_shift <= WG_COMPACT_SHIFT || p.shift > WG_COMPACT_SHIFT + 31) return false;
     wg_compact_k kc = wg_compact_k_init(p.shift), kf = wg_compact_k_init(fine_shift);

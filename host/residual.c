@@ -139,7 +139,8 @@ uint64_t wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
         const int64_t *u = add->data;
 #pragma omp parallel for reduction(max : mx) schedule(static) if (n >= WG_PAR_MIN)
         for (int64_t i0 = 0; i0 < n; i0 += WG_ERROR_BLOCK) {
-            uint64_t m = wg_error_accumulate_block(t + i0, u + i0, n - i0 < WG_ERROR_BLOCK ? n - i0 : WG_ERROR_BLOCK, sa, sb);
+            int64_t len = n - i0 < WG_ERROR_BLOCK ? n - i0 : WG_ERROR_BLOCK;
+            uint64_t m = wg_error_accumulate_block(t + i0, u + i0, len, sa, sb);
             mx = m > mx ? m : mx;
         }
     } else {

@@ -231,10 +231,9 @@ static uint64_t conv_backward(wg_net *net, const conv_unit *u, const wg_tensor *
 
 /* From the error at activation p->a (err; err_max as for conv_backward) to the error at
  * the BN input (dx; with e2, in int8 mode, E2's parts of it instead; with acc, added into
- * acc, a residual error): E1,
- * ReLU's mask, BN backward (which also fills gamma's and beta's gradients), the first
- * two inside BN's sums pass in int8 mode (wg_bn_int_backward_act). Returns max|dx| in
- * int8 mode, else WG_QUANT_MAX_UNKNOWN. */
+ * acc, a residual error): E1, ReLU's mask and BN backward (which also fills gamma's and
+ * beta's gradients), in int8 mode all inside BN's passes (wg_bn_int_backward_act).
+ * Returns max |dx| (max |acc| with acc) in int8 mode, else WG_QUANT_MAX_UNKNOWN. */
 static uint64_t act_bn_backward(wg_net *net, act_point *p, const wg_tensor *err, uint64_t err_max, wg_tensor *dx,
                                 const wg_bn_int_bwd_e2 *e2, wg_tensor *acc)
 {

@@ -363,6 +363,18 @@ static void test_int_random(void **state)
     TR_FAIL_IF(min_bits < 40, "dx has only %d bits above its grid", min_bits);
 }
 
+/* Case id of the fused entries' tests: the first nrandom from random_case (input
+ * exponents from e_lo), the rest network shapes large enough for threads. */
+static bn_case fused_case(tr_rng *r, int id, int nrandom, int e_lo)
+{
+    static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
+    if (id < nrandom) return random_case(r, 12000, e_lo, 4);
+    const int64_t *sh = big[id % 4];
+    bn_case k = case_make(sh[0], sh[1], sh[2], sh[3], (int)tr_range(r, -20, -8));
+    fill_x(r, &k, (int)tr_range(r, 8, 31));
+    return k;
+}
+
 /* ---- the fused forward entry (wg_bn_int_forward_train_act) ---------------------------- */
 
 /* wg_bn_int_forward_train_act against the pair it fuses, wg_bn_int_forward_train then
@@ -410,16 +422,8 @@ static void test_int_forward_act(void **state)
 {
     wg_backend *b = *state;
     tr_rng r = {5151};
-    static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
     for (int id = 0; id < 64; id++) {
-        bn_case k;
-        if (id < 52) {
-            k = random_case(&r, 12000, -50, 4);
-        } else {
-            const int64_t *sh = big[id % 4];
-            k = case_make(sh[0], sh[1], sh[2], sh[3], (int)tr_range(&r, -20, -8));
-            fill_x(&r, &k, (int)tr_range(&r, 8, 31));
-        }
+        bn_case k = fused_case(&r, id, 52, -50);
         check_forward_act(b, &k, id % 5 == 4 ? WG_I64 : WG_I32, id % 3 == 2 ? 4 : 8,
                           id % 4 == 1 ? WG_ACT_FIXED : WG_ACT_FIT, 800 + id);
         case_free(&k);
@@ -519,16 +523,8 @@ static void test_int_backward_act(void **state)
 {
     wg_backend *b = *state;
     tr_rng r = {4242};
-    static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
     for (int id = 0; id < 120; id++) {
-        bn_case k;
-        if (id < 100) {
-            k = random_case(&r, 12000, -30, 4);
-        } else {
-            const int64_t *s = big[id % 4];
-            k = case_make(s[0], s[1], s[2], s[3], (int)tr_range(&r, -20, -8));
-            fill_x(&r, &k, (int)tr_range(&r, 8, 31));
-        }
+        bn_case k = fused_case(&r, id, 100, -30);
         bn_run f;
         ref_fwd rf = check_forward(b, &k, NULL, NULL, NULL, &f, 700 + id);
         check_backward_act(b, &r, &k, &f, &rf, id);

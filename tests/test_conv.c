@@ -237,7 +237,8 @@ static void check_s8_backward(wg_backend *b, const tc_geom *g, wg_conv_ws *ws, c
         snprintf(what, sizeof what, "s8 backward (%d parts, exps %d/%d) int32 dx", nparts, ee[0],
                  nparts > 1 ? ee[1] : ee[0]);
         expect_q(&dx32, dxq, nx, ew + emin, what, g);
-        for (int64_t i = 0; i < nx; i++) want_max = (uint64_t)llabs(dxq[i]) > want_max ? (uint64_t)llabs(dxq[i]) : want_max;
+        for (int64_t i = 0; i < nx; i++)
+            want_max = (uint64_t)llabs(dxq[i]) > want_max ? (uint64_t)llabs(dxq[i]) : want_max;
         TR_EXPECT_I64((int64_t)want_max, (int64_t)got_max, "%s: the returned max |dx|", what);
         wg_tensor_free(&dx32);
     }
@@ -346,7 +347,8 @@ static void test_s8_backward_extremes(void **state)
             for (int64_t i = 0; i < tc_ny(g); i++) eq[p][i] = 127;
         }
         wg_conv_geom cg; /* int32 dx: 3x3 stride 1 pad 1 with o = 64 up to span 7 (hand-derived bound) */
-        TR_FAIL_IF(!wg_conv_geom_init(&cg, g->n, g->h, g->w, g->c, g->o, g->kh, g->kw, g->stride, g->pad), "geom%s", "");
+        TR_FAIL_IF(!wg_conv_geom_init(&cg, g->n, g->h, g->w, g->c, g->o, g->kh, g->kw, g->stride, g->pad), "geom%s",
+                   "");
         TR_FAIL_IF(wg_conv_s8_dx_fits_s32(&cg, 7) != (gi > 0) || wg_conv_s8_dx_fits_s32(&cg, 8),
                    "wg_conv_s8_dx_fits_s32 for pad %d", g->pad);
         const int ee[2] = {-4, gi < 2 ? -12 : -11};

@@ -746,10 +746,10 @@ static void test_flag_split_typed(void **state)
     omp_set_num_threads(threads);
 }
 
-/* cpu_rne.h's compact int32 form: RNE(x / 2^s) for every s = 34..64 equals the
- * long double reference (exact: |x| <= 2^62 has at most 63 bits) on random |x| <= 2^62 and on the values that test the sticky bit:
- * exact ties (x = (2m + 1) 2^(s-1)) with both parities of m, ties plus and minus one,
- * and x with its low 33 bits zero or not. */
+/* cpu_rne.h's compact int32 form: RNE(x / 2^s) for every s = 34..64 equals the long
+ * double reference (exact: |x| <= 2^62 has at most 63 bits) on random |x| <= 2^62 and
+ * on the values that test the sticky bit: exact ties (x = (2m + 1) 2^(s-1)) with both
+ * parities of m, ties plus and minus one and a little more, and the edges. */
 static void test_compact_rne(void **state)
 {
     (void)state;
