@@ -364,12 +364,14 @@ static void test_int_random(void **state)
 }
 
 /* Case id of the fused entries' tests: the first nrandom from random_case (input
- * exponents from e_lo), the rest network shapes large enough for threads. */
+ * exponents from e_lo), the rest network shapes large enough for threads, and channel
+ * counts beyond a tile's 128 elements (a tile is then one row). */
 static bn_case fused_case(tr_rng *r, int id, int nrandom, int e_lo)
 {
-    static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24}};
+    static const int64_t big[][4] = {{16, 7, 7, 64}, {8, 14, 14, 32}, {4, 28, 28, 16}, {3, 9, 11, 24},
+                                     {2, 3, 5, 257},  {1, 4, 4, 520},  {4, 6, 6, 130},   {2, 7, 7, 2048}};
     if (id < nrandom) return random_case(r, 12000, e_lo, 4);
-    const int64_t *sh = big[id % 4];
+    const int64_t *sh = big[id % 8];
     bn_case k = case_make(sh[0], sh[1], sh[2], sh[3], (int)tr_range(r, -20, -8));
     fill_x(r, &k, (int)tr_range(r, 8, 31));
     return k;
@@ -422,7 +424,7 @@ static void test_int_forward_act(void **state)
 {
     wg_backend *b = *state;
     tr_rng r = {5151};
-    for (int id = 0; id < 64; id++) {
+    for (int id = 0; id < 68; id++) {
         bn_case k = fused_case(&r, id, 52, -50);
         check_forward_act(b, &k, id % 5 == 4 ? WG_I64 : WG_I32, id % 3 == 2 ? 4 : 8,
                           id % 4 == 1 ? WG_ACT_FIXED : WG_ACT_FIT, 800 + id);
@@ -523,7 +525,7 @@ static void test_int_backward_act(void **state)
 {
     wg_backend *b = *state;
     tr_rng r = {4242};
-    for (int id = 0; id < 120; id++) {
+    for (int id = 0; id < 124; id++) {
         bn_case k = fused_case(&r, id, 100, -30);
         bn_run f;
         ref_fwd rf = check_forward(b, &k, NULL, NULL, NULL, &f, 700 + id);
