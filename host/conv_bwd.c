@@ -78,7 +78,14 @@ static uint64_t backward_data_conv(const wg_conv_geom *g, const wg_conv_geom *gt
             int64_t nt = nimg * per_image * g->c;
             int64_t off = img0 * per_image * g->c, *out = (int64_t *)dx + off;
             int32_t *out32 = (int32_t *)dx + off;
-            for (int p = 0; p < nparts; p++) {
+            /* int32 with two parts: both products of each block summed in L1 (AMX) */
+            size_t in_off = (size_t)(img0 * gt->h * gt->w * gt->c);
+            bool paired = dx32 && nparts == 2 && !is_pointwise(gt) &&
+                          wg_gemm_s8_conv_s1_pair(nimg, gt->h, gt->w, gt->c, gt->o, gt->kh, gt->kw, gt->pad,
+                                                  (const int8_t *)err[0]->data + in_off, err[0]->exp - e_min,
+                                                  (const int8_t *)err[1]->data + in_off, err[1]->exp - e_min, wt,
+                                                  out32);
+            for (int p = 0; p < nparts && !paired; p++) {
                 int64_t scale = INT64_C(1) << (err[p]->exp - e_min);
                 conv_forward_block(gt, err[p]->data, wt, img0, nimg, col, padded, tmp);
                 if (dx32 && p == 0) /* the products and sums fit int32 (wg_conv_s8_dx_fits_s32) */

@@ -195,7 +195,15 @@ bool wg_gemm_s8_conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o
                         const int8_t *x, const int8_t *wt, int32_t *y)
 {
     wg_gemm_s8_conv_fn *f = kernels()->conv_s1;
-    return f != NULL && f(nimg, h, w, c, o, kh, kw, pad, x, wt, y);
+    return f != NULL && f(nimg, h, w, c, o, kh, kw, pad, x, NULL, 0, 0, wt, y);
+}
+
+bool wg_gemm_s8_conv_s1_pair(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw,
+                             int64_t pad, const int8_t *x, int s, const int8_t *x2, int s2, const int8_t *wt,
+                             int32_t *y)
+{
+    wg_gemm_s8_conv_fn *f = kernels()->conv_s1;
+    return f != NULL && s >= 0 && s < 31 && s2 >= 0 && s2 < 31 && f(nimg, h, w, c, o, kh, kw, pad, x, x2, s, s2, wt, y);
 }
 
 /* ---- int8: the scalar references ------------------------------------------------ */

@@ -66,6 +66,13 @@ const char *wg_gemm_f32_kernels_name(void);
  * multiple of 64); the caller then runs im2col and nt. On the calling thread. */
 bool wg_gemm_s8_conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw, int64_t pad,
                         const int8_t *x, const int8_t *wt, int32_t *y);
+/* The same for two images of the same shape and one filter bank, as backward-data
+ * wants E2's two parts: y = conv(x) 2^s + conv(x2) 2^s2 (s, s2 in 0..30) in int32, each
+ * block of both products summed while in L1, where the caller guarantees that every
+ * product and sum fits int32 (conv.h's wg_conv_s8_dx_fits_s32). */
+bool wg_gemm_s8_conv_s1_pair(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw,
+                             int64_t pad, const int8_t *x, int s, const int8_t *x2, int s2, const int8_t *wt,
+                             int32_t *y);
 
 /* The int8 kernel sets (gemm_impl.h), fastest last. Every product goes through the set
  * chosen at the first one: the one WG_GEMM_KERNELS names in the environment (auto, amx,

@@ -601,8 +601,20 @@ static void conv_block(const int8_t *a, int64_t c, int64_t row_step, int64_t kh,
 }
 
 
+/* A row of the pair: dst[j] = a[j] 2^s + b[j] 2^s2 (the sums fit int32: gemm.h). */
+static inline void pair_row(int32_t *dst, const int32_t *a, const int32_t *b, int64_t n, int s, int s2)
+{
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512i u = _mm512_slli_epi32(_mm512_loadu_si512(a + j), (unsigned)s);
+        __m512i v = _mm512_slli_epi32(_mm512_loadu_si512(b + j), (unsigned)s2);
+        _mm512_storeu_si512(dst + j, _mm512_add_epi32(u, v));
+    }
+    for (; j < n; j++) dst[j] = (int32_t)(((uint32_t)a[j] << s) + ((uint32_t)b[j] << s2));
+}
+
 static bool conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw, int64_t pad,
-                    const int8_t *x, const int8_t *wt, int32_t *y)
+                    const int8_t *x, const int8_t *x2, int s, int s2, const int8_t *wt, int32_t *y)
 {
     int64_t seg = kw * c; /* one kernel row's bytes, in tiles of tk: all of it up to 64, else 64, 32 or 16 */
     int64_t tk = seg <= TILE_K ? seg : seg % 64 == 0 ? 64 : seg % 32 == 0 ? 32 : seg % 16 == 0 ? 16 : 0;
@@ -613,22 +625,30 @@ static bool conv_s1(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, in
     /* the padded image, with room for what the last block of q reads past it */
     size_t img_bytes = (size_t)(hp * wp * c), buf_bytes = (size_t)((nb + (kh - 1) * wp) * c + seg);
     buf_bytes = buf_bytes > img_bytes ? buf_bytes : img_bytes;
-    int8_t *xp = wg_gemm_alloc64(buf_bytes), *bp = alloc_packed_b(kdim, np);
-    int32_t *cpad = wg_gemm_alloc64((size_t)(BLOCK_M * np) * sizeof(int32_t));
-    memset(xp, 0, buf_bytes);
+    int nx = x2 ? 2 : 1; /* images: their padded copies and C blocks side by side */
+    int8_t *xp = wg_gemm_alloc64(buf_bytes * (size_t)nx), *bp = alloc_packed_b(kdim, np);
+    int32_t *cpad = wg_gemm_alloc64((size_t)(nx * BLOCK_M * np) * sizeof(int32_t));
+    const int8_t *src[2] = {x, x2};
+    memset(xp, 0, buf_bytes * (size_t)nx);
     pack_nt(wt, kdim, o, kdim, bp, np);
     load_tile_config_k((int)tk);
     for (int64_t img = 0; img < nimg; img++) {
-        for (int64_t r = 0; r < h; r++) /* the interior; the border stays zero */
-            memcpy(xp + ((r + pad) * wp + pad) * c, x + (img * h + r) * w * c, (size_t)(w * c));
+        for (int i = 0; i < nx; i++)
+            for (int64_t r = 0; r < h; r++) /* the interior; the border stays zero */
+                memcpy(xp + buf_bytes * (size_t)i + ((r + pad) * wp + pad) * c, src[i] + (img * h + r) * w * c,
+                       (size_t)(w * c));
         int32_t *yi = y + img * oh * ow * o;
         for (int64_t q0 = 0; q0 < nq; q0 += BLOCK_M) {
-            for (int64_t n = 0; n < o; n += BLOCK_N)
-                conv_block(xp + q0 * c, c, wp * c, kh, spr, tk, bp + n * 4, np * 4, cpad + n, np * 4,
-                           o - n > 16 ? 2 : 1);
-            for (int64_t q = q0; q < q0 + BLOCK_M && q < nq; q++)
-                if (q % wp < ow) /* not streamed: BN reads y next, much of it from the caches */
-                    copy_row(yi + (q / wp * ow + q % wp) * o, cpad + (q - q0) * np, o, false);
+            for (int i = 0; i < nx; i++)
+                for (int64_t n = 0; n < o; n += BLOCK_N)
+                    conv_block(xp + buf_bytes * (size_t)i + q0 * c, c, wp * c, kh, spr, tk, bp + n * 4, np * 4,
+                               cpad + i * BLOCK_M * np + n, np * 4, o - n > 16 ? 2 : 1);
+            for (int64_t q = q0; q < q0 + BLOCK_M && q < nq; q++) {
+                if (q % wp >= ow) continue;
+                int32_t *dst = yi + (q / wp * ow + q % wp) * o, *c0 = cpad + (q - q0) * np;
+                if (x2) pair_row(dst, c0, c0 + BLOCK_M * np, o, s, s2);
+                else copy_row(dst, c0, o, false); /* not streamed: BN reads y next, much of it from the caches */
+            }
         }
     }
     _tile_release();

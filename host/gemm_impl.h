@@ -26,15 +26,17 @@ typedef void wg_gemm_s8_gather_fn(int64_t M, int64_t K, int nparts, const int8_t
                                   const int8_t *const *brow, int nruns, int64_t run, int64_t run_ld, int32_t *C,
                                   int64_t ldc, void *scratch);
 
+/* conv_s1 (gemm.h); with x2, the pair: y = conv(x) 2^s + conv(x2) 2^s2 */
 typedef bool wg_gemm_s8_conv_fn(int64_t nimg, int64_t h, int64_t w, int64_t c, int64_t o, int64_t kh, int64_t kw,
-                                int64_t pad, const int8_t *x, const int8_t *wt, int32_t *y);
+                                int64_t pad, const int8_t *x, const int8_t *x2, int s, int s2, const int8_t *wt,
+                                int32_t *y);
 
 typedef struct wg_gemm_kernels {
     wg_gemm_s8_fn *nt, *tn;
     wg_gemm_s8_nn_fn *nn;
     wg_gemm_s8_scratch_fn *tn_gather_scratch;
     wg_gemm_s8_gather_fn *tn_gather;
-    wg_gemm_s8_conv_fn *conv_s1; /* optional (NULL): gemm.h's wg_gemm_s8_conv_s1 */
+    wg_gemm_s8_conv_fn *conv_s1; /* optional (NULL): gemm.h's wg_gemm_s8_conv_s1 and _pair */
 } wg_gemm_kernels;
 
 /* What the kernel files share. */
