@@ -150,46 +150,36 @@ static inline __attribute__((always_inline)) void tile_step(const int8_t *a, int
     }
 }
 
-/* 32 rows x 32 columns of C from A's rows and packed B (block_args). */
-static void block_2x2(const block_args *g)
-{
-    int32_t *c0 = g->c, *c2 = (int32_t *)((char *)g->c + 16 * g->ldcb);
-    if (g->acc) {
-        _tile_loadd(0, c0, g->ldcb);
-        _tile_loadd(1, c0 + 16, g->ldcb);
-        _tile_loadd(2, c2, g->ldcb);
-        _tile_loadd(3, c2 + 16, g->ldcb);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
-    const int8_t *a = g->a, *b = g->b;
-    for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs)
-        tile_step(a, g->lda, 16 * g->lda, b, g->bs, 2, 2);
-    _tile_stored(0, c0, g->ldcb);
-    _tile_stored(1, c0 + 16, g->ldcb);
-    _tile_stored(2, c2, g->ldcb);
-    _tile_stored(3, c2 + 16, g->ldcb);
-}
-
-/* 32 rows x 16 columns: C tmm0, tmm2. */
-static void block_2x1(const block_args *g)
+/* 32 rows x 16 ct columns of C (ct 1 or 2, a constant in each inlined copy: tile
+ * numbers must be literals) from A's rows and packed B (block_args); C in tmm0 and tmm2,
+ * and tmm1 and tmm3 for the second 16 columns. */
+static inline __attribute__((always_inline)) void block_2(const block_args *g, int ct)
 {
     int32_t *c0 = g->c, *c2 = (int32_t *)((char *)g->c + 16 * g->ldcb);
     if (g->acc) {
         _tile_loadd(0, c0, g->ldcb);
         _tile_loadd(2, c2, g->ldcb);
+        if (ct > 1) {
+            _tile_loadd(1, c0 + 16, g->ldcb);
+            _tile_loadd(3, c2 + 16, g->ldcb);
+        }
     } else {
         _tile_zero(0);
         _tile_zero(2);
+        if (ct > 1) {
+            _tile_zero(1);
+            _tile_zero(3);
+        }
     }
     const int8_t *a = g->a, *b = g->b;
     for (int64_t s = 0; s < g->ksteps; s++, a += TILE_K, b += 16 * g->bs)
-        tile_step(a, g->lda, 16 * g->lda, b, g->bs, 2, 1);
+        tile_step(a, g->lda, 16 * g->lda, b, g->bs, 2, ct);
     _tile_stored(0, c0, g->ldcb);
     _tile_stored(2, c2, g->ldcb);
+    if (ct > 1) {
+        _tile_stored(1, c0 + 16, g->ldcb);
+        _tile_stored(3, c2 + 16, g->ldcb);
+    }
 }
 
 /* Columns [n0, n1) (multiples of 16) of one block of 32 rows: g at column 0. Panels
@@ -212,11 +202,11 @@ static void block_columns(block_args g, int64_t n0, int64_t n1)
         int64_t n = n0;
         for (; n + BLOCK_N <= n1; n += BLOCK_N) {
             g.b = bk + n * 4, g.c = c + n;
-            block_2x2(&g);
+            block_2(&g, 2);
         }
         if (n < n1) {
             g.b = bk + n * 4, g.c = c + n;
-            block_2x1(&g);
+            block_2(&g, 1);
         }
     }
 }

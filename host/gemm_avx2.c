@@ -251,27 +251,30 @@ static void run_rows_threaded(const tile_args *proto, const int8_t *A, int64_t l
 
 /* ---- the products --------------------------------------------------------------- */
 
+/* C (+)= A B with B packed from its nt layout (B[n][k]) or its nn one (B[k][n]). */
+static void product(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb,
+                    int32_t *C, int64_t ldc, bool b_nt, bool acc)
+{
+    int64_t np = round8(N);
+    int16_t *bp = wg_gemm_alloc64((size_t)((K + 1) / 2 * np) * 4);
+    if (b_nt) pack_nt(B, ldb, N, K, bp, np);
+    else pack_rows(B, ldb, K, N, bp, np);
+    tile_args proto = {.pairs = (K + 1) / 2, .b = bp, .bps = 2 * np, .c = C, .ldc = ldc, .acc = acc};
+    run_rows_threaded(&proto, A, lda, M, N, K, wg_gemm_worth_threads(M, N, K));
+    free(bp);
+}
+
 static void nt(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb, int32_t *C,
                int64_t ldc)
 {
     if (M <= 0 || N <= 0) return;
-    int64_t np = round8(N);
-    int16_t *bp = wg_gemm_alloc64((size_t)((K + 1) / 2 * np) * 4);
-    pack_nt(B, ldb, N, K, bp, np);
-    tile_args proto = {.pairs = (K + 1) / 2, .b = bp, .bps = 2 * np, .c = C, .ldc = ldc, .acc = false};
-    run_rows_threaded(&proto, A, lda, M, N, K, wg_gemm_worth_threads(M, N, K));
-    free(bp);
+    product(M, N, K, A, lda, B, ldb, C, ldc, true, false);
 }
 
 static void nn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb, int32_t *C,
                int64_t ldc, bool acc)
 {
-    int64_t np = round8(N);
-    int16_t *bp = wg_gemm_alloc64((size_t)((K + 1) / 2 * np) * 4);
-    pack_rows(B, ldb, K, N, bp, np);
-    tile_args proto = {.pairs = (K + 1) / 2, .b = bp, .bps = 2 * np, .c = C, .ldc = ldc, .acc = acc};
-    run_rows_threaded(&proto, A, lda, M, N, K, wg_gemm_worth_threads(M, N, K));
-    free(bp);
+    product(M, N, K, A, lda, B, ldb, C, ldc, false, acc);
 }
 
 /* ---- tn ------------------------------------------------------------------------
