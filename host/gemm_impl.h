@@ -57,11 +57,27 @@ void *wg_gemm_alloc64(size_t nbytes);
 void wg_gemm_add_partials(int32_t *C, int64_t ldc, int64_t M, int64_t N, const char *buf, size_t per, size_t off,
                           int64_t ldp);
 
-#ifndef _OPENMP /* a build without OpenMP runs everything on one thread */
+#ifdef _OPENMP
+#include <omp.h>
+#else /* a build without OpenMP runs everything on one thread */
 static inline int omp_get_max_threads(void) { return 1; }
 static inline int omp_get_thread_num(void) { return 0; }
 static inline int omp_get_num_threads(void) { return 1; }
 #endif
+
+/* tn's threads over its chunks of K and their scratch, for the sets that give each
+ * thread bufs bytes of packing buffers and a partial copy of C (M x np int32, added up
+ * by wg_gemm_add_partials): returns the threads (at most one per chunk), *per the bytes
+ * of each, *buf (wg_gemm_alloc64, nth * per bytes; the caller frees it). */
+static inline int wg_gemm_tn_scratch(int64_t M, int64_t N, int64_t K, int64_t chunks, int64_t np, size_t bufs,
+                                     size_t *per, char **buf)
+{
+    int nth = wg_gemm_worth_threads(M, N, K) ? omp_get_max_threads() : 1;
+    if (nth > chunks) nth = (int)chunks;
+    *per = (bufs + 63) / 64 * 64 + ((size_t)(M * np) * sizeof(int32_t) + 63) / 64 * 64;
+    *buf = wg_gemm_alloc64(*per * (size_t)nth);
+    return nth;
+}
 
 extern const wg_gemm_kernels wg_gemm_scalar;
 #if WG_GEMM_X86

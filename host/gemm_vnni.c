@@ -473,11 +473,9 @@ void wg_gemm_vnni_tn(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t l
                         int32_t *C, int64_t ldc)
 {
     int64_t np = round16(N), chunks = (K + TN_CHUNK - 1) / TN_CHUNK;
-    int nth = wg_gemm_worth_threads(M, N, K) ? omp_get_max_threads() : 1;
-    if (nth > chunks) nth = (int)chunks;
-    size_t bb = (tn_bufs_bytes(M, N, 1) + 63) / 64 * 64, pb = (size_t)(M * np) * sizeof(int32_t);
-    size_t per = bb + (pb + 63) / 64 * 64;
-    char *buf = wg_gemm_alloc64(per * (size_t)nth);
+    size_t bb = (tn_bufs_bytes(M, N, 1) + 63) / 64 * 64, pb = (size_t)(M * np) * sizeof(int32_t), per;
+    char *buf;
+    int nth = wg_gemm_tn_scratch(M, N, K, chunks, np, bb, &per, &buf);
     walk w = walk_blocks(N, false);
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
