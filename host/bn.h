@@ -111,7 +111,8 @@ uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const
  *   acc  NULL, or (without e2) an int64 error of dx's shape that dx is added into, as
  *        wg_error_accumulate(acc, dx) does (a residual stream's error): dx itself is then
  *        scratch, and mostly never stored. The result is then max |acc|.
- * dgamma, dbeta and the result (max |dx|) as wg_bn_int_backward. */
+ * dgamma, dbeta and the result (max |dx|) as wg_bn_int_backward; with e2 the result is
+ * WG_QUANT_MAX_UNKNOWN (E2 has taken dx's scale already). */
 typedef struct wg_bn_int_bwd_e2 {
     wg_tensor *coarse, *fine;
     int bits;

@@ -13,10 +13,12 @@
  * wg_bn_int_backward_act runs E1 and ReLU's mask inside pass_bwd_sums (bwd_sums_tile_act),
  * which then writes the int8 dy it sums: the int8 network's path, two passes fewer.
  *
- * The elementwise pass uses the fast form wg_bn_dx_fast: the rational split once per
- * channel, then per element multiplies and compares, equal to wg_bn_dx bit for bit
- * (wg_bn_elem.h gives the arguments). The dx pass also returns max |dx|, which spares
- * E2 its max-abs pass.
+ * The elementwise pass first takes dx from an estimate (wg_bn_dxe_elem, or
+ * wg_bn_dxc_elem for the compact form) that decides all but about 2^-14 of the elements
+ * and says which; those it leaves take the fast exact form wg_bn_dx_fast (the rational
+ * split once per channel, then per element multiplies and compares), equal to wg_bn_dx
+ * bit for bit (wg_bn_elem.h gives the arguments). The dx pass also returns max |dx|,
+ * which spares E2 its max-abs pass.
  *
  * Loop shape: tiles of whole rows (bn_int_impl.h), dx in int64 lanes, dy read in its
  * own container (one loop per container type, WG_BN_BY_DTYPE; measured faster than
@@ -208,16 +210,6 @@ static int bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t coun
     return f > WG_BN_DX_BITS ? WG_BN_DX_BITS : f;
 }
 
-/* Per channel constants of the dx element (wg_bn_dx_lin_init with this tensor's F). */
-static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
-                          const int64_t *gsum, const uint64_t *dmax, int f, bn_tile *t)
-{
-    for (int64_t ch = 0; ch < c; ch++) {
-        wg_bn_lin k = wg_bn_dx_lin_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], f);
-        bn_tile_set(t, c, ch, &k, 0, 0);
-    }
-}
-
 /* ---- dx kept compact for E2 ---------------------------------------------------------
  * When E2 alone reads dx (wg_bn_int_backward_act given e2), dx is stored in int32 in
  * cpu_rne.h's compact form (|dx| <= 2^62), from which every rounding shift above
@@ -225,39 +217,149 @@ static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t co
  * and its coarse one; when the fine shift exceeds WG_COMPACT_SHIFT (max |dx| above about
  * 2^47: the exponent rule puts it near 2^62) the parts come from the compact dx, half
  * the bytes of dx; otherwise dx is computed again in int64 and the backend's pass splits
- * it. */
+ * it. The compact dx comes from wg_bn_dxc_elem in 32-bit lanes (wg_bn_elem.h), and the
+ * few elements its estimate leaves undecided from wg_bn_dx_fast. */
 
-/* dx of one tile of n elements from element k0 (wg_bn_dx_fast) into out (int64) or, when
- * compact (a constant in each inlined copy, so that each vectorizes), into out32;
- * returns max |dx| over the tile. */
-WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
-                                  int64_t *restrict out, int32_t *restrict out32, bool compact, int64_t n,
-                                  const bn_tile *tile)
+/* The per-channel constants of wg_bn_dxe_elem (dx in int64) and wg_bn_dxc_elem (compact),
+ * laid out like bn_tile: one of the two. */
+typedef struct est_tile {
+    uint64_t *qa, *qb, *qc; /* dxe */
+    uint32_t *ca, *cb, *cc; /* dxc's q */
+    int32_t *pa, *pb, *pc, *live;
+} est_tile;
+
+static est_tile est_tile_alloc(int64_t n, bool compact)
 {
-    uint64_t mx = 0;
+    est_tile t = {0};
+    if (compact) {
+        uint32_t *u = bn_xmalloc(7 * (size_t)n * sizeof *u);
+        t.ca = u, t.cb = u + n, t.cc = u + 2 * n;
+        t.pa = (int32_t *)u + 3 * n, t.pb = (int32_t *)u + 4 * n, t.pc = (int32_t *)u + 5 * n;
+        t.live = (int32_t *)u + 6 * n;
+    } else {
+        uint64_t *u = bn_xmalloc(3 * (size_t)n * (sizeof *u + sizeof *t.pa));
+        t.qa = u, t.qb = u + n, t.qc = u + 2 * n;
+        t.pa = (int32_t *)(u + 3 * n), t.pb = t.pa + n, t.pc = t.pa + 2 * n;
+    }
+    return t;
+}
+
+static void est_tile_free(est_tile *t) { free(t->qa ? (void *)t->qa : (void *)t->ca); }
+
+/* Channel ch's constants (the compact ones when the tile holds them). */
+static void est_tile_set(est_tile *t, int64_t n, int64_t c, int64_t ch, int64_t gamma, int64_t sigma, uint64_t count,
+                         int64_t b, int64_t g, uint64_t dmax, int f)
+{
+    if (t->ca) {
+        wg_bn_dxc k = wg_bn_dxc_init(gamma, sigma, count, b, g, dmax, f);
+        for (int64_t l = ch; l < n; l += c) {
+            t->ca[l] = k.qa, t->cb[l] = k.qb, t->cc[l] = k.qc;
+            t->pa[l] = k.pa, t->pb[l] = k.pb, t->pc[l] = k.pc, t->live[l] = k.live;
+        }
+        return;
+    }
+    wg_bn_dxe k = wg_bn_dxe_init(gamma, sigma, count, b, g, dmax, f);
+    for (int64_t l = ch; l < n; l += c) {
+        t->qa[l] = k.qa, t->qb[l] = k.qb, t->qc[l] = k.qc;
+        t->pa[l] = k.pa, t->pb[l] = k.pb, t->pc[l] = k.pc;
+    }
+}
+
+WG_BN_INLINE wg_bn_dxe dxe_at(const est_tile *t, int64_t l)
+{
+    const wg_bn_dxe k = {t->qa[l], t->qb[l], t->qc[l], t->pa[l], t->pb[l], t->pc[l]};
+    return k;
+}
+
+WG_BN_INLINE wg_bn_dxc dxc_at(const est_tile *t, int64_t l)
+{
+    const wg_bn_dxc k = {t->ca[l], t->cb[l], t->cc[l], t->pa[l], t->pb[l], t->pc[l], t->live[l]};
+    return k;
+}
+
+/* Per channel constants of the dx element (wg_bn_dx_lin_init with this tensor's F: the
+ * fallback) and of its estimate (into te). */
+static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
+                          const int64_t *gsum, const uint64_t *dmax, int f, bn_tile *t, est_tile *te)
+{
+    for (int64_t ch = 0; ch < c; ch++) {
+        wg_bn_lin k = wg_bn_dx_lin_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], f);
+        bn_tile_set(t, c, ch, &k, 0, 0);
+        est_tile_set(te, t->n, c, ch, gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], f);
+    }
+}
+
+/* dx of one tile of n elements from element k0 into out (int64): wg_bn_dxe_elem, then
+ * wg_bn_dx_fast for the elements it left undecided (about 2^-14 of them). Returns max
+ * |dx| over the tile. */
+WG_BN_INLINE uint64_t bwd_dx_tile(const void *dy, wg_dtype t, int64_t k0, const int16_t *restrict h,
+                                  int64_t *restrict out, int64_t n, const est_tile *te, const bn_tile *tile)
+{
+    uint64_t mx = 0, undecided = 0;
     for (int64_t l = 0; l < n; l++) {
-        const wg_bn_lin k = tile_at(tile, l);
-        int64_t v = wg_bn_dx_fast(wg_load_i64(dy, t, k0 + l), h[l], &k);
-        uint64_t av = wg_abs_u64(v);
-        if (compact) out32[l] = wg_compact(v);
-        else out[l] = v;
+        const wg_bn_dxe k = dxe_at(te, l);
+        int64_t ok, v = wg_bn_dxe_elem(wg_load_i64(dy, t, k0 + l), h[l], &k, &ok);
+        uint64_t av = wg_abs_u64(v) & (0 - (uint64_t)ok);
+        out[l] = v;
+        undecided += (uint64_t)ok ^ 1;
         mx = av > mx ? av : mx;
+    }
+    for (int64_t l = 0; undecided && l < n; l++) {
+        const wg_bn_dxe k = dxe_at(te, l);
+        int64_t ok, u = wg_load_i64(dy, t, k0 + l);
+        wg_bn_dxe_elem(u, h[l], &k, &ok);
+        if (ok) continue;
+        const wg_bn_lin kl = tile_at(tile, l);
+        out[l] = wg_bn_dx_fast(u, h[l], &kl);
+        uint64_t av = wg_abs_u64(out[l]);
+        mx = av > mx ? av : mx;
+    }
+    return mx;
+}
+
+/* The compact dx of one tile of n elements (an int8 dy) into out: wg_bn_dxc_elem, then
+ * wg_bn_dx_fast for the elements it left undecided. Returns the largest floor(|dx| /
+ * 2^33) of the tile. */
+WG_BN_INLINE uint32_t bwd_dxc_tile(const int8_t *restrict dy, const int16_t *restrict h, int32_t *restrict out,
+                                   int64_t n, const est_tile *tc, const bn_tile *tile)
+{
+    uint32_t mx = 0, undecided = 0;
+    for (int64_t l = 0; l < n; l++) {
+        const wg_bn_dxc k = dxc_at(tc, l);
+        int32_t ok, p = wg_bn_dxc_elem(dy[l], h[l], &k, &ok);
+        uint32_t fa = wg_compact_floor_abs(p) & (0u - (uint32_t)ok);
+        out[l] = p;
+        undecided += (uint32_t)ok ^ 1;
+        mx = fa > mx ? fa : mx;
+    }
+    for (int64_t l = 0; undecided && l < n; l++) {
+        const wg_bn_dxc k = dxc_at(tc, l);
+        int32_t ok;
+        wg_bn_dxc_elem(dy[l], h[l], &k, &ok);
+        if (ok) continue;
+        const wg_bn_lin kl = tile_at(tile, l);
+        out[l] = wg_compact(wg_bn_dx_fast(dy[l], h[l], &kl));
+        uint32_t fa = wg_compact_floor_abs(out[l]);
+        mx = fa > mx ? fa : mx;
     }
     return mx;
 }
 
 /* Where the dx pass puts dx: into dx (int64), compact into dx's memory (int32, an int8
  * dy only), or added into acc (int64, shifted up by sa, dx by sb: wg_error_accumulate's
- * step, residual.h) without being stored. */
+ * step, residual.h) without being stored. te: the estimate's constants, for the first or
+ * the other two. */
 typedef struct dx_dest {
     int64_t *dx;
     bool compact;
+    const est_tile *te;
     int64_t *acc;
     int sa, sb;
 } dx_dest;
 
-/* Elementwise dx into its destination; returns max |dx|, or max |acc| when dx goes into
- * acc (integer maxima: any split gives them). */
+/* Elementwise dx into its destination; returns max |dx|, max |acc| when dx goes into
+ * acc, or the largest floor(|dx| / 2^33) when compact (integer maxima: any split gives
+ * them). */
 static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, int64_t m, int64_t c, const bn_tile *t,
                             const dx_dest *to)
 {
@@ -273,9 +375,9 @@ static uint64_t pass_bwd_dx(const void *dy, wg_dtype dt, const int16_t *xhat, in
             int64_t *out = buf ? buf : to->dx + k0;
             uint64_t tm = 0;
             if (to->compact) {
-                tm = bwd_dx_tile(dy, WG_I8, k0, xhat + k0, NULL, (int32_t *)to->dx + k0, true, len, t);
+                tm = bwd_dxc_tile((const int8_t *)dy + k0, xhat + k0, (int32_t *)to->dx + k0, len, to->te, t);
             } else {
-#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, out, NULL, false, len, t)
+#define WG_BN_DX_TILE(T) tm = bwd_dx_tile(dy, T, k0, xhat + k0, out, len, to->te, t)
                 WG_BN_BY_DTYPE(dt, WG_BN_DX_TILE);
 #undef WG_BN_DX_TILE
             }
@@ -316,13 +418,18 @@ static void split_compact(const int32_t *p, int64_t m, wg_compact_k kc, wg_compa
     }
 }
 
-/* E2 of dx (e2: its parts and bits) from the compact dx in dx's memory, max |dx| and
- * dx's exponent; false, nothing written, when E2's fine shift does not exceed S. */
-static bool e2_from_compact(const wg_tensor *dx, uint64_t dx_max, int dx_exp, const wg_bn_int_bwd_e2 *e2)
+/* E2 of dx (e2: its parts and bits) from the compact dx in dx's memory, fmax the largest
+ * floor(|dx| / 2^33) and dx's exponent; false, nothing written, when E2's fine shift does
+ * not exceed S, or when fmax does not decide E2's scale. The scale needs only
+ * npow2(max |dx|) (wg_quant_flag_plan), and max |dx| lies in [fmax 2^33, fmax 2^33 +
+ * 2^33 - 1]: npow2 at both ends is one and the same except when npow2's threshold
+ * 2^(k+1/2), irrational, falls inside (a chance of about 2^-29 near 2^62). */
+static bool e2_from_compact(const wg_tensor *dx, uint64_t fmax, int dx_exp, const wg_bn_int_bwd_e2 *e2)
 {
+    uint64_t lo = fmax << WG_COMPACT_SHIFT, hi = lo | ((UINT64_C(1) << WG_COMPACT_SHIFT) - 1);
+    if (fmax == 0 || wg_npow2_exp(lo) != wg_npow2_exp(hi)) return false;
     bool flag = e2->fine != NULL;
-    wg_quant_plan p =
-        flag ? wg_quant_flag_plan(dx_exp, e2->bits, dx_max) : wg_quant_shift_plan(dx_exp, e2->bits, dx_max);
+    wg_quant_plan p = flag ? wg_quant_flag_plan(dx_exp, e2->bits, lo) : wg_quant_shift_plan(dx_exp, e2->bits, lo);
     int fine_shift = flag ? p.shift - (e2->bits - 1) : p.shift;
     if (e2->bits > 8 || fine_shift <= WG_COMPACT_SHIFT || p.shift > WG_COMPACT_SHIFT + 31) return false;
     wg_compact_k kc = wg_compact_k_init(p.shift), kf = wg_compact_k_init(fine_shift);
@@ -336,7 +443,7 @@ static bool e2_from_compact(const wg_tensor *dx, uint64_t dx_max, int dx_exp, co
 /* The passes once dy's exponent is known: the sums (making dy first with act), the
  * exponent rule, the per-channel constants and the dx pass, then E2 with e2, or dx
  * added into acc (see wg_bn_int_backward_act). Sets the exponents of dbeta, dgamma and
- * dx (and acc's); returns max |dx| (max |acc| with acc). */
+ * dx (and acc's); returns max |dx|, max |acc| with acc, WG_QUANT_MAX_UNKNOWN with e2. */
 static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tensor *gamma16,
                                 const wg_bn_int_saved *saved, int64_t count, int64_t c, wg_tensor *dx,
                                 const wg_bn_int_bwd_e2 *e2, wg_tensor *acc, wg_tensor *dgamma, wg_tensor *dbeta)
@@ -347,36 +454,42 @@ static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tens
     pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, act, bsum, gsum, dmax, hmax);
     int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
     bn_tile t = bn_tile_alloc(c);
-    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t);
-    free(dmax);
+    bool compact = e2 != NULL && dy->dtype == WG_I8;
+    est_tile te = est_tile_alloc(t.n, compact);
+    pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t, &te);
     free(hmax);
     dbeta->exp = dy->exp;
     dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
     dx->exp = dy->exp - 6 - f; /* gamma / sigma brings 2^(-7+15), P's unit 2^(e-14): 2^(e-6) */
     const int16_t *xhat = saved->xhat.data;
-    dx_dest to = {.dx = dx->data, .compact = e2 != NULL && dy->dtype == WG_I8};
+    dx_dest to = {.dx = dx->data, .compact = compact, .te = &te};
+    uint64_t result;
     /* into acc when its grid and dx's are close enough for wg_error_accumulate's plain
      * step (its all-zero special case needs dx stored) */
     int gap = acc ? acc->exp - dx->exp : 0;
     if (acc && gap <= WG_ALIGN_MAX_GAP && -gap <= WG_ALIGN_MAX_GAP) {
         int e = acc->exp < dx->exp ? acc->exp : dx->exp;
-        to = (dx_dest){.acc = acc->data, .sa = acc->exp - e, .sb = dx->exp - e};
-        uint64_t acc_max = pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
+        to = (dx_dest){.te = &te, .acc = acc->data, .sa = acc->exp - e, .sb = dx->exp - e};
+        result = pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
         acc->exp = e;
-        bn_tile_free(&t);
-        return acc_max;
+    } else if (compact && e2_from_compact(dx, pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to), dx->exp, e2)) {
+        result = WG_QUANT_MAX_UNKNOWN;
+    } else {
+        if (compact) { /* int64 after all, with its own estimate */
+            est_tile_free(&te);
+            te = est_tile_alloc(t.n, false);
+            pass_bwd_chan(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, f, &t, &te);
+            to.compact = false;
+        }
+        uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
+        if (e2 && e2->fine) wg_quant_flag_max(e2->coarse, e2->fine, dx, e2->bits, dx_max);
+        else if (e2) wg_quant_shift_max(e2->coarse, dx, e2->bits, dx_max);
+        result = e2 ? WG_QUANT_MAX_UNKNOWN : acc ? wg_error_accumulate(acc, dx) : dx_max;
     }
-    uint64_t dx_max = pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
-    if (to.compact && !e2_from_compact(dx, dx_max, dx->exp, e2)) {
-        to.compact = false; /* int64 after all */
-        pass_bwd_dx(dy->data, dy->dtype, xhat, count, c, &t, &to);
-    }
-    if (e2 && !to.compact) {
-        if (e2->fine) wg_quant_flag_max(e2->coarse, e2->fine, dx, e2->bits, dx_max);
-        else wg_quant_shift_max(e2->coarse, dx, e2->bits, dx_max);
-    }
+    est_tile_free(&te);
+    free(dmax);
     bn_tile_free(&t);
-    return acc ? wg_error_accumulate(acc, dx) : dx_max;
+    return result;
 }
 
 /* The checks of both entries (dy of any integer container, dx int64); returns C. */

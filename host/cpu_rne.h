@@ -82,6 +82,14 @@ static inline int32_t wg_compact(int64_t x)
     return (int32_t)(fl * 2 + (low != 0));
 }
 
+/* floor(|x| / 2^33) from p = wg_compact(x): q = floor(x / 2^33) when x >= 0, else
+ * -q - 1 where x has bits below 2^33 (the sticky bit) and -q where it has none. */
+static inline uint32_t wg_compact_floor_abs(int32_t p)
+{
+    int32_t q = p >> 1;
+    return (uint32_t)(q >= 0 ? q : -q - (p & 1));
+}
+
 typedef struct wg_compact_k {
     int t;
     uint32_t mask, half;

@@ -483,6 +483,147 @@ WG_HD wg_bn_lin wg_bn_dx_lin_init(int64_t gamma, int64_t sigma, uint64_t count, 
  * |xhat| <= hmax (the channel's maxima, at most 32767, from which the exponent rule chose f). */
 WG_HD int64_t wg_bn_dx_fast(int64_t dy, int64_t xhat, const wg_bn_lin *k) { return wg_bn_lin_rne(k, dy, xhat); }
 
+/* ---- dx from an estimate, with an exact fallback ------------------------------------ */
+
+/* dx = RNE(N / D) (wg_bn_dx_fast) also has a cheaper form that decides almost every
+ * element and says when it cannot; the caller then uses wg_bn_dx_fast. Two targets:
+ *
+ *   dx itself (wg_bn_dxe):  dx = floor(X1),  X1 = N / D + 1/2 = (2N + D) / (2D),
+ *     except at a tie (X1 an integer), where RNE may round down instead;
+ *   cpu_rne.h's compact form p = 2 floor(dx / 2^33) + (dx mod 2^33 != 0) (wg_bn_dxc),
+ *     for E2:  floor(dx / 2^33) = floor(X2),  X2 = X1 / 2^33 = (2N + D) / (2^34 D),
+ *     since floor(RNE(y) / S) = floor(floor(y + 1/2) / S) for S = 2^33, also at a tie
+ *     that rounds down to an even z - 1 from an odd z = floor(y + 1/2) (the two differ
+ *     only if z is a multiple of S, which is even); and dx mod S = 0 happens only when
+ *     frac(X2) S <= 1 (z mod S is 0, or 1 at such a tie), so frac(X2) > 2^-33 gives
+ *     the sticky bit 1.
+ *
+ * Both X are affine in u = dy and v = x-hat: X = (Ka u + Kb v + Kc) / E with Ka = 2A,
+ * Kb = 2B', Kc = 2C + D (wg_bn_dx_lin_init's A, B', C) and E = 2D or 2^34 D. Per channel,
+ * each Fk = +-floor(|Kk| 2^31 / E), within 1 of Kk 2^31 / E, is split exactly into qk =
+ * floor(Fk / 2^31) and pk = Fk mod 2^31 in [0, 2^31). Then
+ *
+ *   X 2^31 = (qa u + qb v + qc) 2^31 + a + err,  a = pa u + pb v + pc,  |err| < |u| + |v| + 1,
+ *
+ * and |err| < 2^16 = WG_BN_DX_MARGIN for |u|, |v| <= 32767. When f = a mod 2^31 lies in
+ * (MARGIN, 2^31 - MARGIN), X 2^31 lies strictly between the same two multiples of 2^31 as
+ * a, so floor(X) = qa u + qb v + qc + (a >> 31), and frac(X) 2^31 > f - MARGIN >= 1: X is
+ * no integer (no tie) and frac(X2) > 2^-33 (the sticky bit is 1). floor(X) is computed
+ * modulo 2^64 (dx: |dx| <= 2^62 fits) or 2^32 (floor(dx / 2^33) in [-2^29, 2^29] fits),
+ * so exactly. About 2^-14 of the elements fall outside and take the fallback, and so do
+ * all of a channel whose dx is 0 throughout in the compact form (X2 = 2^-34 there), which
+ * its live flag answers instead. Per element: two 64-bit (compact: 32-bit) and two
+ * 32x32->64-bit multiplies, against wg_bn_dx_fast's five and two. */
+enum { WG_BN_DX_MARGIN = 1 << 16 };
+
+/* The split of Fk = +-floor(mag 2^31 / E) (neg: -) for E = 2D (scale 30: Fk = mag 2^30 /
+ * D) or 2^34 D (scale -3: mag / (8 D)), given mag / D < 2^63: floor(Fk / 2^31) modulo 2^64
+ * into *q, Fk mod 2^31 into *p. */
+WG_HD void wg_bn_dx_est_term(int neg, wg_u128 mag, const wg_bn_div *dv, int scale, uint64_t *q, int32_t *p)
+{
+    uint64_t r, qm = wg_bn_divmod(mag, dv, &r); /* mag = qm D + r */
+    uint64_t hi, lo;                            /* floor(|Fk|) = hi 2^31 + lo */
+    if (scale == 30) {
+        hi = qm >> 1;
+        lo = (qm & 1) << 30 | wg_bn_divmod((wg_u128)r << 30, dv, &r); /* + floor(r 2^30 / D) < 2^30 */
+    } else {
+        hi = (qm >> 3) >> 31;
+        lo = (qm >> 3) & UINT64_C(0x7fffffff); /* floor(floor(mag / D) / 8) = floor(mag / (8 D)) */
+    }
+    if (neg) { /* -(hi 2^31 + lo) = (-hi - 1) 2^31 + (2^31 - lo) */
+        hi = lo ? 0 - hi - 1 : 0 - hi;
+        lo = lo ? (UINT64_C(1) << 31) - lo : 0;
+    }
+    *q = hi;
+    *p = (int32_t)lo;
+}
+
+/* The coefficients Ka = 2A, Kb = 2B', Kc = 2C + D of both X, as signs and magnitudes, for
+ * the same channel and f as wg_bn_dx_lin_init (whose bounds give |Kk| / D < 2^63). */
+typedef struct wg_bn_dx_k {
+    int neg[3];
+    wg_u128 mag[3];
+    wg_bn_div dv; /* D */
+} wg_bn_dx_k;
+
+WG_HD wg_bn_dx_k wg_bn_dx_k_init(int64_t gamma, int64_t sigma, uint64_t count, int64_t b, int64_t g, uint64_t dmax,
+                                 int f)
+{
+    uint64_t ag = wg_abs_u64(gamma), d = (uint64_t)sigma * count;
+    int ng = gamma < 0, nc = ng == (b < 0);
+    wg_u128 mc = ((wg_u128)ag * wg_abs_u64(b)) << (f + 14);
+    wg_bn_dx_k k;
+    k.dv = wg_bn_div_init(d);
+    k.neg[0] = ng;
+    k.mag[0] = dmax ? ((wg_u128)ag * count) << (f + 15) : 0;
+    k.neg[1] = ng == (g < 0);
+    k.mag[1] = ((wg_u128)ag * wg_abs_u64(g)) << (f + 1);
+    k.neg[2] = nc && 2 * mc > d; /* 2C + D with C = -+mc (|2C| < 2^126, D < 2^63) */
+    k.mag[2] = nc ? (k.neg[2] ? 2 * mc - d : d - 2 * mc) : 2 * mc + d;
+    return k;
+}
+
+/* dx itself: X1 = (2N + D) / (2D). */
+typedef struct wg_bn_dxe {
+    uint64_t qa, qb, qc; /* floor(Fk / 2^31) modulo 2^64 */
+    int32_t pa, pb, pc;  /* Fk mod 2^31 */
+} wg_bn_dxe;
+
+WG_HD wg_bn_dxe wg_bn_dxe_init(int64_t gamma, int64_t sigma, uint64_t count, int64_t b, int64_t g, uint64_t dmax,
+                               int f)
+{
+    wg_bn_dx_k c = wg_bn_dx_k_init(gamma, sigma, count, b, g, dmax, f);
+    wg_bn_dxe k;
+    wg_bn_dx_est_term(c.neg[0], c.mag[0], &c.dv, 30, &k.qa, &k.pa);
+    wg_bn_dx_est_term(c.neg[1], c.mag[1], &c.dv, 30, &k.qb, &k.pb);
+    wg_bn_dx_est_term(c.neg[2], c.mag[2], &c.dv, 30, &k.qc, &k.pc);
+    return k;
+}
+
+/* wg_bn_dx_fast(u, v, .) for |u|, |v| <= 32767 when *ok comes back 1 (0: not decided,
+ * the result is then not dx). */
+WG_HD int64_t wg_bn_dxe_elem(int64_t u, int64_t v, const wg_bn_dxe *k, int64_t *ok)
+{
+    uint64_t i = k->qa * (uint64_t)u + k->qb * (uint64_t)v + k->qc;
+    int64_t a = (int64_t)k->pa * (int32_t)u + (int64_t)k->pb * (int32_t)v + k->pc;
+    uint64_t f = (uint64_t)a & UINT64_C(0x7fffffff);
+    *ok = (f > WG_BN_DX_MARGIN) & (f < (UINT64_C(1) << 31) - WG_BN_DX_MARGIN);
+    return (int64_t)(i + (uint64_t)(a >> 31));
+}
+
+/* The compact form: X2 = (2N + D) / (2^34 D). */
+typedef struct wg_bn_dxc {
+    uint32_t qa, qb, qc; /* floor(Fk / 2^31) modulo 2^32 */
+    int32_t pa, pb, pc;  /* Fk mod 2^31 */
+    int32_t live;        /* -1, or 0 when dx is 0 throughout the channel */
+} wg_bn_dxc;
+
+WG_HD wg_bn_dxc wg_bn_dxc_init(int64_t gamma, int64_t sigma, uint64_t count, int64_t b, int64_t g, uint64_t dmax,
+                               int f)
+{
+    wg_bn_dx_k c = wg_bn_dx_k_init(gamma, sigma, count, b, g, dmax, f);
+    wg_bn_dxc k;
+    uint64_t q[3];
+    wg_bn_dx_est_term(c.neg[0], c.mag[0], &c.dv, -3, &q[0], &k.pa);
+    wg_bn_dx_est_term(c.neg[1], c.mag[1], &c.dv, -3, &q[1], &k.pb);
+    wg_bn_dx_est_term(c.neg[2], c.mag[2], &c.dv, -3, &q[2], &k.pc);
+    k.qa = (uint32_t)q[0], k.qb = (uint32_t)q[1], k.qc = (uint32_t)q[2];
+    /* A = B' = C = 0 (Kc = D alone): dx = RNE(0) = 0 */
+    k.live = (c.mag[0] | c.mag[1]) != 0 || c.mag[2] != c.dv.d || c.neg[2] ? -1 : 0;
+    return k;
+}
+
+/* wg_compact(wg_bn_dx_fast(u, v, .)) for |u|, |v| <= 32767 when *ok comes back 1. */
+WG_HD int32_t wg_bn_dxc_elem(int32_t u, int32_t v, const wg_bn_dxc *k, int32_t *ok)
+{
+    uint32_t i = k->qa * (uint32_t)u + k->qb * (uint32_t)v + k->qc;
+    int64_t a = (int64_t)k->pa * u + (int64_t)k->pb * v + k->pc;
+    uint32_t f = (uint32_t)a & UINT32_C(0x7fffffff);
+    uint32_t fl = i + (uint32_t)(a >> 31); /* floor(X2) modulo 2^32 */
+    *ok = ((f > WG_BN_DX_MARGIN) & (f < UINT32_C(0x80000000) - WG_BN_DX_MARGIN)) | (k->live == 0);
+    return (int32_t)((2 * fl + 1) & (uint32_t)k->live);
+}
+
 /* ---- x-hat in 32-bit lanes, for e_x >= -22 ------------------------------------------- */
 
 /* When m = e_x + 22 >= 0 (every narrowed input of a network whose grids are 2^-22 or
