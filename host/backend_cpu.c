@@ -277,17 +277,31 @@ static void cpu_stochastic_shift(void *ctx, wg_tensor *dst, const wg_tensor *src
     }
 }
 
+/* Whether wg_shl_sat(x, n) is the plain shift for every |x| <= bound, with room to spare:
+ * bound 2^n <= 2^62, so that a sum or difference of two such terms fits int64 too. The
+ * optimizer's steps always meet this (quant.c: tensors of at most 32 bits, shifts of at
+ * most 30, products lr_q m below 2^46 shifted by at most 16), so their loops are the
+ * shared formulas without the saturation, and vectorize. */
+static bool shl_exact(int64_t bound, int n) { return n >= 0 && n <= 62 && (uint64_t)bound <= (UINT64_C(1) << 62) >> n; }
+
 static void cpu_momentum_step(void *ctx, wg_tensor *m, const wg_tensor *g, wg_momentum_shifts s)
 {
     (void)ctx;
     int64_t n = wg_tensor_numel(m);
+    WG_ASSERT(shl_exact(wg_dtype_bound(m->dtype), s.m_up) && shl_exact(wg_dtype_bound(g->dtype), s.g_up) &&
+                  s.out_down >= 0 && s.out_down <= 63,
+              "momentum step: shifts %d, %d, %d on %s and %s", s.m_up, s.g_up, s.out_down, wg_dtype_name(m->dtype),
+              wg_dtype_name(g->dtype));
+    rne64_k k = rne64_init(s.out_down);
     WG_FOR_CHUNKS(i0, len, n)
     {
         int64_t buf[WG_CPU_CHUNK], gbuf[WG_CPU_CHUNK];
         load_chunk(m, i0, len, buf);
         load_chunk(g, i0, len, gbuf);
-        for (int64_t i = 0; i < len; i++)
-            buf[i] = wg_momentum_elem(buf[i], gbuf[i], s.m_up, s.g_up, s.out_down, s.bound);
+        for (int64_t i = 0; i < len; i++) { /* wg_momentum_elem; its saturation cannot act */
+            int64_t t = (int64_t)((uint64_t)buf[i] << s.m_up) + (int64_t)((uint64_t)gbuf[i] << s.g_up);
+            buf[i] = clamp64(rne64(t, k), s.bound);
+        }
         store_chunk(m, i0, len, buf);
     }
 }
@@ -296,13 +310,22 @@ static void cpu_update_step(void *ctx, wg_tensor *w, const wg_tensor *m, int64_t
 {
     (void)ctx;
     int64_t n = wg_tensor_numel(w);
+    int64_t mb = wg_dtype_bound(m->dtype);
+    WG_ASSERT(lr_q >= 0 && lr_q <= INT32_MAX && mb <= INT32_MAX && shl_exact(wg_dtype_bound(w->dtype), s.w_up) &&
+                  shl_exact(lr_q * mb, s.p_up) && s.out_down >= 0 && s.out_down <= 63,
+              "update step: lr %lld, shifts %d, %d, %d on %s and %s", (long long)lr_q, s.w_up, s.p_up, s.out_down,
+              wg_dtype_name(w->dtype), wg_dtype_name(m->dtype));
+    rne64_k k = rne64_init(s.out_down);
     WG_FOR_CHUNKS(i0, len, n)
     {
         int64_t buf[WG_CPU_CHUNK], mbuf[WG_CPU_CHUNK];
         load_chunk(w, i0, len, buf);
         load_chunk(m, i0, len, mbuf);
-        for (int64_t i = 0; i < len; i++)
-            buf[i] = wg_update_elem(buf[i], mbuf[i], lr_q, s.w_up, s.p_up, s.out_down, s.bound);
+        for (int64_t i = 0; i < len; i++) { /* wg_update_elem; its saturation cannot act */
+            int64_t p = (int64_t)(int32_t)lr_q * (int32_t)mbuf[i]; /* both int32 (the check above) */
+            int64_t t = (int64_t)((uint64_t)buf[i] << s.w_up) - (int64_t)((uint64_t)p << s.p_up);
+            buf[i] = clamp64(rne64(t, k), s.bound);
+        }
         store_chunk(w, i0, len, buf);
     }
 }

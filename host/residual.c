@@ -45,13 +45,13 @@ static bool residual_add_s32(const wg_tensor *a, const wg_tensor *b, wg_tensor *
     if (a->dtype != WG_I32 || b->dtype != WG_I32 || out->dtype != WG_I32 || out->data == a->data ||
         out->data == b->data)
         return false;
-    int64_t n = wg_tensor_numel(a), ka = INT64_C(1) << sa, kb = INT64_C(1) << sb;
+    int64_t n = wg_tensor_numel(a);
     const int32_t *x = a->data, *y = b->data;
     int32_t *o = out->data;
     uint64_t m = 0;
 #pragma omp parallel for reduction(max : m) schedule(static) if (n >= WG_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t t = (int64_t)x[i] * ka + (int64_t)y[i] * kb;
+    for (int64_t i = 0; i < n; i++) { /* shifts of the sign-extended words (no 64-bit multiply) */
+        int64_t t = (int64_t)((uint64_t)(int64_t)x[i] << sa) + (int64_t)((uint64_t)(int64_t)y[i] << sb);
         uint64_t at = wg_abs_u64(t);
         o[i] = (int32_t)t;
         m = at > m ? at : m;
