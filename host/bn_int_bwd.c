@@ -282,6 +282,7 @@ WG_BN_INLINE wg_bn_dxc dxc_at(const est_tile *t, int64_t l)
 static void pass_bwd_chan(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
                           const int64_t *gsum, const uint64_t *dmax, int f, bn_tile *t, est_tile *te)
 {
+#pragma omp parallel for schedule(static) if (c >= 32) /* each channel's its own: ~1 us of divisions */
     for (int64_t ch = 0; ch < c; ch++) {
         wg_bn_lin k = wg_bn_dx_lin_init(gamma[ch], sigma[ch], (uint64_t)count, bsum[ch], gsum[ch], dmax[ch], f);
         bn_tile_set(t, c, ch, &k, 0, 0);

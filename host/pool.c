@@ -24,12 +24,15 @@ void wg_gap_s8_forward(const wg_tensor *a, wg_tensor *out)
     int64_t n = a->shape[0], hw = a->shape[1] * a->shape[2], c = a->shape[3];
     const int8_t *x = a->data;
     int8_t *y = out->data;
-    for (int64_t b = 0; b < n; b++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            int64_t s = 0;
-            for (int64_t p = 0; p < hw; p++) s += x[(b * hw + p) * c + ch];
-            y[b * c + ch] = (int8_t)wg_div_rne(s, hw);
-        }
+#pragma omp parallel for schedule(static) if (n * hw * c >= WG_PAR_MIN)
+    for (int64_t b = 0; b < n; b++) {
+        int64_t *s = calloc((size_t)c, sizeof *s); /* image b's channel sums, row by row */
+        WG_ASSERT(s != NULL, "out of memory (%lld channels)", (long long)c);
+        for (int64_t p = 0; p < hw; p++)
+            for (int64_t ch = 0; ch < c; ch++) s[ch] += x[(b * hw + p) * c + ch];
+        for (int64_t ch = 0; ch < c; ch++) y[b * c + ch] = (int8_t)wg_div_rne(s[ch], hw);
+        free(s);
+    }
     out->exp = a->exp;
 }
 
@@ -40,14 +43,17 @@ void wg_gap_s8_backward(const wg_tensor *dout, const wg_tensor *a, wg_tensor *da
               "int8 pooling backward");
     int64_t n = a->shape[0], hw = a->shape[1] * a->shape[2], c = a->shape[3];
     int64_t *dx = da->data;
-    for (int64_t b = 0; b < n; b++)
+#pragma omp parallel for schedule(static) if (n * hw * c >= WG_PAR_MIN)
+    for (int64_t b = 0; b < n; b++) {
+        int64_t *row = dx + b * hw * c; /* image b's first row, the others its copies */
         for (int64_t ch = 0; ch < c; ch++) {
             /* RNE(d * 2^8 / hw) without forming d * 2^8: d = q hw + r, so the result is
              * q 2^8 + RNE(r 2^8 / hw) exactly (r < hw keeps r 2^8 small) */
             int64_t d = wg_load_i64(dout->data, dout->dtype, b * c + ch), q = d / hw, r = d % hw;
-            int64_t v = wg_shl_sat(q, WG_GAP_EXTRA_BITS) + wg_div_rne(r * (1 << WG_GAP_EXTRA_BITS), hw);
-            for (int64_t p = 0; p < hw; p++) dx[(b * hw + p) * c + ch] = v;
+            row[ch] = wg_shl_sat(q, WG_GAP_EXTRA_BITS) + wg_div_rne(r * (1 << WG_GAP_EXTRA_BITS), hw);
         }
+        for (int64_t p = 1; p < hw; p++) memcpy(row + p * c, row, (size_t)c * sizeof *row);
+    }
     da->exp = dout->exp - WG_GAP_EXTRA_BITS;
 }
 
