@@ -11,6 +11,7 @@
 #include "backend_cuda.h"
 #include "cuda_check.cuh"
 #include "quant.cuh"
+#include "residual.cuh"
 
 /* The oldest compute capability this build has kernels for (CMAKE_CUDA_ARCHITECTURES 80;90). */
 #define WG_CUDA_MIN_MAJOR 8
@@ -120,6 +121,18 @@ static void cuda_update_step(void *ctx, wg_tensor *w, const wg_tensor *m, int64_
     wg_update_step_cuda(w, m, lr_q, s, ctx_of(ctx)->stream);
 }
 
+static uint64_t cuda_shift_sum(void *ctx, wg_tensor *dst, const wg_tensor *a, int sa, const wg_tensor *b, int sb)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    return wg_shift_sum_cuda(dst, a, sa, b, sb, c->d_scratch, c->stream);
+}
+
+static uint64_t cuda_accumulate(void *ctx, wg_tensor *acc, int sa, const wg_tensor *add, int sb)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    return wg_accumulate_cuda(acc, sa, add, sb, c->d_scratch, c->stream);
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -135,6 +148,8 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .stochastic_shift = cuda_stochastic_shift,
     .momentum_step = cuda_momentum_step,
     .update_step = cuda_update_step,
+    .shift_sum = cuda_shift_sum,
+    .accumulate = cuda_accumulate,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

@@ -5,34 +5,12 @@
  * random bits of element i are wg_philox_element_bits(.., i): the same word of the
  * same Philox block the CPU loop uses. */
 #include "cuda_check.cuh"
+#include "launch.cuh"
 #include "quant.cuh"
 #include "wg_dtype.h"
 #include "wg_intmath.h"
 #include "wg_philox.h"
 #include "wg_quant_elem.h"
-
-#define WG_QUANT_BLOCK 256
-#define WG_QUANT_MAX_GRID 8192 /* enough blocks to fill any current GPU; the loop covers the rest */
-#define WG_WARP 32
-static_assert(WG_QUANT_BLOCK % WG_WARP == 0, "the full-mask warp shuffles need whole warps");
-
-/* The kernels read containers through wg_load_i64, which knows only the integer
- * ones: a float or mismatched tensor is a bug upstream, stopped here by name. */
-static void check_int_tensors(const char *op, const wg_tensor *a, const wg_tensor *b)
-{
-    WG_ASSERT(wg_dtype_is_int(a->dtype) && (b == NULL || wg_dtype_is_int(b->dtype)), "%s needs integer tensors", op);
-    WG_ASSERT(b == NULL || wg_tensor_numel(a) == wg_tensor_numel(b), "%s: %lld and %lld elements", op,
-              (long long)wg_tensor_numel(a), (long long)wg_tensor_numel(b));
-}
-
-static unsigned wg_grid_for(int64_t n)
-{
-    int64_t blocks = (n + WG_QUANT_BLOCK - 1) / WG_QUANT_BLOCK;
-    return (unsigned)(blocks < 1 ? 1 : (blocks > WG_QUANT_MAX_GRID ? WG_QUANT_MAX_GRID : blocks));
-}
-
-#define WG_GRID_STRIDE_LOOP(i, n) \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 __global__ void max_abs_kernel(const void *x, wg_dtype t, int64_t n, unsigned long long *out)
 {
@@ -42,33 +20,19 @@ __global__ void max_abs_kernel(const void *x, wg_dtype t, int64_t n, unsigned lo
         unsigned long long a = wg_abs_u64(wg_load_i64(x, t, i));
         m = a > m ? a : m;
     }
-    /* warp maxima, then the block's in shared memory, then one atomic per block */
-    __shared__ unsigned long long warp_max[WG_QUANT_BLOCK / WG_WARP];
-    for (int off = WG_WARP / 2; off > 0; off /= 2) {
-        unsigned long long o = __shfl_down_sync(0xffffffffu, m, off);
-        m = o > m ? o : m;
-    }
-    if (threadIdx.x % WG_WARP == 0) warp_max[threadIdx.x / WG_WARP] = m;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < WG_QUANT_BLOCK / WG_WARP; w++) m = warp_max[w] > m ? warp_max[w] : m;
-        atomicMax(out, m);
-    }
+    wg_block_max_to(out, m);
 }
 
 uint64_t wg_max_abs_cuda(const wg_tensor *x, unsigned long long *d_scratch, cudaStream_t stream)
 {
-    check_int_tensors("max_abs", x, NULL);
+    wg_check_int_tensors("max_abs", x, NULL);
     int64_t n = wg_tensor_numel(x);
-    unsigned long long h = 0;
-    WG_CUDA_CHECK(cudaMemsetAsync(d_scratch, 0, sizeof(*d_scratch), stream));
+    wg_max_reset(d_scratch, stream);
     if (n > 0) {
-        max_abs_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(x->data, x->dtype, n, d_scratch);
+        max_abs_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(x->data, x->dtype, n, d_scratch);
         WG_CUDA_CHECK_LAUNCH("max_abs_kernel");
     }
-    WG_CUDA_CHECK(cudaMemcpyAsync(&h, d_scratch, sizeof(h), cudaMemcpyDeviceToHost, stream));
-    WG_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return (uint64_t)h;
+    return wg_max_read(d_scratch, stream);
 }
 
 __global__ void round_shift_kernel(void *dst, wg_dtype td, const void *src, wg_dtype ts, int64_t n, int shift,
@@ -79,9 +43,9 @@ __global__ void round_shift_kernel(void *dst, wg_dtype td, const void *src, wg_d
 
 void wg_round_shift_cuda(wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound, cudaStream_t stream)
 {
-    check_int_tensors("round_shift", dst, src);
+    wg_check_int_tensors("round_shift", dst, src);
     int64_t n = wg_tensor_numel(src);
-    round_shift_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(dst->data, dst->dtype, src->data, src->dtype, n,
+    round_shift_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(dst->data, dst->dtype, src->data, src->dtype, n,
                                                                       shift, bound);
     WG_CUDA_CHECK_LAUNCH("round_shift_kernel");
 }
@@ -100,10 +64,10 @@ __global__ void flag_split_kernel(void *coarse, wg_dtype tc, void *fine, wg_dtyp
 void wg_flag_split_cuda(wg_tensor *coarse, wg_tensor *fine, const wg_tensor *src, int shift_coarse, int bits,
                         cudaStream_t stream)
 {
-    check_int_tensors("flag_split", coarse, src);
-    check_int_tensors("flag_split", fine, src);
+    wg_check_int_tensors("flag_split", coarse, src);
+    wg_check_int_tensors("flag_split", fine, src);
     int64_t n = wg_tensor_numel(src);
-    flag_split_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(coarse->data, coarse->dtype, fine->data,
+    flag_split_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(coarse->data, coarse->dtype, fine->data,
                                                                      fine->dtype, src->data, src->dtype, n,
                                                                      shift_coarse, bits);
     WG_CUDA_CHECK_LAUNCH("flag_split_kernel");
@@ -122,9 +86,9 @@ __global__ void stochastic_shift_kernel(void *dst, wg_dtype td, const void *src,
 void wg_stochastic_shift_cuda(wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound, wg_sr_stream sr,
                               cudaStream_t stream)
 {
-    check_int_tensors("stochastic_shift", dst, src);
+    wg_check_int_tensors("stochastic_shift", dst, src);
     int64_t n = wg_tensor_numel(src);
-    stochastic_shift_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(dst->data, dst->dtype, src->data,
+    stochastic_shift_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(dst->data, dst->dtype, src->data,
                                                                            src->dtype, n, shift, bound, sr);
     WG_CUDA_CHECK_LAUNCH("stochastic_shift_kernel");
 }
@@ -141,9 +105,9 @@ __global__ void momentum_step_kernel(void *m, wg_dtype tm, const void *g, wg_dty
 
 void wg_momentum_step_cuda(wg_tensor *m, const wg_tensor *g, wg_momentum_shifts s, cudaStream_t stream)
 {
-    check_int_tensors("momentum_step", m, g);
+    wg_check_int_tensors("momentum_step", m, g);
     int64_t n = wg_tensor_numel(m);
-    momentum_step_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(m->data, m->dtype, g->data, g->dtype, n, s);
+    momentum_step_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(m->data, m->dtype, g->data, g->dtype, n, s);
     WG_CUDA_CHECK_LAUNCH("momentum_step_kernel");
 }
 
@@ -160,9 +124,9 @@ __global__ void update_step_kernel(void *w, wg_dtype tw, const void *m, wg_dtype
 
 void wg_update_step_cuda(wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s, cudaStream_t stream)
 {
-    check_int_tensors("update_step", w, m);
+    wg_check_int_tensors("update_step", w, m);
     int64_t n = wg_tensor_numel(w);
-    update_step_kernel<<<wg_grid_for(n), WG_QUANT_BLOCK, 0, stream>>>(w->data, w->dtype, m->data, m->dtype, n, lr_q,
+    update_step_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(w->data, w->dtype, m->data, m->dtype, n, lr_q,
                                                                       s);
     WG_CUDA_CHECK_LAUNCH("update_step_kernel");
 }

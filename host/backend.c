@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "check.h"
 
 void wg_backend_free(wg_backend *b)
 {
@@ -15,4 +16,9 @@ const char *wg_backend_name(const wg_backend *b) { return b->iface->name; }
 void wg_backend_synchronize(wg_backend *b)
 {
     if (b->iface->synchronize != NULL) b->iface->synchronize(b->ctx);
+}
+
+void wg_backend_require(const wg_tensor *t, int present, const char *op)
+{
+    if (!present) WG_DIE("backend %s has no op %s", wg_backend_name(t->backend), op);
 }

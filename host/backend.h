@@ -5,7 +5,8 @@
  * (quant.c) call these entries and never a kernel directly. Backends: the CPU
  * reference (backend_cpu.c, complete) and CUDA (cuda/backend_cuda.cu).
  *
- * The op entries are the elementwise and reduction primitives of docs/numerics.md.
+ * The op entries are the elementwise and reduction primitives of docs/numerics.md
+ * (quantizers, the optimizer's steps, the aligned sums of residual.h).
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -86,12 +87,24 @@ struct wg_backend_i {
 
     /* In place on w, with the learning rate's integer lr_q (wg_update_elem). */
     void (*update_step)(void *ctx, wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s);
+
+    /* The aligned sums of residual.h (wg_residual_elem.h). shift_sum: dst[i] =
+     * wg_shift_sum_elem(a[i], sa, b[i], sb) stored in dst's integer container (int32:
+     * modulo 2^32, for the caller to keep only when every sum fits); returns the largest
+     * |sum|. dst may be a or b. accumulate: acc[i] = wg_accumulate_elem(acc[i], sa,
+     * add[i], sb), acc int64; returns max |acc|. */
+    uint64_t (*shift_sum)(void *ctx, wg_tensor *dst, const wg_tensor *a, int sa, const wg_tensor *b, int sb);
+    uint64_t (*accumulate)(void *ctx, wg_tensor *acc, int sa, const wg_tensor *add, int sb);
 };
 
 struct wg_backend {
     const struct wg_backend_i *iface;
     void *ctx;
 };
+
+/* t's backend's entry op, or an internal error naming it when the backend has none. */
+void wg_backend_require(const wg_tensor *t, int present, const char *op);
+#define WG_BACKEND_OP(t, op) (wg_backend_require((t), (t)->backend->iface->op != NULL, #op), (t)->backend->iface->op)
 
 /* The CPU reference backend. Never fails. */
 wg_backend *wg_backend_cpu_init(void);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu_ops.h"
 #include "check.h"
 #include "wg_par.h"
 #include "wg_intmath.h"
@@ -345,6 +346,8 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .stochastic_shift = cpu_stochastic_shift,
     .momentum_step = cpu_momentum_step,
     .update_step = cpu_update_step,
+    .shift_sum = wg_cpu_shift_sum,
+    .accumulate = wg_cpu_accumulate,
 };
 
 wg_backend *wg_backend_cpu_init(void)

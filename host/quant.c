@@ -57,14 +57,6 @@ static void check_holds(const wg_tensor *t, int64_t bound, const char *what)
               wg_dtype_name(t->dtype), (long long)bound);
 }
 
-/* Optional backend entries may be NULL: name the missing one rather than crash. */
-static void require_op(const wg_tensor *t, bool present, const char *op)
-{
-    if (!present) WG_DIE("backend %s has no op %s", wg_backend_name(t->backend), op);
-}
-
-#define WG_BACKEND_OP(t, op) (require_op((t), (t)->backend->iface->op != NULL, #op), (t)->backend->iface->op)
-
 static uint64_t max_abs(const wg_tensor *x) { return WG_BACKEND_OP(x, max_abs)(x->backend->ctx, x); }
 
 /* The caller's max-abs, or the backend's when it has none. */

@@ -20,6 +20,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "quant.h"
+#include "residual.h"
 
 enum { WG_TEST_SKIPPED = 77 };
 
@@ -318,6 +319,82 @@ static void test_momentum_update(void **state)
     }
 }
 
+/* The aligned sums' entries (shift_sum, accumulate) on both backends: every container
+ * pair, ragged sizes, shifts from 0 to 31; outputs and returned maxima identical. */
+static void test_shift_sum_accumulate(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    int variant = 0;
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
+        for (size_t ta = 0; ta < 4; ta++)
+            for (size_t tb = 0; tb < 4; tb++, variant++) {
+                int64_t n = sizes[si];
+                int sa = (variant * 7) % 32, sb = (variant * 13 + 5) % 32;
+                void *ha = random_host(in_types[ta], n, 3000 + (uint64_t)variant);
+                void *hb = random_host(in_types[tb], n, 4000 + (uint64_t)variant);
+                int64_t *hacc = random_host(WG_I64, n, 5000 + (uint64_t)variant);
+                wg_tensor ac, ag, bc, bg, dc, dg;
+                make_pair(f, &ac, &ag, in_types[ta], n, 0, ha);
+                make_pair(f, &bc, &bg, in_types[tb], n, 0, hb);
+                wg_dtype dt = variant % 2 ? WG_I32 : WG_I64;
+                make_pair(f, &dc, &dg, dt, n, 0, NULL);
+                uint64_t mc = f->cpu->iface->shift_sum(f->cpu->ctx, &dc, &ac, sa, &bc, sb);
+                uint64_t mg = f->gpu->iface->shift_sum(f->gpu->ctx, &dg, &ag, sa, &bg, sb);
+                if (mc != mg) print_error("shift_sum max: cpu %llu, gpu %llu\n", (unsigned long long)mc,
+                                          (unsigned long long)mg);
+                assert_int_equal(mc, mg);
+                expect_identical(&dc, &dg, "shift_sum");
+                make_pair(f, &dc, &dg, WG_I64, n, 0, hacc); /* the sum, into a random acc */
+                mc = f->cpu->iface->accumulate(f->cpu->ctx, &dc, sa, &bc, sb);
+                mg = f->gpu->iface->accumulate(f->gpu->ctx, &dg, sa, &bg, sb);
+                if (mc != mg) print_error("accumulate max: cpu %llu, gpu %llu\n", (unsigned long long)mc,
+                                          (unsigned long long)mg);
+                assert_int_equal(mc, mg);
+                expect_identical(&dc, &dg, "accumulate");
+                wg_tensor_free(&ac), wg_tensor_free(&ag), wg_tensor_free(&bc), wg_tensor_free(&bg);
+                free(ha), free(hb), free(hacc);
+            }
+}
+
+/* residual.h's entries on both backends: the residual add into int32 (sums that fit,
+ * and int64 terms whose sums do not: the fit rule), the error sum, and exponents far
+ * apart with one side all zero. */
+static void test_residual_api(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
+        for (int mode = 0; mode < 3; mode++) {
+            int64_t n = sizes[si];
+            wg_dtype ta = mode == 1 ? WG_I64 : WG_I32;
+            int ea = -10 - (int)si, eb = mode == 2 ? ea + 40 : ea + (int)si % 5;
+            void *ha = random_host(ta, n, 6000 + si * 3 + (uint64_t)mode), *hb = random_host(WG_I32, n, 7000 + si);
+            if (mode == 2) memset(ha, 0, (size_t)n * wg_dtype_size(ta)); /* zero: takes the other's exponent */
+            wg_tensor ac, ag, bc, bg, oc, og, tc, tg;
+            make_pair(f, &ac, &ag, ta, n, ea, ha);
+            make_pair(f, &bc, &bg, WG_I32, n, eb, hb);
+            make_pair(f, &oc, &og, WG_I32, n, 0, NULL);
+            make_pair(f, &tc, &tg, WG_I64, n, 0, NULL);
+            uint64_t mc = wg_residual_add(&ac, &bc, &oc, &tc), mg = wg_residual_add(&ag, &bg, &og, &tg);
+            assert_int_equal(mc, mg);
+            expect_identical(&oc, &og, "residual add");
+            wg_tensor_free(&tc), wg_tensor_free(&tg);
+            int64_t *hacc = random_host(WG_I64, n, 8000 + si);
+            make_pair(f, &tc, &tg, WG_I64, n, mode == 2 ? eb - 45 : ea, hacc);
+            if (mode == 2) { /* the far side all zero */
+                wg_tensor_zero(&tc);
+                wg_tensor_zero(&tg);
+            }
+            mc = wg_error_accumulate(&tc, &bc);
+            mg = wg_error_accumulate(&tg, &bg);
+            assert_int_equal(mc, mg);
+            expect_identical(&tc, &tg, "error sum");
+            wg_tensor_free(&ac), wg_tensor_free(&ag), wg_tensor_free(&bc), wg_tensor_free(&bg);
+            free(ha), free(hb), free(hacc);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_direct),     cmocka_unit_test(test_fit),
         cmocka_unit_test(test_shift_e1),   cmocka_unit_test(test_flag_e2),
         cmocka_unit_test(test_grad_g),     cmocka_unit_test(test_momentum_update),
+        cmocka_unit_test(test_shift_sum_accumulate), cmocka_unit_test(test_residual_api),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;

@@ -1,0 +1,14 @@
+/* backend_cpu_ops.h: entries of the CPU backend's vtable (backend_cpu.c) that live in
+ * the files of their op family. Private to the CPU backend. */
+#ifndef WG_BACKEND_CPU_OPS_H
+#define WG_BACKEND_CPU_OPS_H
+
+#include <stdint.h>
+
+#include "tensor.h"
+
+/* residual_cpu.c: backend.h's shift_sum and accumulate. */
+uint64_t wg_cpu_shift_sum(void *ctx, wg_tensor *dst, const wg_tensor *a, int sa, const wg_tensor *b, int sb);
+uint64_t wg_cpu_accumulate(void *ctx, wg_tensor *acc, int sa, const wg_tensor *add, int sb);
+
+#endif
