@@ -10,6 +10,7 @@
 
 #include "backend_cuda.h"
 #include "cuda_check.cuh"
+#include "pool.cuh"
 #include "quant.cuh"
 #include "residual.cuh"
 
@@ -133,6 +134,16 @@ static uint64_t cuda_accumulate(void *ctx, wg_tensor *acc, int sa, const wg_tens
     return wg_accumulate_cuda(acc, sa, add, sb, c->d_scratch, c->stream);
 }
 
+static void cuda_gap_s8_forward(void *ctx, const wg_tensor *a, wg_tensor *out)
+{
+    wg_gap_s8_forward_cuda(a, out, ctx_of(ctx)->stream);
+}
+
+static void cuda_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da)
+{
+    wg_gap_s8_backward_cuda(dout, da, ctx_of(ctx)->stream);
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -150,6 +161,8 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .update_step = cuda_update_step,
     .shift_sum = cuda_shift_sum,
     .accumulate = cuda_accumulate,
+    .gap_s8_forward = cuda_gap_s8_forward,
+    .gap_s8_backward = cuda_gap_s8_backward,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

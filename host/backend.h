@@ -6,7 +6,8 @@
  * reference (backend_cpu.c, complete) and CUDA (cuda/backend_cuda.cu).
  *
  * The op entries are the elementwise and reduction primitives of docs/numerics.md
- * (quantizers, the optimizer's steps, the aligned sums of residual.h).
+ * (quantizers, the optimizer's steps, the aligned sums of residual.h, global average
+ * pooling).
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -95,6 +96,12 @@ struct wg_backend_i {
      * add[i], sb), acc int64; returns max |acc|. */
     uint64_t (*shift_sum)(void *ctx, wg_tensor *dst, const wg_tensor *a, int sa, const wg_tensor *b, int sb);
     uint64_t (*accumulate)(void *ctx, wg_tensor *acc, int sa, const wg_tensor *add, int sb);
+
+    /* Global average pooling in int8 mode (pool.h, checked there): out[b][c] =
+     * RNE(sum over the H*W positions of a[b][.][.][c] / (H*W)), a int8 NHWC, out int8;
+     * backward, da (int64 NHWC) = wg_gap_spread_elem(dout[b][c], H*W) at every position. */
+    void (*gap_s8_forward)(void *ctx, const wg_tensor *a, wg_tensor *out);
+    void (*gap_s8_backward)(void *ctx, const wg_tensor *dout, wg_tensor *da);
 };
 
 struct wg_backend {

@@ -348,6 +348,8 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .update_step = cpu_update_step,
     .shift_sum = wg_cpu_shift_sum,
     .accumulate = wg_cpu_accumulate,
+    .gap_s8_forward = wg_cpu_gap_s8_forward,
+    .gap_s8_backward = wg_cpu_gap_s8_backward,
 };
 
 wg_backend *wg_backend_cpu_init(void)

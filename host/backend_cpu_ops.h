@@ -11,4 +11,8 @@
 uint64_t wg_cpu_shift_sum(void *ctx, wg_tensor *dst, const wg_tensor *a, int sa, const wg_tensor *b, int sb);
 uint64_t wg_cpu_accumulate(void *ctx, wg_tensor *acc, int sa, const wg_tensor *add, int sb);
 
+/* pool.c: backend.h's gap_s8_forward and gap_s8_backward. */
+void wg_cpu_gap_s8_forward(void *ctx, const wg_tensor *a, wg_tensor *out);
+void wg_cpu_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da);
+
 #endif

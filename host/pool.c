@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "backend_cpu_ops.h"
 #include "check.h"
 #include "wg_intmath.h"
 #include "wg_par.h"
@@ -21,6 +23,24 @@ void wg_gap_s8_forward(const wg_tensor *a, wg_tensor *out)
 {
     check_gap(a, out);
     WG_ASSERT(a->dtype == WG_I8 && out->dtype == WG_I8, "int8 pooling");
+    WG_BACKEND_OP(a, gap_s8_forward)(a->backend->ctx, a, out);
+    out->exp = a->exp;
+}
+
+void wg_gap_s8_backward(const wg_tensor *dout, const wg_tensor *a, wg_tensor *da)
+{
+    check_gap(a, dout);
+    WG_ASSERT(wg_dtype_is_int(dout->dtype) && da->dtype == WG_I64 && da->layout == WG_LAYOUT_NHWC &&
+                  wg_tensor_numel(da) == wg_tensor_numel(a) && da->shape[3] == a->shape[3],
+              "int8 pooling backward");
+    WG_BACKEND_OP(da, gap_s8_backward)(da->backend->ctx, dout, da);
+    da->exp = dout->exp - WG_GAP_EXTRA_BITS;
+}
+
+/* The CPU backend's loops of the two (backend.h). */
+void wg_cpu_gap_s8_forward(void *ctx, const wg_tensor *a, wg_tensor *out)
+{
+    (void)ctx;
     int64_t n = a->shape[0], hw = a->shape[1] * a->shape[2], c = a->shape[3];
     const int8_t *x = a->data;
     int8_t *y = out->data;
@@ -33,28 +53,20 @@ void wg_gap_s8_forward(const wg_tensor *a, wg_tensor *out)
         for (int64_t ch = 0; ch < c; ch++) y[b * c + ch] = (int8_t)wg_div_rne(s[ch], hw);
         free(s);
     }
-    out->exp = a->exp;
 }
 
-void wg_gap_s8_backward(const wg_tensor *dout, const wg_tensor *a, wg_tensor *da)
+void wg_cpu_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da)
 {
-    check_gap(a, dout);
-    WG_ASSERT(wg_dtype_is_int(dout->dtype) && da->dtype == WG_I64 && wg_tensor_numel(da) == wg_tensor_numel(a),
-              "int8 pooling backward");
-    int64_t n = a->shape[0], hw = a->shape[1] * a->shape[2], c = a->shape[3];
+    (void)ctx;
+    int64_t n = da->shape[0], hw = da->shape[1] * da->shape[2], c = da->shape[3];
     int64_t *dx = da->data;
 #pragma omp parallel for schedule(static) if (n * hw * c >= WG_PAR_MIN)
     for (int64_t b = 0; b < n; b++) {
         int64_t *row = dx + b * hw * c; /* image b's first row, the others its copies */
-        for (int64_t ch = 0; ch < c; ch++) {
-            /* RNE(d * 2^8 / hw) without forming d * 2^8: d = q hw + r, so the result is
-             * q 2^8 + RNE(r 2^8 / hw) exactly (r < hw keeps r 2^8 small) */
-            int64_t d = wg_load_i64(dout->data, dout->dtype, b * c + ch), q = d / hw, r = d % hw;
-            row[ch] = wg_shl_sat(q, WG_GAP_EXTRA_BITS) + wg_div_rne(r * (1 << WG_GAP_EXTRA_BITS), hw);
-        }
+        for (int64_t ch = 0; ch < c; ch++)
+            row[ch] = wg_gap_spread_elem(wg_load_i64(dout->data, dout->dtype, b * c + ch), hw);
         for (int64_t p = 1; p < hw; p++) memcpy(row + p * c, row, (size_t)c * sizeof *row);
     }
-    da->exp = dout->exp - WG_GAP_EXTRA_BITS;
 }
 
 void wg_gap_f32_forward(const wg_tensor *a, wg_tensor *out)

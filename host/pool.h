@@ -26,12 +26,11 @@
 #include <stdint.h>
 
 #include "tensor.h"
+#include "wg_pool_elem.h" /* WG_GAP_EXTRA_BITS */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define WG_GAP_EXTRA_BITS 8
 
 /* a: [N][H][W][C] int8 -> out: [N][C] int8 (any rank with N*C elements). */
 void wg_gap_s8_forward(const wg_tensor *a, wg_tensor *out);

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "backend_cuda.h"
+#include "pool.h"
 #include "quant.h"
 #include "residual.h"
 
@@ -395,6 +396,52 @@ static void test_residual_api(void **state)
         }
 }
 
+/* An NHWC tensor on each backend from the same host values (NULL: the sentinel). */
+static void make_nhwc_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, const int64_t shape[4], int exp,
+                           const void *h)
+{
+    assert_true(wg_tensor_init(c, f->cpu, t, WG_LAYOUT_NHWC, 4, shape, exp));
+    assert_true(wg_tensor_init(g, f->gpu, t, WG_LAYOUT_NHWC, 4, shape, exp));
+    if (h != NULL) {
+        wg_tensor_upload(c, h);
+        wg_tensor_upload(g, h);
+    } else {
+        fill_sentinel(c);
+        fill_sentinel(g);
+    }
+}
+
+/* Global average pooling, int8: ragged H*W and C (the sums' ties included: random
+ * int8 values over few positions), a spatial size past one grid-stride pass, and
+ * errors in int32 and int64 for the backward spread. */
+static void test_gap(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    static const int64_t shapes[][4] = {{1, 1, 1, 1}, {2, 1, 2, 3}, {3, 7, 7, 5}, {128, 8, 8, 64}, {4, 56, 56, 33},
+                                        {32, 7, 7, 512}};
+    for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+        const int64_t *sh = shapes[k], nc = sh[0] * sh[3], pooled[4] = {sh[0], 1, 1, sh[3]};
+        int64_t n = sh[0] * sh[1] * sh[2] * sh[3];
+        void *ha = random_host(WG_I8, n, 9000 + k);
+        wg_tensor ac, ag, oc, og, dc, dg, xc, xg;
+        make_nhwc_pair(f, &ac, &ag, WG_I8, sh, -5, ha);
+        make_nhwc_pair(f, &oc, &og, WG_I8, pooled, 0, NULL);
+        wg_gap_s8_forward(&ac, &oc);
+        wg_gap_s8_forward(&ag, &og);
+        expect_identical(&oc, &og, "GAP forward");
+        wg_dtype et = k % 2 ? WG_I32 : WG_I64;
+        void *hd = random_host(et, nc, 9100 + k);
+        make_pair(f, &dc, &dg, et, nc, -9, hd);
+        make_nhwc_pair(f, &xc, &xg, WG_I64, sh, 0, NULL);
+        wg_gap_s8_backward(&dc, &ac, &xc);
+        wg_gap_s8_backward(&dg, &ag, &xg);
+        expect_identical(&xc, &xg, "GAP backward");
+        wg_tensor_free(&ac), wg_tensor_free(&ag), wg_tensor_free(&dc), wg_tensor_free(&dg);
+        free(ha), free(hd);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_shift_e1),   cmocka_unit_test(test_flag_e2),
         cmocka_unit_test(test_grad_g),     cmocka_unit_test(test_momentum_update),
         cmocka_unit_test(test_shift_sum_accumulate), cmocka_unit_test(test_residual_api),
+        cmocka_unit_test(test_gap),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
