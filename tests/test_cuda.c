@@ -81,10 +81,9 @@ static void fill_sentinel(wg_tensor *t)
     free(h);
 }
 
-static void make_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, int64_t n, int exp, const void *h)
+/* The same host values into both (NULL: the sentinel). */
+static void fill_pair(wg_tensor *c, wg_tensor *g, const void *h)
 {
-    assert_true(wg_tensor_init(c, f->cpu, t, WG_LAYOUT_PLAIN, 1, &n, exp));
-    assert_true(wg_tensor_init(g, f->gpu, t, WG_LAYOUT_PLAIN, 1, &n, exp));
     if (h != NULL) {
         wg_tensor_upload(c, h);
         wg_tensor_upload(g, h);
@@ -92,6 +91,13 @@ static void make_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, in
         fill_sentinel(c);
         fill_sentinel(g);
     }
+}
+
+static void make_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, int64_t n, int exp, const void *h)
+{
+    assert_true(wg_tensor_init(c, f->cpu, t, WG_LAYOUT_PLAIN, 1, &n, exp));
+    assert_true(wg_tensor_init(g, f->gpu, t, WG_LAYOUT_PLAIN, 1, &n, exp));
+    fill_pair(c, g, h);
 }
 
 /* Same exponent, same bytes; frees both. */
@@ -402,13 +408,7 @@ static void make_nhwc_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype 
 {
     assert_true(wg_tensor_init(c, f->cpu, t, WG_LAYOUT_NHWC, 4, shape, exp));
     assert_true(wg_tensor_init(g, f->gpu, t, WG_LAYOUT_NHWC, 4, shape, exp));
-    if (h != NULL) {
-        wg_tensor_upload(c, h);
-        wg_tensor_upload(g, h);
-    } else {
-        fill_sentinel(c);
-        fill_sentinel(g);
-    }
+    fill_pair(c, g, h);
 }
 
 /* Global average pooling, int8: ragged H*W and C (the sums' ties included: random
