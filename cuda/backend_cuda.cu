@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "act.cuh"
 #include "backend_cuda.h"
 #include "cuda_check.cuh"
 #include "pool.cuh"
@@ -144,6 +145,16 @@ static void cuda_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da
     wg_gap_s8_backward_cuda(dout, da, ctx_of(ctx)->stream);
 }
 
+static void cuda_relu_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound)
+{
+    wg_relu_round_shift_cuda(dst, src, shift, bound, ctx_of(ctx)->stream);
+}
+
+static void cuda_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de)
+{
+    wg_relu_mask_cuda(y, de, ctx_of(ctx)->stream);
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -163,6 +174,8 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .accumulate = cuda_accumulate,
     .gap_s8_forward = cuda_gap_s8_forward,
     .gap_s8_backward = cuda_gap_s8_backward,
+    .relu_round_shift = cuda_relu_round_shift,
+    .relu_mask = cuda_relu_mask,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

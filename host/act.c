@@ -1,10 +1,14 @@
 /* act.c: ReLU + activation quantizer (see act.h). */
 #include "act.h"
 
+#include "backend.h"
+#include "backend_cpu_ops.h"
 #include "check.h"
 #include "cpu_rne.h"
 #include "quant.h"
+#include "wg_dtype.h"
 #include "wg_par.h"
+#include "wg_quant_elem.h"
 
 void wg_relu_quant_forward(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule)
 {
@@ -19,26 +23,6 @@ wg_quant_plan wg_act_plan(wg_act_exponent rule, int bits, int y_exp, uint64_t re
     return (wg_quant_plan){e - y_exp, INT8_MAX, e}; /* wg_quant_direct without clip: the container's bound */
 }
 
-/* The quantizer's pass in one loop over y when relu_max is given (wg_relu_quant_forward,
- * without it, rectifies y in place as its contract says): a = RNE(max(y, 0) / 2^shift)
- * clamped, for an int32 y, an int8 a and a shift in 1..31 (cpu_rne.h's rne32: the typed path of the
- * backend's round_shift, here on the rectified value). */
-static bool relu_quant_fused(const wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule, uint64_t relu_max)
-{
-    if (y->dtype != WG_I32 || a->dtype != WG_I8 || relu_max == WG_QUANT_MAX_UNKNOWN) return false;
-    wg_quant_plan p = wg_act_plan(rule, bits, y->exp, relu_max);
-    if (p.shift < 1 || p.shift > 31) return false;
-    const int32_t *v = y->data;
-    int8_t *q = a->data;
-    int64_t n = wg_tensor_numel(y);
-    rne32_k k = rne32_init(p.shift);
-    int32_t bound = (int32_t)p.bound;
-#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) q[i] = (int8_t)clamp32(rne32(v[i] > 0 ? v[i] : 0, k), bound);
-    a->exp = p.exp;
-    return true;
-}
-
 void wg_relu_quant_forward_max(wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule, uint64_t relu_max)
 {
     WG_ASSERT(y->dtype == WG_I32 && a->dtype == WG_I8, "ReLU input %s, output %s", wg_dtype_name(y->dtype),
@@ -46,11 +30,13 @@ void wg_relu_quant_forward_max(wg_tensor *y, wg_tensor *a, int bits, wg_act_expo
     WG_ASSERT(wg_tensor_numel(y) == wg_tensor_numel(a), "ReLU: %lld inputs, %lld outputs",
               (long long)wg_tensor_numel(y), (long long)wg_tensor_numel(a));
     WG_ASSERT(bits >= 2 && bits <= 8, "activations into int8: %d bits (expected 2..8)", bits);
-    if (relu_quant_fused(y, a, bits, rule, relu_max)) return;
-    int32_t *v = y->data;
-    int64_t n = wg_tensor_numel(y);
-#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) v[i] = v[i] > 0 ? v[i] : 0;
+    if (relu_max != WG_QUANT_MAX_UNKNOWN) { /* the quantizer's step on the rectified y, in one pass */
+        wg_quant_plan p = wg_act_plan(rule, bits, y->exp, relu_max);
+        WG_BACKEND_OP(y, relu_round_shift)(y->backend->ctx, a, y, p.shift, p.bound);
+        a->exp = p.exp;
+        return;
+    }
+    WG_BACKEND_OP(y, relu_round_shift)(y->backend->ctx, y, y, 0, INT32_MAX); /* y rectified, as act.h says */
     if (rule == WG_ACT_FIT) wg_quant_fit_exp_max(a, y, -(bits - 1), relu_max);
     else wg_quant_direct(a, y, bits, false);
 }
@@ -58,6 +44,37 @@ void wg_relu_quant_forward_max(wg_tensor *y, wg_tensor *a, int bits, wg_act_expo
 void wg_relu_backward_s8(const wg_tensor *y, wg_tensor *de)
 {
     WG_ASSERT(y->dtype == WG_I32 && de->dtype == WG_I8 && wg_tensor_numel(y) == wg_tensor_numel(de), "ReLU backward");
+    WG_BACKEND_OP(de, relu_mask)(de->backend->ctx, y, de);
+}
+
+/* The CPU backend's loops (backend.h's relu_round_shift and relu_mask). The int32 ->
+ * int8 step with a shift in 1..31 is cpu_rne.h's rne32 on the rectified value, the
+ * typed path of the backend's round_shift; other containers widen to int64. */
+void wg_cpu_relu_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound)
+{
+    (void)ctx;
+    WG_ASSERT(wg_dtype_is_int(dst->dtype) && wg_dtype_is_int(src->dtype) &&
+                  wg_tensor_numel(dst) == wg_tensor_numel(src) && shift >= -62 && shift <= 64,
+              "relu_round_shift: %s from %s, shift %d", wg_dtype_name(dst->dtype), wg_dtype_name(src->dtype), shift);
+    int64_t n = wg_tensor_numel(src);
+    if (src->dtype == WG_I32 && dst->dtype == WG_I8 && shift >= 1 && shift <= 31) {
+        const int32_t *v = src->data;
+        int8_t *q = dst->data;
+        rne32_k k = rne32_init(shift);
+        int32_t b = bound < INT8_MAX ? (int32_t)bound : INT8_MAX; /* rne32 of a shift >= 1 is below 2^30 */
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) q[i] = (int8_t)clamp32(rne32(v[i] > 0 ? v[i] : 0, k), b);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= WG_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        wg_store_i64(dst->data, dst->dtype, i,
+                     wg_relu_round_shift_elem(wg_load_i64(src->data, src->dtype, i), shift, bound));
+}
+
+void wg_cpu_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de)
+{
+    (void)ctx;
     const int32_t *v = y->data;
     int8_t *d = de->data;
     int64_t n = wg_tensor_numel(y);

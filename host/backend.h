@@ -7,7 +7,7 @@
  *
  * The op entries are the elementwise and reduction primitives of docs/numerics.md
  * (quantizers, the optimizer's steps, the aligned sums of residual.h, global average
- * pooling).
+ * pooling, ReLU).
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -102,6 +102,11 @@ struct wg_backend_i {
      * backward, da (int64 NHWC) = wg_gap_spread_elem(dout[b][c], H*W) at every position. */
     void (*gap_s8_forward)(void *ctx, const wg_tensor *a, wg_tensor *out);
     void (*gap_s8_backward)(void *ctx, const wg_tensor *dout, wg_tensor *da);
+
+    /* ReLU (act.h): dst[i] = wg_relu_round_shift_elem(src[i], shift, bound) (dst may be
+     * src); relu_mask: de[i] = 0 where y[i] <= 0 (de int8, y int32), in place. */
+    void (*relu_round_shift)(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound);
+    void (*relu_mask)(void *ctx, const wg_tensor *y, wg_tensor *de);
 };
 
 struct wg_backend {

@@ -350,6 +350,8 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .accumulate = wg_cpu_accumulate,
     .gap_s8_forward = wg_cpu_gap_s8_forward,
     .gap_s8_backward = wg_cpu_gap_s8_backward,
+    .relu_round_shift = wg_cpu_relu_round_shift,
+    .relu_mask = wg_cpu_relu_mask,
 };
 
 wg_backend *wg_backend_cpu_init(void)

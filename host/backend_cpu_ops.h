@@ -15,4 +15,8 @@ uint64_t wg_cpu_accumulate(void *ctx, wg_tensor *acc, int sa, const wg_tensor *a
 void wg_cpu_gap_s8_forward(void *ctx, const wg_tensor *a, wg_tensor *out);
 void wg_cpu_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da);
 
+/* act.c: backend.h's relu_round_shift and relu_mask. */
+void wg_cpu_relu_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound);
+void wg_cpu_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de);
+
 #endif

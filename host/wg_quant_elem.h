@@ -56,6 +56,13 @@ WG_HD int64_t wg_momentum_elem(int64_t m, int64_t g, int m_up, int g_up, int out
     return wg_clamp_sym(wg_rshift_rne(t, out_down), bound);
 }
 
+/* ReLU, then the activation quantizer's step: wg_round_shift_clamp(max(y, 0), shift, bound)
+ * (act.h; shift 0 and the container's bound: ReLU alone). */
+WG_HD int64_t wg_relu_round_shift_elem(int64_t y, int shift, int64_t bound)
+{
+    return wg_round_shift_clamp(y > 0 ? y : 0, shift, bound);
+}
+
 /* Update w' = Q(w - lr * m, k_u) in the common exponent e_t, rounded back to e_w. */
 WG_HD int64_t wg_update_elem(int64_t w, int64_t m, int64_t lr_q, int w_up, int p_up, int out_down,
                              int64_t bound)

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "act.h"
 #include "backend.h"
 #include "backend_cuda.h"
 #include "pool.h"
@@ -442,6 +443,40 @@ static void test_gap(void **state)
     }
 }
 
+/* ReLU and the activation quantizer (both rules, 8 and 4 bits; relu_max unknown, which
+ * rectifies y in place and quantizes through the backend's passes, or handed over, which
+ * runs the one fused pass), and ReLU's backward mask. */
+static void test_relu(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    int variant = 0;
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
+        for (int mode = 0; mode < 4; mode++, variant++) {
+            int64_t n = sizes[si];
+            int32_t *hy = random_host(WG_I32, n, 9500 + (uint64_t)variant);
+            int8_t *hd = random_host(WG_I8, n, 9600 + (uint64_t)variant);
+            uint64_t relu_max = 0;
+            for (int64_t i = 0; i < n; i++)
+                relu_max = hy[i] > 0 && (uint64_t)hy[i] > relu_max ? (uint64_t)hy[i] : relu_max;
+            wg_act_exponent rule = mode % 2 ? WG_ACT_FIXED : WG_ACT_FIT;
+            int bits = mode < 2 ? 8 : 4;
+            wg_tensor yc, yg, ac, ag, dc, dg;
+            make_pair(f, &yc, &yg, WG_I32, n, -14 - (int)si, hy);
+            make_pair(f, &ac, &ag, WG_I8, n, 0, NULL);
+            make_pair(f, &dc, &dg, WG_I8, n, -3, hd);
+            wg_relu_backward_s8(&yc, &dc); /* the mask first: y as the forward pass saw it */
+            wg_relu_backward_s8(&yg, &dg);
+            expect_identical(&dc, &dg, "ReLU backward mask");
+            uint64_t given = variant % 3 == 0 ? WG_QUANT_MAX_UNKNOWN : relu_max;
+            wg_relu_quant_forward_max(&yc, &ac, bits, rule, given);
+            wg_relu_quant_forward_max(&yg, &ag, bits, rule, given);
+            expect_identical(&ac, &ag, "ReLU + A");
+            expect_identical(&yc, &yg, "ReLU's y afterwards");
+            free(hy), free(hd);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -450,7 +485,7 @@ int main(void)
         cmocka_unit_test(test_shift_e1),   cmocka_unit_test(test_flag_e2),
         cmocka_unit_test(test_grad_g),     cmocka_unit_test(test_momentum_update),
         cmocka_unit_test(test_shift_sum_accumulate), cmocka_unit_test(test_residual_api),
-        cmocka_unit_test(test_gap),
+        cmocka_unit_test(test_gap),                  cmocka_unit_test(test_relu),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
