@@ -2,6 +2,7 @@
 #include "softmax.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "check.h"
 #include "wg_rational.h"
@@ -33,6 +34,34 @@ static void report_row(const double *row, int64_t k, int32_t label, wg_loss_stat
 
 enum { WG_MAX_CLASSES = 4096 }; /* per-row scratch lives on the stack */
 
+/* The loss works on host copies of the logits and of its gradient, whatever backend
+ * holds them: N x K is small next to a step's other tensors, and its statistics are
+ * host arithmetic (double) anyway, so one download and one upload serve every backend
+ * with the same loops. */
+static void *host_copy(const wg_tensor *t)
+{
+    void *h = malloc(wg_tensor_nbytes(t) ? wg_tensor_nbytes(t) : 1);
+    WG_ASSERT(h != NULL, "out of memory for the loss's %zu bytes", wg_tensor_nbytes(t));
+    wg_tensor_download(t, h);
+    return h;
+}
+
+static void *host_buffer(const wg_tensor *t)
+{
+    if (t == NULL) return NULL;
+    void *h = malloc(wg_tensor_nbytes(t) ? wg_tensor_nbytes(t) : 1);
+    WG_ASSERT(h != NULL, "out of memory for the loss gradient's %zu bytes", wg_tensor_nbytes(t));
+    return h;
+}
+
+/* dz's host values up to its backend, and both copies freed. */
+static void finish(wg_tensor *dz, void *gh, void *zh)
+{
+    if (dz != NULL) wg_tensor_upload(dz, gh);
+    free(gh);
+    free(zh);
+}
+
 void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz, wg_loss_stats *st)
 {
     int64_t n, k;
@@ -41,7 +70,7 @@ void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
     WG_ASSERT(k <= WG_MAX_CLASSES, "%lld classes (at most %d)", (long long)k, WG_MAX_CLASSES);
     WG_ASSERT(z->exp >= -26 && z->exp <= 30, "logit exponent %d outside [-26, 30]", z->exp);
     WG_ASSERT(dz == NULL || (dz->dtype == WG_I32 && wg_tensor_numel(dz) == n * k), "softmax gradient");
-    const int32_t *zq = z->data;
+    int32_t *zq = host_copy(z), *gh = host_buffer(dz);
     int64_t e[WG_MAX_CLASSES];
     double row[WG_MAX_CLASSES];
     for (int64_t b = 0; b < n; b++) {
@@ -56,7 +85,7 @@ void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
             sum += e[j];
         }
         if (dz != NULL) {
-            int32_t *g = (int32_t *)dz->data + b * k;
+            int32_t *g = gh + b * k;
             for (int64_t j = 0; j < k; j++) {
                 int64_t p = wg_div_rne(e[j] * ((int64_t)1 << WG_SOFTMAX_PROB_BITS), sum);
                 int64_t diff = p - (j == label ? (int64_t)1 << WG_SOFTMAX_PROB_BITS : 0);
@@ -66,6 +95,7 @@ void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
         for (int64_t j = 0; j < k; j++) row[j] = ldexp((double)r[j], z->exp);
         report_row(row, k, label, st);
     }
+    finish(dz, gh, zq);
     if (dz != NULL) dz->exp = -(WG_SOFTMAX_PROB_BITS + WG_SOFTMAX_GRAD_EXTRA);
 }
 
@@ -75,7 +105,7 @@ void wg_softmax_ce_f32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
     logits_shape(z, &n, &k);
     WG_ASSERT(z->dtype == WG_F32 && k <= WG_MAX_CLASSES, "float softmax of %lld classes", (long long)k);
     WG_ASSERT(dz == NULL || (dz->dtype == WG_F32 && wg_tensor_numel(dz) == n * k), "softmax gradient");
-    const float *zf = z->data;
+    float *zf = host_copy(z), *gh = host_buffer(dz);
     double row[WG_MAX_CLASSES];
     for (int64_t b = 0; b < n; b++) {
         int32_t label = labels[b];
@@ -88,10 +118,11 @@ void wg_softmax_ce_f32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
         if (dz != NULL) {
             double s = 0;
             for (int64_t j = 0; j < k; j++) s += exp(row[j] - m);
-            float *g = (float *)dz->data + b * k;
+            float *g = gh + b * k;
             for (int64_t j = 0; j < k; j++)
                 g[j] = (float)((exp(row[j] - m) / s - (j == label ? 1.0 : 0.0)) / (double)n);
         }
         report_row(row, k, label, st);
     }
+    finish(dz, gh, zf);
 }

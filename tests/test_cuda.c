@@ -23,6 +23,7 @@
 #include "pool.h"
 #include "quant.h"
 #include "residual.h"
+#include "softmax.h"
 
 enum { WG_TEST_SKIPPED = 77 };
 
@@ -403,13 +404,20 @@ static void test_residual_api(void **state)
         }
 }
 
-/* An NHWC tensor on each backend from the same host values (NULL: the sentinel). */
+/* A tensor of the given layout and shape on each backend from the same host values
+ * (NULL: the sentinel). */
+static void make_shaped_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, wg_layout layout, int ndim,
+                             const int64_t *shape, int exp, const void *h)
+{
+    assert_true(wg_tensor_init(c, f->cpu, t, layout, ndim, shape, exp));
+    assert_true(wg_tensor_init(g, f->gpu, t, layout, ndim, shape, exp));
+    fill_pair(c, g, h);
+}
+
 static void make_nhwc_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, const int64_t shape[4], int exp,
                            const void *h)
 {
-    assert_true(wg_tensor_init(c, f->cpu, t, WG_LAYOUT_NHWC, 4, shape, exp));
-    assert_true(wg_tensor_init(g, f->gpu, t, WG_LAYOUT_NHWC, 4, shape, exp));
-    fill_pair(c, g, h);
+    make_shaped_pair(f, c, g, t, WG_LAYOUT_NHWC, 4, shape, exp, h);
 }
 
 /* Global average pooling, int8: ragged H*W and C (the sums' ties included: random
@@ -477,6 +485,35 @@ static void test_relu(void **state)
         }
 }
 
+/* The loss on logits held by each backend (it reads them through a host copy): the
+ * gradient and the statistics must agree, for 10 and 1000 classes. */
+static void test_softmax(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    static const int64_t shapes[][2] = {{1, 10}, {128, 10}, {33, 1000}};
+    for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+        int64_t n = shapes[k][0], classes = shapes[k][1], nk = n * classes;
+        int32_t *hz = random_host(WG_I16, nk, 9700 + k), *hz32 = malloc((size_t)nk * sizeof *hz32);
+        int32_t *labels = malloc((size_t)n * sizeof *labels);
+        assert_non_null(hz32);
+        assert_non_null(labels);
+        for (int64_t i = 0; i < nk; i++) hz32[i] = ((int16_t *)hz)[i];
+        for (int64_t b = 0; b < n; b++) labels[b] = (int32_t)((b * 7 + (int64_t)k) % classes);
+        wg_tensor zc, zg, dc, dg;
+        make_shaped_pair(f, &zc, &zg, WG_I32, WG_LAYOUT_PLAIN, 2, shapes[k], -9, hz32);
+        make_shaped_pair(f, &dc, &dg, WG_I32, WG_LAYOUT_PLAIN, 2, shapes[k], 0, NULL);
+        wg_loss_stats sc = {0}, sg = {0};
+        wg_softmax_ce_s32(&zc, labels, &dc, &sc);
+        wg_softmax_ce_s32(&zg, labels, &dg, &sg);
+        expect_identical(&dc, &dg, "softmax cross-entropy gradient");
+        assert_true(sc.loss_sum == sg.loss_sum && sc.correct == sg.correct && sc.correct5 == sg.correct5 &&
+                    sc.count == sg.count);
+        wg_tensor_free(&zc), wg_tensor_free(&zg);
+        free(hz), free(hz32), free(labels);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_grad_g),     cmocka_unit_test(test_momentum_update),
         cmocka_unit_test(test_shift_sum_accumulate), cmocka_unit_test(test_residual_api),
         cmocka_unit_test(test_gap),                  cmocka_unit_test(test_relu),
+        cmocka_unit_test(test_softmax),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
