@@ -11,6 +11,7 @@
 #include "act.cuh"
 #include "backend_cuda.h"
 #include "cuda_check.cuh"
+#include "gemm.cuh"
 #include "pool.cuh"
 #include "quant.cuh"
 #include "residual.cuh"
@@ -25,7 +26,11 @@ typedef struct wg_cuda_ctx {
     cudaStream_t stream;
     cublasLtHandle_t lt;
     unsigned long long *d_scratch;
+    void *d_workspace; /* cuBLASLt's, WG_CUDA_GEMM_WORKSPACE bytes */
 } wg_cuda_ctx;
+
+/* cuBLASLt's workspace: allocated with the context, so no GEMM allocates. */
+#define WG_CUDA_GEMM_WORKSPACE ((size_t)32 << 20)
 
 static wg_cuda_ctx *ctx_of(void *ctx)
 {
@@ -85,6 +90,7 @@ static void cuda_free_ctx(void *ctx)
     wg_cuda_ctx *c = ctx_of(ctx);
     WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     WG_CUDA_CHECK(cudaFree(c->d_scratch));
+    WG_CUDA_CHECK(cudaFree(c->d_workspace));
     WG_CUBLAS_CHECK(cublasLtDestroy(c->lt));
     WG_CUDA_CHECK(cudaStreamDestroy(c->stream));
     free(c);
@@ -155,6 +161,13 @@ static void cuda_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de)
     wg_relu_mask_cuda(y, de, ctx_of(ctx)->stream);
 }
 
+static void cuda_gemm_s8_nt(void *ctx, int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                            int64_t ldb, int32_t *C, int64_t ldc)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_gemm_s8_nt_cuda(c->lt, c->d_workspace, WG_CUDA_GEMM_WORKSPACE, M, N, K, A, lda, B, ldb, C, ldc, c->stream);
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -176,6 +189,7 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .gap_s8_backward = cuda_gap_s8_backward,
     .relu_round_shift = cuda_relu_round_shift,
     .relu_mask = cuda_relu_mask,
+    .gemm_s8_nt = cuda_gemm_s8_nt,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)
@@ -224,6 +238,7 @@ wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
     WG_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     WG_CUBLAS_CHECK(cublasLtCreate(&c->lt));
     WG_CUDA_CHECK(cudaMalloc((void **)&c->d_scratch, sizeof(*c->d_scratch)));
+    WG_CUDA_CHECK(cudaMalloc(&c->d_workspace, WG_CUDA_GEMM_WORKSPACE));
     wg_backend *b = (wg_backend *)malloc(sizeof(*b));
     WG_ASSERT(b != NULL, "out of host memory for the CUDA backend");
     b->iface = &wg_backend_cuda_iface;

@@ -7,7 +7,7 @@
  *
  * The op entries are the elementwise and reduction primitives of docs/numerics.md
  * (quantizers, the optimizer's steps, the aligned sums of residual.h, global average
- * pooling, ReLU).
+ * pooling, ReLU) and the int8 GEMM.
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -107,6 +107,12 @@ struct wg_backend_i {
      * src); relu_mask: de[i] = 0 where y[i] <= 0 (de int8, y int32), in place. */
     void (*relu_round_shift)(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound);
     void (*relu_mask)(void *ctx, const wg_tensor *y, wg_tensor *de);
+
+    /* The int8 GEMM of gemm.h's wg_gemm_s8_nt on the backend's memory: C[M][N] =
+     * A[M][K] B[N][K]^T, row-major, int32, exact. A backend may refuse shapes it cannot
+     * run (CUDA: K and the leading dimensions multiples of 4), naming them. */
+    void (*gemm_s8_nt)(void *ctx, int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                       int64_t ldb, int32_t *C, int64_t ldc);
 };
 
 struct wg_backend {

@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "backend_cpu_ops.h"
 #include "check.h"
+#include "gemm.h"
 #include "wg_par.h"
 #include "wg_intmath.h"
 #include "cpu_rne.h"
@@ -331,6 +332,13 @@ static void cpu_update_step(void *ctx, wg_tensor *w, const wg_tensor *m, int64_t
     }
 }
 
+static void cpu_gemm_s8_nt(void *ctx, int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
+                           int64_t ldb, int32_t *C, int64_t ldc)
+{
+    (void)ctx;
+    wg_gemm_s8_nt(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
 static const struct wg_backend_i wg_backend_cpu_iface = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -352,6 +360,7 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .gap_s8_backward = wg_cpu_gap_s8_backward,
     .relu_round_shift = wg_cpu_relu_round_shift,
     .relu_mask = wg_cpu_relu_mask,
+    .gemm_s8_nt = cpu_gemm_s8_nt,
 };
 
 wg_backend *wg_backend_cpu_init(void)

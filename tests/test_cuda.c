@@ -514,6 +514,35 @@ static void test_softmax(void **state)
     }
 }
 
+/* The int8 GEMM (cuBLASLt's IMMA kernels) against the CPU's kernels: C = A B^T over
+ * the shapes of the convolutions (K = 9 C: 144, 576; the FC's 64 x 10), ragged M and N,
+ * leading dimensions beyond K and N, and int8 extremes in every operand. C starts as the
+ * sentinel on both sides, so the columns past N must stay untouched. */
+static void test_gemm_s8_nt(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    static const int64_t shapes[][6] = {/* M, N, K, lda, ldb, ldc */
+                                        {4, 4, 4, 4, 4, 4},          {7, 12, 16, 16, 16, 12},
+                                        {128, 10, 64, 64, 64, 12},   {1000, 16, 144, 144, 144, 16},
+                                        {6272, 64, 576, 576, 576, 64}, {33, 36, 40, 48, 44, 40},
+                                        {100352, 16, 144, 144, 144, 16}};
+    for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+        const int64_t *g = shapes[k];
+        int64_t na = g[0] * g[3], nb = g[1] * g[4], nc = g[0] * g[5];
+        void *ha = random_host(WG_I8, na, 9800 + k), *hb = random_host(WG_I8, nb, 9900 + k);
+        wg_tensor ac, ag, bc, bg, cc, cg;
+        make_pair(f, &ac, &ag, WG_I8, na, 0, ha);
+        make_pair(f, &bc, &bg, WG_I8, nb, 0, hb);
+        make_pair(f, &cc, &cg, WG_I32, nc, 0, NULL);
+        f->cpu->iface->gemm_s8_nt(f->cpu->ctx, g[0], g[1], g[2], ac.data, g[3], bc.data, g[4], cc.data, g[5]);
+        f->gpu->iface->gemm_s8_nt(f->gpu->ctx, g[0], g[1], g[2], ag.data, g[3], bg.data, g[4], cg.data, g[5]);
+        expect_identical(&cc, &cg, "int8 GEMM");
+        wg_tensor_free(&ac), wg_tensor_free(&ag), wg_tensor_free(&bc), wg_tensor_free(&bg);
+        free(ha), free(hb);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -523,7 +552,7 @@ int main(void)
         cmocka_unit_test(test_grad_g),     cmocka_unit_test(test_momentum_update),
         cmocka_unit_test(test_shift_sum_accumulate), cmocka_unit_test(test_residual_api),
         cmocka_unit_test(test_gap),                  cmocka_unit_test(test_relu),
-        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_softmax),              cmocka_unit_test(test_gemm_s8_nt),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
