@@ -10,6 +10,7 @@
 
 #include "act.cuh"
 #include "backend_cuda.h"
+#include "conv.cuh"
 #include "cuda_check.cuh"
 #include "gemm.cuh"
 #include "pool.cuh"
@@ -27,6 +28,8 @@ typedef struct wg_cuda_ctx {
     cublasLtHandle_t lt;
     unsigned long long *d_scratch;
     void *d_workspace; /* cuBLASLt's, WG_CUDA_GEMM_WORKSPACE bytes */
+    void *d_arena;     /* the ops' scratch (im2col): arena_bytes, grown on demand, never shrunk */
+    size_t arena_bytes;
 } wg_cuda_ctx;
 
 /* cuBLASLt's workspace: allocated with the context, so no GEMM allocates. */
@@ -91,6 +94,7 @@ static void cuda_free_ctx(void *ctx)
     WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     WG_CUDA_CHECK(cudaFree(c->d_scratch));
     WG_CUDA_CHECK(cudaFree(c->d_workspace));
+    WG_CUDA_CHECK(cudaFree(c->d_arena));
     WG_CUBLAS_CHECK(cublasLtDestroy(c->lt));
     WG_CUDA_CHECK(cudaStreamDestroy(c->stream));
     free(c);
@@ -168,6 +172,32 @@ static void cuda_gemm_s8_nt(void *ctx, int64_t M, int64_t N, int64_t K, const in
     wg_gemm_s8_nt_cuda(c->lt, c->d_workspace, WG_CUDA_GEMM_WORKSPACE, M, N, K, A, lda, B, ldb, C, ldc, c->stream);
 }
 
+/* At least bytes of the context's scratch: the first steps of a training grow it to
+ * what its largest op needs, the later ones allocate nothing. */
+static void *arena(wg_cuda_ctx *c, size_t bytes)
+{
+    if (bytes > c->arena_bytes) {
+        WG_CUDA_CHECK(cudaStreamSynchronize(c->stream)); /* queued work may still use the old one */
+        WG_CUDA_CHECK(cudaFree(c->d_arena));
+        c->d_arena = NULL;
+        c->arena_bytes = 0;
+        WG_CUDA_CHECK(cudaMalloc(&c->d_arena, bytes));
+        c->arena_bytes = bytes;
+    }
+    return c->d_arena;
+}
+
+static uint64_t cuda_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                     wg_tensor *y, wg_conv_ws *ws)
+{
+    (void)ws; /* the CPU's scratch; this backend's is the arena */
+    wg_cuda_ctx *c = ctx_of(ctx);
+    void *s = arena(c, wg_conv_s8_forward_scratch(g));
+    wg_conv_s8_forward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, (int32_t *)y->data, s, c->lt,
+                            c->d_workspace, WG_CUDA_GEMM_WORKSPACE, c->stream);
+    return wg_max_abs_cuda(y, c->d_scratch, c->stream); /* max |y|, as the CPU's takes it */
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -190,6 +220,7 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .relu_round_shift = cuda_relu_round_shift,
     .relu_mask = cuda_relu_mask,
     .gemm_s8_nt = cuda_gemm_s8_nt,
+    .conv_s8_forward = cuda_conv_s8_forward,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

@@ -7,7 +7,7 @@
  *
  * The op entries are the elementwise and reduction primitives of docs/numerics.md
  * (quantizers, the optimizer's steps, the aligned sums of residual.h, global average
- * pooling, ReLU) and the int8 GEMM.
+ * pooling, ReLU), the int8 GEMM and the int8 forward convolution.
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -21,6 +21,9 @@
 
 #include "tensor.h"
 #include "wg_philox.h"
+
+struct wg_conv_geom; /* conv.h */
+struct wg_conv_ws;
 
 #ifdef __cplusplus
 extern "C" {
@@ -113,6 +116,12 @@ struct wg_backend_i {
      * run (CUDA: K and the leading dimensions multiples of 4), naming them. */
     void (*gemm_s8_nt)(void *ctx, int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
                        int64_t ldb, int32_t *C, int64_t ldc);
+
+    /* The int8 forward convolution of conv.h (wg_conv_s8_forward, which checks the
+     * operands and sets y's exponent): y = conv(x, w), int32; returns max |y|, or
+     * WG_QUANT_MAX_UNKNOWN where the backend did not take it. ws: the CPU's scratch. */
+    uint64_t (*conv_s8_forward)(void *ctx, const struct wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                wg_tensor *y, struct wg_conv_ws *ws);
 };
 
 struct wg_backend {

@@ -361,6 +361,7 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .relu_round_shift = wg_cpu_relu_round_shift,
     .relu_mask = wg_cpu_relu_mask,
     .gemm_s8_nt = cpu_gemm_s8_nt,
+    .conv_s8_forward = wg_cpu_conv_s8_forward,
 };
 
 wg_backend *wg_backend_cpu_init(void)

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "conv.h"
 #include "tensor.h"
 
 /* residual_cpu.c: backend.h's shift_sum and accumulate. */
@@ -18,5 +19,9 @@ void wg_cpu_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da);
 /* act.c: backend.h's relu_round_shift and relu_mask. */
 void wg_cpu_relu_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound);
 void wg_cpu_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de);
+
+/* conv.c: backend.h's conv_s8_forward. */
+uint64_t wg_cpu_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
+                                wg_conv_ws *ws);
 
 #endif

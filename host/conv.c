@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "backend_cpu_ops.h"
 #include "check.h"
 #include "wg_par.h"
 #include "gemm.h"
@@ -147,6 +149,14 @@ uint64_t wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_
     WG_ASSERT(g->kdim <= WG_GEMM_S8_MAX_K, "a dot product of %lld int8 products can overflow int32",
               (long long)g->kdim);
     y->exp = x->exp + w->exp;
+    return WG_BACKEND_OP(x, conv_s8_forward)(x->backend->ctx, g, x, w, y, ws);
+}
+
+/* The CPU backend's forward convolution (backend.h's conv_s8_forward). */
+uint64_t wg_cpu_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
+                                wg_conv_ws *ws)
+{
+    (void)ctx;
     if (is_pointwise(g)) { /* x is the im2col matrix: one GEMM, threaded itself */
         wg_gemm_s8_nt(g->rows, g->o, g->kdim, x->data, g->kdim, w->data, g->kdim, y->data, g->o);
         return WG_QUANT_MAX_UNKNOWN;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "check.h"
 #include "gemm.h"
 #include "quant.h"
@@ -350,6 +351,9 @@ uint64_t wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg
 {
     uint64_t dx_max = WG_QUANT_MAX_UNKNOWN;
     conv_check_geom(g, x, w, WG_I8, WG_I8);
+    WG_ASSERT(strcmp(wg_backend_name(x->backend), "cpu") == 0,
+              "the int8 convolution's backward pass runs on the CPU backend only (the input is on %s)",
+              wg_backend_name(x->backend));
     WG_ASSERT(nparts >= 1 && nparts <= 2, "%d error parts", nparts);
     int e_min = err[0]->exp;
     for (int p = 0; p < nparts; p++) {

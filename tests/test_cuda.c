@@ -20,6 +20,7 @@
 #include "act.h"
 #include "backend.h"
 #include "backend_cuda.h"
+#include "conv.h"
 #include "pool.h"
 #include "quant.h"
 #include "residual.h"
@@ -543,6 +544,39 @@ static void test_gemm_s8_nt(void **state)
     }
 }
 
+/* The int8 forward convolution: the Fashion-MNIST stem (one channel: 9 columns, padded
+ * to 12), 3x3 stride 1 and 2, a pointwise one (x multiplied as it is) and a strided 1x1
+ * projection; y and its exponent identical, and max |y| where the CPU takes it. */
+static void test_conv_forward(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    static const int64_t geoms[][9] = {/* n, h, w, c, o, kh, kw, stride, pad */
+                                       {3, 28, 28, 1, 16, 3, 3, 1, 1}, {4, 14, 14, 16, 32, 3, 3, 2, 1},
+                                       {3, 7, 7, 64, 64, 3, 3, 1, 1},  {2, 8, 8, 16, 32, 1, 1, 1, 0},
+                                       {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0}};
+    for (size_t k = 0; k < sizeof(geoms) / sizeof(geoms[0]); k++) {
+        const int64_t *q = geoms[k];
+        wg_conv_geom g;
+        assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
+        const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, ys[4] = {g.n, g.oh, g.ow, g.o};
+        void *hx = random_host(WG_I8, g.n * g.h * g.w * g.c, 9950 + k);
+        void *hw = random_host(WG_I8, g.o * g.kdim, 9970 + k);
+        wg_tensor xc, xg, wc, wgt, yc, yg;
+        make_nhwc_pair(f, &xc, &xg, WG_I8, xs, -4, hx);
+        make_shaped_pair(f, &wc, &wgt, WG_I8, WG_LAYOUT_OHWI, 4, ws, -7, hw);
+        make_nhwc_pair(f, &yc, &yg, WG_I32, ys, 0, NULL);
+        wg_conv_ws wsc = {0}, wsg = {0};
+        uint64_t mc = wg_conv_s8_forward(&g, &xc, &wc, &yc, &wsc), mg = wg_conv_s8_forward(&g, &xg, &wgt, &yg, &wsg);
+        if (mc != WG_QUANT_MAX_UNKNOWN) assert_int_equal(mc, mg);
+        expect_identical(&yc, &yg, "int8 forward convolution");
+        wg_conv_ws_free(&wsc);
+        wg_conv_ws_free(&wsg);
+        wg_tensor_free(&xc), wg_tensor_free(&xg), wg_tensor_free(&wc), wg_tensor_free(&wgt);
+        free(hx), free(hw);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_shift_sum_accumulate), cmocka_unit_test(test_residual_api),
         cmocka_unit_test(test_gap),                  cmocka_unit_test(test_relu),
         cmocka_unit_test(test_softmax),              cmocka_unit_test(test_gemm_s8_nt),
+        cmocka_unit_test(test_conv_forward),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;

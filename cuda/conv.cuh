@@ -1,0 +1,27 @@
+/* conv.cuh: the int8 forward convolution on the GPU (conv.cu), backend.h's
+ * conv_s8_forward: im2col into the context's scratch, with the columns padded to a
+ * multiple of 4 (zeros, which add nothing: the stem's 9 columns of one channel become
+ * 12) and the filters padded alike where needed, then cuBLASLt's int8 GEMM (gemm.cuh)
+ * straight into y. A pointwise convolution whose channels are a multiple of 4 multiplies
+ * x itself.
+ *
+ * Chain (style.md item 3): <op>_kernel (device) -> wg_<op>_cuda (launcher, here) -> the
+ * CUDA backend's vtable entry (backend_cuda.cu). */
+#ifndef WG_CONV_CUH
+#define WG_CONV_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "conv.h"
+
+/* Bytes of scratch conv_s8_forward_cuda needs for g (0: none). */
+size_t wg_conv_s8_forward_scratch(const wg_conv_geom *g);
+
+/* y = conv(x, w). scratch: wg_conv_s8_forward_scratch(g) bytes of device memory
+ * (256-byte aligned); lt, workspace: the context's cuBLASLt handle and workspace. */
+void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y, void *scratch,
+                             cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, cudaStream_t stream);
+
+#endif
