@@ -10,6 +10,7 @@
 
 #include "act.cuh"
 #include "backend_cuda.h"
+#include "bn.cuh"
 #include "conv.cuh"
 #include "cuda_check.cuh"
 #include "gemm.cuh"
@@ -198,6 +199,20 @@ static uint64_t cuda_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_
     return wg_max_abs_cuda(y, c->d_scratch, c->stream); /* max |y|, as the CPU's takes it */
 }
 
+static void cuda_bn_sums(void *ctx, const wg_tensor *x16, int64_t *s1, int64_t *s2)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_bn_sums_cuda(x16, s1, s2, arena(c, wg_bn_sums_scratch(x16->shape[3])), c->stream);
+}
+
+static int64_t cuda_bn_normalize(void *ctx, wg_tensor *x16, wg_tensor *y, int e_x, const int32_t *mu,
+                                 const int32_t *sigma, const int16_t *gamma, const int16_t *beta, uint64_t *relu_max)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    void *s = arena(c, wg_bn_normalize_scratch(x16->shape[3]));
+    return wg_bn_normalize_cuda(x16, y, e_x, mu, sigma, gamma, beta, relu_max, s, c->stream);
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -221,6 +236,8 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .relu_mask = cuda_relu_mask,
     .gemm_s8_nt = cuda_gemm_s8_nt,
     .conv_s8_forward = cuda_conv_s8_forward,
+    .bn_sums = cuda_bn_sums,
+    .bn_normalize = cuda_bn_normalize,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

@@ -7,7 +7,8 @@
  *
  * The op entries are the elementwise and reduction primitives of docs/numerics.md
  * (quantizers, the optimizer's steps, the aligned sums of residual.h, global average
- * pooling, ReLU), the int8 GEMM and the int8 forward convolution.
+ * pooling, ReLU), the int8 GEMM, the int8 forward convolution and integer BN's
+ * forward passes.
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -122,6 +123,17 @@ struct wg_backend_i {
      * WG_QUANT_MAX_UNKNOWN where the backend did not take it. ws: the CPU's scratch. */
     uint64_t (*conv_s8_forward)(void *ctx, const struct wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
                                 wg_tensor *y, struct wg_conv_ws *ws);
+
+    /* Integer BN's two elementwise forward passes (bn_int_generic.c makes the decisions
+     * between them on the host). bn_sums: per channel of x16 (int16 NHWC), s1 = sum x16
+     * and s2 = sum x16^2 into host arrays of C. bn_normalize: x16 -> x-hat in place
+     * (wg_bn_xhat with e_x and the channel's mu, sigma) and y = wg_bn_y(x-hat, gamma,
+     * beta) (int32); mu, sigma, gamma, beta: host arrays of C; returns the clamps and sets
+     * *relu_max = max(0, max y). The CPU backend runs fused passes of its own instead
+     * (bn_int.c); its entries serve the tests. */
+    void (*bn_sums)(void *ctx, const wg_tensor *x16, int64_t *s1, int64_t *s2);
+    int64_t (*bn_normalize)(void *ctx, wg_tensor *x16, wg_tensor *y, int e_x, const int32_t *mu, const int32_t *sigma,
+                            const int16_t *gamma, const int16_t *beta, uint64_t *relu_max);
 };
 
 struct wg_backend {
@@ -135,6 +147,10 @@ void wg_backend_require(const wg_tensor *t, int present, const char *op);
 
 /* The CPU reference backend. Never fails. */
 wg_backend *wg_backend_cpu_init(void);
+/* The same backend under the name "cpu-generic": the layers with fused passes of their
+ * own on the CPU (integer BN's forward) take the path of the other backends on it. For
+ * tests: test_cuda_harness compares that path with the CPU's. */
+wg_backend *wg_backend_cpu_generic_init(void);
 void wg_backend_free(wg_backend *b);
 const char *wg_backend_name(const wg_backend *b);
 void wg_backend_synchronize(wg_backend *b);

@@ -362,6 +362,8 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .relu_mask = wg_cpu_relu_mask,
     .gemm_s8_nt = cpu_gemm_s8_nt,
     .conv_s8_forward = wg_cpu_conv_s8_forward,
+    .bn_sums = wg_cpu_bn_sums,
+    .bn_normalize = wg_cpu_bn_normalize,
 };
 
 wg_backend *wg_backend_cpu_init(void)
@@ -370,5 +372,21 @@ wg_backend *wg_backend_cpu_init(void)
     WG_ASSERT(b != NULL, "out of host memory for the CPU backend");
     b->iface = &wg_backend_cpu_iface;
     b->ctx = NULL;
+    return b;
+}
+
+/* The renamed copy's context is its own vtable, freed with it. */
+static void cpu_generic_free_ctx(void *ctx) { free(ctx); }
+
+wg_backend *wg_backend_cpu_generic_init(void)
+{
+    struct wg_backend_i *iface = malloc(sizeof(*iface));
+    wg_backend *b = malloc(sizeof(*b));
+    WG_ASSERT(iface != NULL && b != NULL, "out of host memory for the CPU backend");
+    *iface = wg_backend_cpu_iface;
+    iface->name = "cpu-generic";
+    iface->free_ctx = cpu_generic_free_ctx;
+    b->iface = iface;
+    b->ctx = iface;
     return b;
 }

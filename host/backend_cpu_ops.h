@@ -24,4 +24,9 @@ void wg_cpu_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de);
 uint64_t wg_cpu_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
                                 wg_conv_ws *ws);
 
+/* bn_int_generic.c: backend.h's bn_sums and bn_normalize. */
+void wg_cpu_bn_sums(void *ctx, const wg_tensor *x16, int64_t *s1, int64_t *s2);
+int64_t wg_cpu_bn_normalize(void *ctx, wg_tensor *x16, wg_tensor *y, int e_x, const int32_t *mu, const int32_t *sigma,
+                            const int16_t *gamma, const int16_t *beta, uint64_t *relu_max);
+
 #endif

@@ -7,11 +7,11 @@
  * (wg_bn_elem.h):
  *
  *   forward   pass_sums (per channel S1, S2 and the extremes of x16; an int32 x is
- *             narrowed to int16 there, others by wg_quant_fit_exp first) -> pass_stats
- *             (mu, sigma) -> pass_running_update -> pass_xhat_chan (per-channel
+ *             narrowed to int16 there, others by wg_quant_fit_exp first) -> bn_pass_stats
+ *             (mu, sigma) -> bn_pass_running_update -> pass_xhat_chan (per-channel
  *             constants) -> pass_normalize (x-hat, and y or, in
  *             wg_bn_int_forward_train_act, A straight away; elementwise)
- *   eval      narrow -> pass_running_stats -> pass_xhat_chan -> pass_normalize
+ *   eval      narrow -> bn_pass_running_stats -> pass_xhat_chan -> pass_normalize
  *
  * The elementwise pass uses the fast forms wg_bn_xhat32_elem (e_x >= -22, 32-bit lanes;
  * wg_bn_xhat_fast below that): the rational split once per channel, then per element
@@ -115,6 +115,8 @@ void bn_tile_fold(const int64_t *acc, int64_t n, int64_t c, int k, int nsum, int
 }
 
 /* ---- checks -------------------------------------------------------------------------- */
+
+bool bn_on_cpu(const wg_tensor *t) { return strcmp(wg_backend_name(t->backend), "cpu") == 0; }
 
 static void check_cpu(const wg_tensor *t, const char *what)
 {
@@ -276,8 +278,8 @@ static void pass_sums(const int32_t *src, rne32_k k, int16_t *x16, int64_t m, in
 }
 
 /* Per channel mu and sigma on the grid 2^-15. */
-static void pass_stats(const int64_t *s1, const int64_t *s2, int64_t count, int64_t c, int e_x, int32_t *mu,
-                       int32_t *sigma)
+void bn_pass_stats(const int64_t *s1, const int64_t *s2, int64_t count, int64_t c, int e_x, int32_t *mu,
+                   int32_t *sigma)
 {
     for (int64_t ch = 0; ch < c; ch++) {
         mu[ch] = (int32_t)wg_bn_mean(s1[ch], (uint64_t)count, e_x);
@@ -286,8 +288,8 @@ static void pass_stats(const int64_t *s1, const int64_t *s2, int64_t count, int6
 }
 
 /* The running averages take the batch mu and sigma, moved exactly onto 2^-31. */
-static void pass_running_update(int64_t *rmean, int64_t *rsigma, const int32_t *mu, const int32_t *sigma, int64_t c,
-                                bool initialized)
+void bn_pass_running_update(int64_t *rmean, int64_t *rsigma, const int32_t *mu, const int32_t *sigma, int64_t c,
+                            bool initialized)
 {
     const int up = WG_BN_STAT_EXP - WG_BN_RUNNING_EXP;
     for (int64_t ch = 0; ch < c; ch++) {
@@ -298,7 +300,7 @@ static void pass_running_update(int64_t *rmean, int64_t *rsigma, const int32_t *
 }
 
 /* Evaluation statistics from the running averages. */
-static void pass_running_stats(const int64_t *rmean, const int64_t *rsigma, int64_t c, int32_t *mu, int32_t *sigma)
+void bn_pass_running_stats(const int64_t *rmean, const int64_t *rsigma, int64_t c, int32_t *mu, int32_t *sigma)
 {
     for (int64_t ch = 0; ch < c; ch++) {
         mu[ch] = (int32_t)wg_bn_running_to_stat(rmean[ch], -WG_BN_SIGMA_MAX);
@@ -537,10 +539,10 @@ static int train_stats(const wg_tensor *x, uint64_t x_max, wg_bn_int_saved *save
         e_x = narrow_input(x, x_max, saved);
         pass_sums(NULL, rne32_init(0), saved->xhat.data, count, c, s1, s2, xmin, xmax);
     }
-    pass_stats(s1, s2, count, c, e_x, saved->mu.data, saved->sigma.data);
+    bn_pass_stats(s1, s2, count, c, e_x, saved->mu.data, saved->sigma.data);
     free(s1);
     if (running) {
-        pass_running_update(running->mean.data, running->sigma.data, saved->mu.data, saved->sigma.data, c,
+        bn_pass_running_update(running->mean.data, running->sigma.data, saved->mu.data, saved->sigma.data, c,
                             running->initialized);
         running->initialized = true;
     }
@@ -550,6 +552,7 @@ static int train_stats(const wg_tensor *x, uint64_t x_max, wg_bn_int_saved *save
 uint64_t wg_bn_int_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                                  wg_tensor *y, wg_bn_int_saved *saved, wg_bn_running *running)
 {
+    if (!bn_on_cpu(x)) return bn_generic_forward_train(x, x_max, gamma16, beta16, y, saved, running);
     int64_t count, c = check_forward(x, gamma16, beta16, y, saved, &count);
     int64_t *ext = bn_xmalloc(2 * (size_t)c * sizeof *ext);
     int e_x = train_stats(x, x_max, saved, running, count, c, ext, ext + c);
@@ -561,6 +564,11 @@ void wg_bn_int_forward_train_act(const wg_tensor *x, uint64_t x_max, const wg_te
                                  const wg_tensor *beta16, wg_tensor *y, wg_tensor *a, int bits, wg_act_exponent rule,
                                  wg_bn_int_saved *saved, wg_bn_running *running)
 {
+    if (!bn_on_cpu(x)) {
+        uint64_t relu_max = bn_generic_forward_train(x, x_max, gamma16, beta16, y, saved, running);
+        wg_relu_quant_forward_max(y, a, bits, rule, relu_max);
+        return;
+    }
     int64_t n, count, c = check_forward(x, gamma16, beta16, y, saved, &count);
     bn_check_act(a, WG_I8, x, "the activation A", &n);
     int64_t *ext = bn_xmalloc(2 * (size_t)c * sizeof *ext);
@@ -575,11 +583,12 @@ void wg_bn_int_forward_train_act(const wg_tensor *x, uint64_t x_max, const wg_te
 uint64_t wg_bn_int_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16, const wg_tensor *beta16,
                             const wg_bn_running *running, wg_tensor *y, wg_bn_int_saved *work)
 {
+    if (!bn_on_cpu(x)) return bn_generic_forward_eval(x, x_max, gamma16, beta16, running, y, work);
     int64_t count, c = check_forward(x, gamma16, beta16, y, work, &count);
     bn_check_vec(&running->mean, WG_I64, c, "running mean");
     bn_check_vec(&running->sigma, WG_I64, c, "running sigma");
     WG_ASSERT(running->initialized, "evaluation with running statistics that no training step has set%s", "");
     int e_x = narrow_input(x, x_max, work);
-    pass_running_stats(running->mean.data, running->sigma.data, c, work->mu.data, work->sigma.data);
+    bn_pass_running_stats(running->mean.data, running->sigma.data, c, work->mu.data, work->sigma.data);
     return normalize(work, e_x, count, c, gamma16, beta16, y);
 }

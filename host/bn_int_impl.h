@@ -14,8 +14,11 @@
 #ifndef WG_BN_INT_IMPL_H
 #define WG_BN_INT_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "bn.h"
 
 #include "tensor.h"
 #include "wg_bn_elem.h"
@@ -63,5 +66,25 @@ void bn_check_vec(const wg_tensor *t, wg_dtype dt, int64_t c, const char *what);
 /* Abort unless t is an NHWC activation (container dt, any integer one when dt < 0; of
  * like's shape when given); returns C, *count = N*H*W. */
 int64_t bn_check_act(const wg_tensor *t, int dt, const wg_tensor *like, const char *what, int64_t *count);
+
+/* Whether t is on the CPU backend, whose fused passes these files are (else
+ * bn_int_generic.c's passes serve). */
+bool bn_on_cpu(const wg_tensor *t);
+/* The per-channel steps on host arrays of C: mu and sigma from the sums (wg_bn_mean,
+ * wg_bn_sigma), the running averages' update, and evaluation statistics from them. */
+void bn_pass_stats(const int64_t *s1, const int64_t *s2, int64_t count, int64_t c, int e_x, int32_t *mu,
+                   int32_t *sigma);
+void bn_pass_running_update(int64_t *rmean, int64_t *rsigma, const int32_t *mu, const int32_t *sigma, int64_t c,
+                            bool initialized);
+void bn_pass_running_stats(const int64_t *rmean, const int64_t *rsigma, int64_t c, int32_t *mu, int32_t *sigma);
+
+/* ---- bn_int_generic.c: the forward passes on other backends ---------------------------- */
+
+uint64_t bn_generic_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16,
+                                  const wg_tensor *beta16, wg_tensor *y, wg_bn_int_saved *saved,
+                                  wg_bn_running *running);
+uint64_t bn_generic_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16,
+                                 const wg_tensor *beta16, const wg_bn_running *running, wg_tensor *y,
+                                 wg_bn_int_saved *work);
 
 #endif

@@ -20,6 +20,7 @@
 #include "act.h"
 #include "backend.h"
 #include "backend_cuda.h"
+#include "bn.h"
 #include "conv.h"
 #include "pool.h"
 #include "quant.h"
@@ -103,8 +104,8 @@ static void make_pair(gpu_fixture *f, wg_tensor *c, wg_tensor *g, wg_dtype t, in
     fill_pair(c, g, h);
 }
 
-/* Same exponent, same bytes; frees both. */
-static void expect_identical(wg_tensor *c, wg_tensor *g, const char *what)
+/* Same exponent, same bytes (both kept). */
+static void expect_same(const wg_tensor *c, const wg_tensor *g, const char *what)
 {
     size_t nb = wg_tensor_nbytes(c);
     unsigned char *hc = malloc(nb), *hg = malloc(nb);
@@ -125,6 +126,12 @@ static void expect_identical(wg_tensor *c, wg_tensor *g, const char *what)
     }
     free(hc);
     free(hg);
+}
+
+/* The same, then frees both. */
+static void expect_identical(wg_tensor *c, wg_tensor *g, const char *what)
+{
+    expect_same(c, g, what);
     wg_tensor_free(c);
     wg_tensor_free(g);
 }
@@ -138,7 +145,7 @@ static int setup(void **state)
     wg_cuda_probe_status st = wg_cuda_probe(&n, f->why, sizeof(f->why));
     const char *require = getenv("WG_REQUIRE_GPU"), *harness = getenv("WG_TEST_GPU_IS_CPU");
     if (harness != NULL && strcmp(harness, "1") == 0) { /* the harness self-check (main's comment) */
-        f->gpu = wg_backend_cpu_init();
+        f->gpu = wg_backend_cpu_generic_init();
         *state = f;
         return 0;
     }
@@ -582,6 +589,66 @@ static void test_conv_forward(void **state)
     }
 }
 
+/* Integer BN's forward pass: two training steps (the running averages' first copy and
+ * an update), the fused BN -> ReLU -> A, and evaluation; inputs with and without their
+ * maximum handed over, channels 3 to 64. y, A, the saved state (x-hat, mu, sigma, e_x,
+ * clamps), the running averages and the returned maxima must agree. */
+static void test_bn_forward(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    static const int64_t shapes[][4] = {{2, 3, 5, 3}, {8, 7, 7, 16}, {16, 14, 14, 32}, {4, 4, 4, 64}};
+    for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+        const int64_t *sh = shapes[k], c = sh[3], n = sh[0] * sh[1] * sh[2] * sh[3];
+        wg_bn_int_saved sc, sg;
+        wg_bn_running rc, rg;
+        assert_true(wg_bn_int_saved_init(&sc, f->cpu, sh[0], sh[1], sh[2], c));
+        assert_true(wg_bn_int_saved_init(&sg, f->gpu, sh[0], sh[1], sh[2], c));
+        assert_true(wg_bn_running_init(&rc, f->cpu, c));
+        assert_true(wg_bn_running_init(&rg, f->gpu, c));
+        int16_t *hgb = random_host(WG_I16, 2 * c, 10100 + k);
+        wg_tensor gc, gg, bc, bg;
+        make_pair(f, &gc, &gg, WG_I16, c, -7, hgb);
+        make_pair(f, &bc, &bg, WG_I16, c, -7, hgb + c);
+        for (int step = 0; step < 3; step++) {
+            void *hx = random_host(WG_I32, n, 10000 + k * 8 + (uint64_t)step);
+            wg_tensor xc, xg, yc, yg, ac, ag;
+            make_nhwc_pair(f, &xc, &xg, WG_I32, sh, -20 + step, hx);
+            make_nhwc_pair(f, &yc, &yg, WG_I32, sh, 0, NULL);
+            make_nhwc_pair(f, &ac, &ag, WG_I8, sh, 0, NULL);
+            uint64_t x_max = step == 1 ? f->cpu->iface->max_abs(f->cpu->ctx, &xc) : WG_QUANT_MAX_UNKNOWN;
+            if (step < 2) {
+                uint64_t mc = wg_bn_int_forward_train(&xc, x_max, &gc, &bc, &yc, &sc, &rc);
+                uint64_t mg = wg_bn_int_forward_train(&xg, x_max, &gg, &bg, &yg, &sg, &rg);
+                assert_int_equal(mc, mg);
+                expect_same(&yc, &yg, "BN forward y");
+                wg_bn_int_forward_train_act(&xc, x_max, &gc, &bc, &yc, &ac, 8, WG_ACT_FIT, &sc, NULL);
+                wg_bn_int_forward_train_act(&xg, x_max, &gg, &bg, &yg, &ag, 8, WG_ACT_FIT, &sg, NULL);
+                expect_same(&ac, &ag, "BN forward with ReLU and A");
+            } else {
+                uint64_t mc = wg_bn_int_forward_eval(&xc, x_max, &gc, &bc, &rc, &yc, &sc);
+                uint64_t mg = wg_bn_int_forward_eval(&xg, x_max, &gg, &bg, &rg, &yg, &sg);
+                assert_int_equal(mc, mg);
+                expect_same(&yc, &yg, "BN evaluation y");
+            }
+            expect_same(&sc.xhat, &sg.xhat, "BN saved x-hat");
+            expect_same(&sc.mu, &sg.mu, "BN saved mu");
+            expect_same(&sc.sigma, &sg.sigma, "BN saved sigma");
+            assert_int_equal(sc.e_x, sg.e_x);
+            assert_int_equal(sc.clamps, sg.clamps);
+            expect_same(&rc.mean, &rg.mean, "BN running mean");
+            expect_same(&rc.sigma, &rg.sigma, "BN running sigma");
+            wg_tensor_free(&xc), wg_tensor_free(&xg), wg_tensor_free(&yc), wg_tensor_free(&yg);
+            wg_tensor_free(&ac), wg_tensor_free(&ag);
+            free(hx);
+        }
+        wg_tensor_free(&gc), wg_tensor_free(&gg), wg_tensor_free(&bc), wg_tensor_free(&bg);
+        wg_bn_int_saved_free(&sc), wg_bn_int_saved_free(&sg);
+        wg_bn_running_free(&rc), wg_bn_running_free(&rg);
+        free(hgb);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -592,15 +659,17 @@ int main(void)
         cmocka_unit_test(test_shift_sum_accumulate), cmocka_unit_test(test_residual_api),
         cmocka_unit_test(test_gap),                  cmocka_unit_test(test_relu),
         cmocka_unit_test(test_softmax),              cmocka_unit_test(test_gemm_s8_nt),
-        cmocka_unit_test(test_conv_forward),
+        cmocka_unit_test(test_conv_forward),         cmocka_unit_test(test_bn_forward),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
     char why[256];
-    /* WG_TEST_GPU_IS_CPU=1 (ctest's test_cuda_harness) puts a second CPU backend in the
-     * GPU's place: every case then runs its set-up, its calls and its comparisons on a
-     * machine without a GPU, so a broken case shows before a GPU ever runs it (the
-     * comparisons themselves are trivially equal there). */
+    /* WG_TEST_GPU_IS_CPU=1 (ctest's test_cuda_harness) puts the CPU backend in the GPU's
+     * place under another name (wg_backend_cpu_generic_init): every case then runs its
+     * set-up, its calls and its comparisons on a machine without a GPU, so a broken case
+     * shows before a GPU ever runs it. Most comparisons are trivially equal there; integer
+     * BN's forward pass is not: on that backend it takes the path of the other backends
+     * (bn_int_generic.c), compared with the CPU's fused passes. */
     const char *harness = getenv("WG_TEST_GPU_IS_CPU");
     if (harness != NULL && strcmp(harness, "1") == 0) return failed;
     if (failed == 0 && wg_cuda_probe(&n, why, sizeof(why)) == WG_CUDA_ABSENT) {
