@@ -213,6 +213,29 @@ static int64_t cuda_bn_normalize(void *ctx, wg_tensor *x16, wg_tensor *y, int e_
     return wg_bn_normalize_cuda(x16, y, e_x, mu, sigma, gamma, beta, relu_max, s, c->stream);
 }
 
+static void cuda_bn_bwd_sums(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, int64_t *b, int64_t *g,
+                             uint64_t *dmax, uint64_t *hmax)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_bn_bwd_sums_cuda(dy, xhat, b, g, dmax, hmax, arena(c, wg_bn_bwd_scratch(xhat->shape[3])), c->stream);
+}
+
+static uint64_t cuda_bn_bwd_dx(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, wg_tensor *dx, int f,
+                               int64_t count, const int16_t *gamma, const int32_t *sigma, const int64_t *b,
+                               const int64_t *g, const uint64_t *dmax, const uint64_t *hmax)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    void *s = arena(c, wg_bn_bwd_scratch(xhat->shape[3]));
+    return wg_bn_bwd_dx_cuda(dy, xhat, dx, f, count, gamma, sigma, b, g, dmax, hmax, s, c->stream);
+}
+
+static void cuda_bn_relu_mask(void *ctx, wg_tensor *dy, const wg_tensor *xhat, const int16_t *gamma,
+                              const int16_t *beta)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_bn_relu_mask_cuda(dy, xhat, gamma, beta, arena(c, wg_bn_bwd_scratch(xhat->shape[3])), c->stream);
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -238,6 +261,9 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .conv_s8_forward = cuda_conv_s8_forward,
     .bn_sums = cuda_bn_sums,
     .bn_normalize = cuda_bn_normalize,
+    .bn_bwd_sums = cuda_bn_bwd_sums,
+    .bn_bwd_dx = cuda_bn_bwd_dx,
+    .bn_relu_mask = cuda_bn_relu_mask,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

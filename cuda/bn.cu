@@ -9,6 +9,7 @@
 #include "cuda_check.cuh"
 #include "launch.cuh"
 #include "wg_bn_elem.h"
+#include "wg_dtype.h"
 
 static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -111,4 +112,107 @@ int64_t wg_bn_normalize_cuda(wg_tensor *x16, wg_tensor *y, int e_x, const int32_
     free(gb);
     *relu_max = (uint64_t)red[1];
     return (int64_t)red[0];
+}
+
+/* ---- backward ---------------------------------------------------------------------- */
+
+size_t wg_bn_bwd_scratch(int64_t c)
+{
+    return round256(4 * (size_t)c * sizeof(unsigned long long)) + round256((size_t)c * sizeof(wg_bn_bwd_chan)) +
+           round256(2 * (size_t)c * sizeof(int32_t)) + 256;
+}
+
+__global__ void bn_bwd_sums_kernel(const void *dy, wg_dtype t, const int16_t *h, int64_t n, int64_t c,
+                                   unsigned long long *acc)
+{
+    WG_GRID_STRIDE_LOOP(i, n)
+    {
+        int64_t d = wg_load_i64(dy, t, i), ch = i % c;
+        atomicAdd(&acc[ch], (unsigned long long)d); /* two's complement: the int64 sums, modulo 2^64 */
+        atomicAdd(&acc[c + ch], (unsigned long long)(d * h[i]));
+        atomicMax(&acc[2 * c + ch], (unsigned long long)wg_abs_u64(d));
+        atomicMax(&acc[3 * c + ch], (unsigned long long)wg_abs_u64(h[i]));
+    }
+}
+
+void wg_bn_bwd_sums_cuda(const wg_tensor *dy, const wg_tensor *xhat, int64_t *b, int64_t *g, uint64_t *dmax,
+                         uint64_t *hmax, void *scratch, cudaStream_t stream)
+{
+    int64_t c = xhat->shape[3], n = wg_tensor_numel(xhat);
+    unsigned long long *d = (unsigned long long *)scratch;
+    WG_CUDA_CHECK(cudaMemsetAsync(d, 0, 4 * (size_t)c * sizeof(*d), stream));
+    if (n > 0) {
+        bn_bwd_sums_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(dy->data, dy->dtype,
+                                                                         (const int16_t *)xhat->data, n, c, d);
+        WG_CUDA_CHECK_LAUNCH("bn_bwd_sums_kernel");
+    }
+    int64_t *out[4] = {b, g, (int64_t *)dmax, (int64_t *)hmax};
+    for (int j = 0; j < 4; j++)
+        WG_CUDA_CHECK(cudaMemcpyAsync(out[j], d + j * c, (size_t)c * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
+    WG_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+__global__ void bn_bwd_dx_kernel(const void *dy, wg_dtype t, const int16_t *h, int64_t *dx, int64_t n, int64_t c,
+                                 uint64_t count, const wg_bn_bwd_chan *k, int f, unsigned long long *max_out)
+{
+    unsigned long long m = 0;
+    WG_GRID_STRIDE_LOOP(i, n)
+    {
+        int64_t v = wg_bn_dx(wg_load_i64(dy, t, i), h[i], count, &k[i % c], f);
+        unsigned long long a = wg_abs_u64(v);
+        dx[i] = v;
+        m = a > m ? a : m;
+    }
+    wg_block_max_to(max_out, m);
+}
+
+uint64_t wg_bn_bwd_dx_cuda(const wg_tensor *dy, const wg_tensor *xhat, wg_tensor *dx, int f, int64_t count,
+                           const int16_t *gamma, const int32_t *sigma, const int64_t *b, const int64_t *g,
+                           const uint64_t *dmax, const uint64_t *hmax, void *scratch, cudaStream_t stream)
+{
+    int64_t c = xhat->shape[3], n = wg_tensor_numel(xhat);
+    wg_bn_bwd_chan *k = (wg_bn_bwd_chan *)malloc((size_t)c * sizeof(*k));
+    WG_ASSERT(k != NULL, "out of host memory (%lld channels)", (long long)c);
+    for (int64_t ch = 0; ch < c; ch++)
+        k[ch] = wg_bn_bwd_chan_init(gamma[ch], sigma[ch], (uint64_t)count, b[ch], g[ch], dmax[ch], hmax[ch]);
+    wg_bn_bwd_chan *dk = (wg_bn_bwd_chan *)scratch;
+    unsigned long long *red = (unsigned long long *)((char *)scratch + round256((size_t)c * sizeof(*k)));
+    WG_CUDA_CHECK(cudaMemcpyAsync(dk, k, (size_t)c * sizeof(*k), cudaMemcpyHostToDevice, stream));
+    WG_CUDA_CHECK(cudaMemsetAsync(red, 0, sizeof(*red), stream));
+    if (n > 0) {
+        bn_bwd_dx_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(dy->data, dy->dtype, (const int16_t *)xhat->data,
+                                                                       (int64_t *)dx->data, n, c, (uint64_t)count, dk,
+                                                                       f, red);
+        WG_CUDA_CHECK_LAUNCH("bn_bwd_dx_kernel");
+    }
+    uint64_t m = wg_max_read(red, stream); /* waits: k is copied before it is freed */
+    free(k);
+    return m;
+}
+
+__global__ void bn_relu_mask_kernel(int8_t *dy, const int16_t *h, int64_t n, int64_t c, const int32_t *gamma,
+                                    const int32_t *beta)
+{
+    WG_GRID_STRIDE_LOOP(i, n)
+    {
+        if (wg_bn_y(h[i], gamma[i % c], beta[i % c]) <= 0) dy[i] = 0;
+    }
+}
+
+void wg_bn_relu_mask_cuda(wg_tensor *dy, const wg_tensor *xhat, const int16_t *gamma, const int16_t *beta,
+                          void *scratch, cudaStream_t stream)
+{
+    int64_t c = xhat->shape[3], n = wg_tensor_numel(xhat);
+    int32_t *gb = (int32_t *)malloc(2 * (size_t)c * sizeof(*gb));
+    WG_ASSERT(gb != NULL, "out of host memory (%lld channels)", (long long)c);
+    for (int64_t ch = 0; ch < c; ch++) gb[ch] = gamma[ch], gb[c + ch] = beta[ch];
+    int32_t *d = (int32_t *)scratch;
+    WG_CUDA_CHECK(cudaMemcpyAsync(d, gb, 2 * (size_t)c * sizeof(*gb), cudaMemcpyHostToDevice, stream));
+    if (n > 0) {
+        bn_relu_mask_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>((int8_t *)dy->data,
+                                                                          (const int16_t *)xhat->data, n, c, d, d + c);
+        WG_CUDA_CHECK_LAUNCH("bn_relu_mask_kernel");
+    }
+    WG_CUDA_CHECK(cudaStreamSynchronize(stream)); /* gb is copied before it is freed */
+    free(gb);
 }

@@ -1,7 +1,7 @@
-/* bn.cuh: integer BN's two elementwise forward passes on the GPU (bn.cu), backend.h's
- * bn_sums and bn_normalize; the decisions between them are made on the host
- * (host/bn_int_generic.c), and the per-element formula is wg_bn_elem.h's wg_bn_xhat, the
- * reference the CPU's fast forms equal.
+/* bn.cuh: integer BN's elementwise passes on the GPU (bn.cu), backend.h's bn_sums,
+ * bn_normalize, bn_bwd_sums, bn_bwd_dx and bn_relu_mask; the decisions between them are
+ * made on the host (host/bn_int_generic.c), and the per-element formulas are
+ * wg_bn_elem.h's references wg_bn_xhat and wg_bn_dx, which the CPU's fast forms equal.
  *
  * Chain (style.md item 3): <op>_kernel (device) -> wg_<op>_cuda (launcher, here) -> the
  * CUDA backend's vtable entry (backend_cuda.cu). */
@@ -22,5 +22,17 @@ void wg_bn_sums_cuda(const wg_tensor *x16, int64_t *s1, int64_t *s2, void *scrat
 int64_t wg_bn_normalize_cuda(wg_tensor *x16, wg_tensor *y, int e_x, const int32_t *mu, const int32_t *sigma,
                              const int16_t *gamma, const int16_t *beta, uint64_t *relu_max, void *scratch,
                              cudaStream_t stream);
+
+/* The backward passes (wg_bn_bwd_scratch bytes of scratch serve each). bn_bwd_sums and
+ * bn_bwd_dx wait for the stream (their results come back to the host); so does
+ * bn_relu_mask (its constants' host copy is freed after). */
+size_t wg_bn_bwd_scratch(int64_t c);
+void wg_bn_bwd_sums_cuda(const wg_tensor *dy, const wg_tensor *xhat, int64_t *b, int64_t *g, uint64_t *dmax,
+                         uint64_t *hmax, void *scratch, cudaStream_t stream);
+uint64_t wg_bn_bwd_dx_cuda(const wg_tensor *dy, const wg_tensor *xhat, wg_tensor *dx, int f, int64_t count,
+                           const int16_t *gamma, const int32_t *sigma, const int64_t *b, const int64_t *g,
+                           const uint64_t *dmax, const uint64_t *hmax, void *scratch, cudaStream_t stream);
+void wg_bn_relu_mask_cuda(wg_tensor *dy, const wg_tensor *xhat, const int16_t *gamma, const int16_t *beta,
+                          void *scratch, cudaStream_t stream);
 
 #endif

@@ -8,7 +8,7 @@
  * The op entries are the elementwise and reduction primitives of docs/numerics.md
  * (quantizers, the optimizer's steps, the aligned sums of residual.h, global average
  * pooling, ReLU), the int8 GEMM, the int8 forward convolution and integer BN's
- * forward passes.
+ * elementwise passes.
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -134,6 +134,17 @@ struct wg_backend_i {
     void (*bn_sums)(void *ctx, const wg_tensor *x16, int64_t *s1, int64_t *s2);
     int64_t (*bn_normalize)(void *ctx, wg_tensor *x16, wg_tensor *y, int e_x, const int32_t *mu, const int32_t *sigma,
                             const int16_t *gamma, const int16_t *beta, uint64_t *relu_max);
+    /* And its backward passes. bn_bwd_sums: per channel B = sum dy, G = sum dy x-hat,
+     * max |dy|, max |x-hat| into host arrays of C. bn_bwd_dx: dx (int64) = wg_bn_dx(dy,
+     * x-hat, count, the channel's wg_bn_bwd_chan_init(gamma, sigma, count, B, G, dmax,
+     * hmax), f) from those host arrays; returns max |dx|. bn_relu_mask: dy (int8) = 0
+     * where wg_bn_y(x-hat, gamma, beta) <= 0, in place. */
+    void (*bn_bwd_sums)(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, int64_t *b, int64_t *g, uint64_t *dmax,
+                        uint64_t *hmax);
+    uint64_t (*bn_bwd_dx)(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, wg_tensor *dx, int f, int64_t count,
+                          const int16_t *gamma, const int32_t *sigma, const int64_t *b, const int64_t *g,
+                          const uint64_t *dmax, const uint64_t *hmax);
+    void (*bn_relu_mask)(void *ctx, wg_tensor *dy, const wg_tensor *xhat, const int16_t *gamma, const int16_t *beta);
 };
 
 struct wg_backend {

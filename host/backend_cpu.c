@@ -364,6 +364,9 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .conv_s8_forward = wg_cpu_conv_s8_forward,
     .bn_sums = wg_cpu_bn_sums,
     .bn_normalize = wg_cpu_bn_normalize,
+    .bn_bwd_sums = wg_cpu_bn_bwd_sums,
+    .bn_bwd_dx = wg_cpu_bn_bwd_dx,
+    .bn_relu_mask = wg_cpu_bn_relu_mask,
 };
 
 wg_backend *wg_backend_cpu_init(void)

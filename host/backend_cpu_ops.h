@@ -24,9 +24,16 @@ void wg_cpu_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de);
 uint64_t wg_cpu_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
                                 wg_conv_ws *ws);
 
-/* bn_int_generic.c: backend.h's bn_sums and bn_normalize. */
+/* bn_int_generic.c: backend.h's bn_sums, bn_normalize, bn_bwd_sums, bn_bwd_dx and
+ * bn_relu_mask. */
 void wg_cpu_bn_sums(void *ctx, const wg_tensor *x16, int64_t *s1, int64_t *s2);
 int64_t wg_cpu_bn_normalize(void *ctx, wg_tensor *x16, wg_tensor *y, int e_x, const int32_t *mu, const int32_t *sigma,
                             const int16_t *gamma, const int16_t *beta, uint64_t *relu_max);
+void wg_cpu_bn_bwd_sums(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, int64_t *b, int64_t *g, uint64_t *dmax,
+                        uint64_t *hmax);
+uint64_t wg_cpu_bn_bwd_dx(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, wg_tensor *dx, int f, int64_t count,
+                          const int16_t *gamma, const int32_t *sigma, const int64_t *b, const int64_t *g,
+                          const uint64_t *dmax, const uint64_t *hmax);
+void wg_cpu_bn_relu_mask(void *ctx, wg_tensor *dy, const wg_tensor *xhat, const int16_t *gamma, const int16_t *beta);
 
 #endif

@@ -197,8 +197,8 @@ static void pass_bwd_sums(void *dy, wg_dtype dt, const int16_t *xhat, int64_t m,
 /* The per-tensor decision (host): F = min(62, 62 - max over channels of the bound
  * exponent), so that |dx| <= 2^62 on the grid 2^(e-6-F). F >= 0 always holds for
  * |dy| <= 32767 (docs/numerics.md 7.5). */
-static int bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
-                        const int64_t *gsum, const uint64_t *dmax, const uint64_t *hmax)
+int bn_bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
+                    const int64_t *gsum, const uint64_t *dmax, const uint64_t *hmax)
 {
     int emax = WG_BN_DX_NO_BOUND;
     for (int64_t ch = 0; ch < c; ch++) {
@@ -453,7 +453,7 @@ static uint64_t backward_passes(wg_tensor *dy, const bwd_act *act, const wg_tens
     uint64_t *dmax = bn_xmalloc((size_t)c * sizeof *dmax), *hmax = bn_xmalloc((size_t)c * sizeof *hmax);
     int64_t *bsum = dbeta->data, *gsum = dgamma->data;
     pass_bwd_sums(dy->data, dy->dtype, saved->xhat.data, count, c, act, bsum, gsum, dmax, hmax);
-    int f = bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
+    int f = bn_bwd_exponent(gamma16->data, saved->sigma.data, count, c, bsum, gsum, dmax, hmax);
     bn_tile t = bn_tile_alloc(c);
     bool compact = e2 != NULL && dy->dtype == WG_I8;
     est_tile te = est_tile_alloc(t.n, compact);
@@ -514,6 +514,7 @@ static int64_t check_backward(const wg_tensor *dy, const wg_tensor *gamma16, con
 uint64_t wg_bn_int_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
                             wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta)
 {
+    if (!bn_on_cpu(dy)) return bn_generic_backward(dy, gamma16, saved, dx, dgamma, dbeta);
     int64_t count, c = check_backward(dy, gamma16, saved, dx, dgamma, dbeta, &count);
     if (wg_dtype_bound(dy->dtype) > WG_BN_DY_MAX) {
         uint64_t m = dy->backend->iface->max_abs(dy->backend->ctx, dy);
@@ -528,6 +529,8 @@ uint64_t wg_bn_int_backward_act(const wg_tensor *err, uint64_t err_max, int e1_b
                                 const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
                                 const wg_bn_int_bwd_e2 *e2, wg_tensor *acc, wg_tensor *dgamma, wg_tensor *dbeta)
 {
+    if (!bn_on_cpu(dy))
+        return bn_generic_backward_act(err, err_max, e1_bits, gamma16, beta16, saved, dy, dx, e2, acc, dgamma, dbeta);
     int64_t count, n, c = check_backward(dy, gamma16, saved, dx, dgamma, dbeta, &count);
     WG_ASSERT(!(e2 && acc), "BN backward: E2's parts or a sum, not both%s", "");
     if (acc) bn_check_act(acc, WG_I64, &saved->xhat, "the error sum", &n);

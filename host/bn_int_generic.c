@@ -1,15 +1,17 @@
-/* bn_int_generic.c: integer BN's forward passes on a backend other than the CPU (bn.h).
+/* bn_int_generic.c: integer BN on a backend other than the CPU (bn.h).
  *
- * The CPU runs its fused passes (bn_int.c). Another backend runs two elementwise passes
- * of its own (backend.h's bn_sums and bn_normalize); the decisions between them are
- * made here, on the host, with the functions the CPU uses: the narrowing (the fit rule,
- * wg_quant_fit_exp_max through the backend's round_shift), mu and sigma from the sums,
- * the running averages; ReLU and A then follow through act.h. The fused CPU passes give
- * the bits of this chain, so both backends give the same bits (tests/test_cuda.c; without
- * a GPU its harness runs this file on a CPU backend under another name).
+ * The CPU runs its fused passes (bn_int.c, bn_int_bwd.c). Another backend runs
+ * elementwise passes of its own (backend.h's bn_sums, bn_normalize, bn_bwd_sums,
+ * bn_bwd_dx, bn_relu_mask); the decisions between them are made here, on the host, with
+ * the functions the CPU uses: the narrowing (the fit rule, wg_quant_fit_exp_max through
+ * the backend's round_shift), mu and sigma from the sums, the running averages, the
+ * backward exponent F; ReLU, A, E1 and E2 through act.h and quant.h. The fused CPU passes
+ * give the bits of these chains (bn.h), so both backends give the same bits
+ * (tests/test_cuda.c; without a GPU its harness runs this file on a CPU backend under
+ * another name).
  *
- * Also here: the CPU's own entries for those two passes (plain loops over the reference
- * formula wg_bn_xhat), which serve that harness. */
+ * Also here: the CPU's own entries for those passes (plain loops over the reference
+ * formulas wg_bn_xhat and wg_bn_dx), which serve that harness. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +21,9 @@
 #include "bn_int_impl.h"
 #include "check.h"
 #include "quant.h"
+#include "residual.h"
 #include "wg_bn_elem.h"
+#include "wg_dtype.h"
 
 /* t on x's backend, of dtype dt and n elements. */
 static void check_like(const wg_tensor *t, const wg_tensor *x, wg_dtype dt, int64_t n, const char *what)
@@ -133,7 +137,79 @@ uint64_t bn_generic_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_te
     return relu_max;
 }
 
-/* ---- the CPU's entries for the two passes ----------------------------------------------- */
+/* ---- backward ---------------------------------------------------------------------------- */
+
+/* The checks of bn_int_bwd.c's check_backward, on any backend; returns C. */
+static int64_t check_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                              const wg_tensor *dx, const wg_tensor *dgamma, const wg_tensor *dbeta, int64_t *count)
+{
+    const wg_tensor *h = &saved->xhat;
+    WG_ASSERT(h->layout == WG_LAYOUT_NHWC, "saved x-hat: layout %s, expected nhwc", wg_layout_name(h->layout));
+    int64_t c = h->shape[3], n = wg_tensor_numel(h);
+    *count = n / c;
+    WG_ASSERT(wg_dtype_is_int(dy->dtype) && wg_tensor_numel(dy) == n, "the BN output error dy: %s of %lld elements",
+              wg_dtype_name(dy->dtype), (long long)wg_tensor_numel(dy));
+    check_like(h, dy, WG_I16, n, "saved x-hat");
+    check_like(dx, dy, WG_I64, n, "the BN input error dx");
+    check_like(&saved->sigma, dy, WG_I32, c, "saved sigma");
+    check_like(gamma16, dy, WG_I16, c, "gamma16");
+    check_like(dgamma, dy, WG_I64, c, "dgamma");
+    check_like(dbeta, dy, WG_I64, c, "dbeta");
+    WG_ASSERT(h->exp == WG_BN_XHAT_EXP && saved->sigma.exp == WG_BN_STAT_EXP && gamma16->exp == WG_BN_XHAT_EXP,
+              "x-hat, sigma, gamma16 at e = %d, %d, %d (expected -7, -15, -7: a training forward pass first)", h->exp,
+              saved->sigma.exp, gamma16->exp);
+    return c;
+}
+
+uint64_t bn_generic_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                             wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta)
+{
+    int64_t count, c = check_backward(dy, gamma16, saved, dx, dgamma, dbeta, &count);
+    if (wg_dtype_bound(dy->dtype) > WG_BN_DY_MAX) {
+        uint64_t m = WG_BACKEND_OP(dy, max_abs)(dy->backend->ctx, dy);
+        WG_ASSERT(m <= WG_BN_DY_MAX, "BN backward: max |dy| = %llu (at most %d: quantize with E1 first)",
+                  (unsigned long long)m, WG_BN_DY_MAX);
+    }
+    int64_t *b = calloc(2 * (size_t)c, sizeof *b), *g = b + c;
+    uint64_t *dmax = calloc(2 * (size_t)c, sizeof *dmax), *hmax = dmax + c;
+    WG_ASSERT(b != NULL && dmax != NULL, "out of memory (%lld channels)", (long long)c);
+    WG_BACKEND_OP(dy, bn_bwd_sums)(dy->backend->ctx, dy, &saved->xhat, b, g, dmax, hmax);
+    int16_t *gamma = host_copy(gamma16);
+    int32_t *sigma = host_copy(&saved->sigma);
+    int f = bn_bwd_exponent(gamma, sigma, count, c, b, g, dmax, hmax);
+    wg_tensor_upload(dbeta, b);
+    wg_tensor_upload(dgamma, g);
+    dbeta->exp = dy->exp;
+    dgamma->exp = dy->exp + WG_BN_XHAT_EXP;
+    dx->exp = dy->exp - 6 - f; /* as bn_int_bwd.c */
+    uint64_t dx_max = WG_BACKEND_OP(dy, bn_bwd_dx)(dy->backend->ctx, dy, &saved->xhat, dx, f, count, gamma, sigma, b,
+                                                   g, dmax, hmax);
+    free(b), free(dmax), free(gamma), free(sigma);
+    return dx_max;
+}
+
+/* The chain bn.h says wg_bn_int_backward_act gives the bits of: E1, ReLU's mask (y > 0
+ * from the saved x-hat), the backward pass, then E2's parts or the sum into acc. */
+uint64_t bn_generic_backward_act(const wg_tensor *err, uint64_t err_max, int e1_bits, const wg_tensor *gamma16,
+                                 const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
+                                 const wg_bn_int_bwd_e2 *e2, wg_tensor *acc, wg_tensor *dgamma, wg_tensor *dbeta)
+{
+    WG_ASSERT(!(e2 && acc), "BN backward: E2's parts or a sum, not both%s", "");
+    WG_ASSERT(dy->dtype == WG_I8 && e1_bits >= 2 && e1_bits <= 8, "BN backward: dy %s, E1 of %d bits",
+              wg_dtype_name(dy->dtype), e1_bits);
+    check_like(beta16, dy, WG_I16, gamma16->shape[0], "beta16");
+    wg_quant_shift_max(dy, err, e1_bits, err_max);
+    int16_t *g = host_copy(gamma16), *b = host_copy(beta16);
+    WG_BACKEND_OP(dy, bn_relu_mask)(dy->backend->ctx, dy, &saved->xhat, g, b);
+    free(g), free(b);
+    uint64_t dx_max = bn_generic_backward(dy, gamma16, saved, dx, dgamma, dbeta);
+    if (e2 && e2->fine) wg_quant_flag_max(e2->coarse, e2->fine, dx, e2->bits, dx_max);
+    else if (e2) wg_quant_shift_max(e2->coarse, dx, e2->bits, dx_max);
+    if (e2) return WG_QUANT_MAX_UNKNOWN;
+    return acc ? wg_error_accumulate(acc, dx) : dx_max;
+}
+
+/* ---- the CPU's entries for the passes ----------------------------------------------- */
 
 void wg_cpu_bn_sums(void *ctx, const wg_tensor *x16, int64_t *s1, int64_t *s2)
 {
@@ -169,4 +245,52 @@ int64_t wg_cpu_bn_normalize(void *ctx, wg_tensor *x16, wg_tensor *y, int e_x, co
     free(k);
     *relu_max = (uint64_t)ymax;
     return clamps;
+}
+
+void wg_cpu_bn_bwd_sums(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, int64_t *b, int64_t *g, uint64_t *dmax,
+                        uint64_t *hmax)
+{
+    (void)ctx;
+    int64_t c = xhat->shape[3], n = wg_tensor_numel(xhat);
+    const int16_t *h = xhat->data;
+    memset(b, 0, (size_t)c * sizeof *b), memset(g, 0, (size_t)c * sizeof *g);
+    memset(dmax, 0, (size_t)c * sizeof *dmax), memset(hmax, 0, (size_t)c * sizeof *hmax);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t d = wg_load_i64(dy->data, dy->dtype, i), ch = i % c;
+        b[ch] += d;
+        g[ch] += d * h[i];
+        dmax[ch] = wg_abs_u64(d) > dmax[ch] ? wg_abs_u64(d) : dmax[ch];
+        hmax[ch] = wg_abs_u64(h[i]) > hmax[ch] ? wg_abs_u64(h[i]) : hmax[ch];
+    }
+}
+
+uint64_t wg_cpu_bn_bwd_dx(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, wg_tensor *dx, int f, int64_t count,
+                          const int16_t *gamma, const int32_t *sigma, const int64_t *b, const int64_t *g,
+                          const uint64_t *dmax, const uint64_t *hmax)
+{
+    (void)ctx;
+    int64_t c = xhat->shape[3], n = wg_tensor_numel(xhat);
+    wg_bn_bwd_chan *k = malloc((size_t)c * sizeof *k);
+    WG_ASSERT(k != NULL, "out of memory (%lld channels)", (long long)c);
+    for (int64_t ch = 0; ch < c; ch++)
+        k[ch] = wg_bn_bwd_chan_init(gamma[ch], sigma[ch], (uint64_t)count, b[ch], g[ch], dmax[ch], hmax[ch]);
+    const int16_t *h = xhat->data;
+    int64_t *o = dx->data;
+    uint64_t mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        o[i] = wg_bn_dx(wg_load_i64(dy->data, dy->dtype, i), h[i], (uint64_t)count, &k[i % c], f);
+        mx = wg_abs_u64(o[i]) > mx ? wg_abs_u64(o[i]) : mx;
+    }
+    free(k);
+    return mx;
+}
+
+void wg_cpu_bn_relu_mask(void *ctx, wg_tensor *dy, const wg_tensor *xhat, const int16_t *gamma, const int16_t *beta)
+{
+    (void)ctx;
+    int64_t c = xhat->shape[3], n = wg_tensor_numel(xhat);
+    const int16_t *h = xhat->data;
+    int8_t *d = dy->data;
+    for (int64_t i = 0; i < n; i++)
+        if (wg_bn_y(h[i], gamma[i % c], beta[i % c]) <= 0) d[i] = 0;
 }

@@ -78,7 +78,11 @@ void bn_pass_running_update(int64_t *rmean, int64_t *rsigma, const int32_t *mu, 
                             bool initialized);
 void bn_pass_running_stats(const int64_t *rmean, const int64_t *rsigma, int64_t c, int32_t *mu, int32_t *sigma);
 
-/* ---- bn_int_generic.c: the forward passes on other backends ---------------------------- */
+/* bn_int_bwd.c: the backward pass's per-tensor exponent F (host). */
+int bn_bwd_exponent(const int16_t *gamma, const int32_t *sigma, int64_t count, int64_t c, const int64_t *bsum,
+                    const int64_t *gsum, const uint64_t *dmax, const uint64_t *hmax);
+
+/* ---- bn_int_generic.c: the passes on other backends ------------------------------------ */
 
 uint64_t bn_generic_forward_train(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16,
                                   const wg_tensor *beta16, wg_tensor *y, wg_bn_int_saved *saved,
@@ -86,5 +90,11 @@ uint64_t bn_generic_forward_train(const wg_tensor *x, uint64_t x_max, const wg_t
 uint64_t bn_generic_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_tensor *gamma16,
                                  const wg_tensor *beta16, const wg_bn_running *running, wg_tensor *y,
                                  wg_bn_int_saved *work);
+
+uint64_t bn_generic_backward(const wg_tensor *dy, const wg_tensor *gamma16, const wg_bn_int_saved *saved,
+                             wg_tensor *dx, wg_tensor *dgamma, wg_tensor *dbeta);
+uint64_t bn_generic_backward_act(const wg_tensor *err, uint64_t err_max, int e1_bits, const wg_tensor *gamma16,
+                                 const wg_tensor *beta16, const wg_bn_int_saved *saved, wg_tensor *dy, wg_tensor *dx,
+                                 const wg_bn_int_bwd_e2 *e2, wg_tensor *acc, wg_tensor *dgamma, wg_tensor *dbeta);
 
 #endif

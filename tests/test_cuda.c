@@ -649,6 +649,72 @@ static void test_bn_forward(void **state)
     }
 }
 
+/* Integer BN's backward pass from the error at the activation (wg_bn_int_backward_act:
+ * E1, ReLU's mask, dx), after a training forward pass on each backend: dx out, E2's two
+ * parts, E1's rule into one part, and dx added into a residual error; errors int64 of
+ * large and small magnitude and int32, their maximum handed over or not. dy, the outputs,
+ * dgamma, dbeta and the returned maximum must agree. */
+static void test_bn_backward(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    static const int64_t shapes[][4] = {{2, 3, 5, 3}, {8, 7, 7, 16}, {16, 14, 14, 32}};
+    for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++)
+        for (int mode = 0; mode < 4; mode++) {
+            const int64_t *sh = shapes[k], c = sh[3], n = sh[0] * sh[1] * sh[2] * sh[3];
+            uint64_t seed = 11000 + k * 16 + (uint64_t)mode * 4;
+            wg_bn_int_saved sc, sg;
+            assert_true(wg_bn_int_saved_init(&sc, f->cpu, sh[0], sh[1], sh[2], c));
+            assert_true(wg_bn_int_saved_init(&sg, f->gpu, sh[0], sh[1], sh[2], c));
+            int16_t *hgb = random_host(WG_I16, 2 * c, seed);
+            void *hx = random_host(WG_I32, n, seed + 1);
+            wg_tensor gc, gg, bc, bg, xc, xg, yc, yg;
+            make_pair(f, &gc, &gg, WG_I16, c, -7, hgb);
+            make_pair(f, &bc, &bg, WG_I16, c, -7, hgb + c);
+            make_nhwc_pair(f, &xc, &xg, WG_I32, sh, -12, hx);
+            make_nhwc_pair(f, &yc, &yg, WG_I32, sh, 0, NULL);
+            wg_bn_int_forward_train(&xc, WG_QUANT_MAX_UNKNOWN, &gc, &bc, &yc, &sc, NULL);
+            wg_bn_int_forward_train(&xg, WG_QUANT_MAX_UNKNOWN, &gg, &bg, &yg, &sg, NULL);
+            wg_dtype et = mode == 2 ? WG_I32 : WG_I64;
+            void *he = random_host(et, n, seed + 2);
+            wg_tensor ec, eg, dyc, dyg, dxc, dxg, dgc, dgg, dbc, dbg;
+            make_nhwc_pair(f, &ec, &eg, et, sh, -30 + mode, he);
+            make_nhwc_pair(f, &dyc, &dyg, WG_I8, sh, 0, NULL);
+            make_nhwc_pair(f, &dxc, &dxg, WG_I64, sh, 0, NULL);
+            make_pair(f, &dgc, &dgg, WG_I64, c, 0, NULL);
+            make_pair(f, &dbc, &dbg, WG_I64, c, 0, NULL);
+            uint64_t emax = mode % 2 ? f->cpu->iface->max_abs(f->cpu->ctx, &ec) : WG_QUANT_MAX_UNKNOWN;
+            wg_tensor pcc, pcg, pfc, pfg, acc_c, acc_g;
+            make_nhwc_pair(f, &pcc, &pcg, WG_I8, sh, 0, NULL);
+            make_nhwc_pair(f, &pfc, &pfg, WG_I8, sh, 0, NULL);
+            wg_bn_int_bwd_e2 e2c = {&pcc, mode == 1 ? &pfc : NULL, 8}, e2g = {&pcg, mode == 1 ? &pfg : NULL, 8};
+            const wg_bn_int_bwd_e2 *e2cp = mode == 1 || mode == 2 ? &e2c : NULL, *e2gp = e2cp ? &e2g : NULL;
+            void *ha = random_host(WG_I64, n, seed + 3);
+            make_nhwc_pair(f, &acc_c, &acc_g, WG_I64, sh, 0, ha);
+            if (mode == 3) { /* the residual error on dx's grid, as the networks keep it */
+                wg_bn_int_backward_act(&ec, emax, 8, &gc, &bc, &sc, &dyc, &dxc, NULL, NULL, &dgc, &dbc);
+                acc_c.exp = acc_g.exp = dxc.exp + 3;
+            }
+            uint64_t mc = wg_bn_int_backward_act(&ec, emax, 8, &gc, &bc, &sc, &dyc, &dxc, e2cp, mode == 3 ? &acc_c : NULL,
+                                                 &dgc, &dbc);
+            uint64_t mg = wg_bn_int_backward_act(&eg, emax, 8, &gg, &bg, &sg, &dyg, &dxg, e2gp, mode == 3 ? &acc_g : NULL,
+                                                 &dgg, &dbg);
+            assert_int_equal(mc, mg);
+            expect_same(&dyc, &dyg, "BN backward dy (E1 and ReLU's mask)");
+            expect_same(&dgc, &dgg, "BN backward dgamma");
+            expect_same(&dbc, &dbg, "BN backward dbeta");
+            if (mode == 0) expect_same(&dxc, &dxg, "BN backward dx");
+            if (mode == 1 || mode == 2) expect_same(&pcc, &pcg, "BN backward E2 coarse part");
+            if (mode == 1) expect_same(&pfc, &pfg, "BN backward E2 fine part");
+            if (mode == 3) expect_same(&acc_c, &acc_g, "BN backward sum into the residual error");
+            wg_tensor *ts[] = {&gc, &gg, &bc, &bg, &xc, &xg, &yc, &yg, &ec, &eg, &dyc, &dyg, &dxc, &dxg, &dgc, &dgg,
+                               &dbc, &dbg, &pcc, &pcg, &pfc, &pfg, &acc_c, &acc_g};
+            for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) wg_tensor_free(ts[i]);
+            wg_bn_int_saved_free(&sc), wg_bn_int_saved_free(&sg);
+            free(hgb), free(hx), free(he), free(ha);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -660,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_gap),                  cmocka_unit_test(test_relu),
         cmocka_unit_test(test_softmax),              cmocka_unit_test(test_gemm_s8_nt),
         cmocka_unit_test(test_conv_forward),         cmocka_unit_test(test_bn_forward),
+        cmocka_unit_test(test_bn_backward),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
