@@ -15,6 +15,7 @@
 #include "cuda_check.cuh"
 #include "gemm.cuh"
 #include "pool.cuh"
+#include "quant.h"
 #include "quant.cuh"
 #include "residual.cuh"
 
@@ -236,6 +237,25 @@ static void cuda_bn_relu_mask(void *ctx, wg_tensor *dy, const wg_tensor *xhat, c
     wg_bn_relu_mask_cuda(dy, xhat, gamma, beta, arena(c, wg_bn_bwd_scratch(xhat->shape[3])), c->stream);
 }
 
+static uint64_t cuda_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                      const wg_tensor *const *err, int nparts, int e_min, wg_tensor *dx, wg_tensor *dw,
+                                      wg_conv_ws *ws)
+{
+    (void)ws; /* the CPU's scratch; this backend's is the arena */
+    wg_cuda_ctx *c = ctx_of(ctx);
+    const int8_t *parts[2] = {NULL, NULL};
+    int shift[2] = {0, 0};
+    for (int p = 0; p < nparts; p++) {
+        parts[p] = (const int8_t *)err[p]->data;
+        shift[p] = err[p]->exp - e_min;
+    }
+    void *s = arena(c, wg_conv_s8_backward_scratch(g, nparts));
+    wg_conv_s8_backward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, parts, shift, nparts,
+                             dx ? dx->data : NULL, dx ? dx->dtype : WG_I64, (int64_t *)dw->data, s, c->lt,
+                             c->d_workspace, WG_CUDA_GEMM_WORKSPACE, c->stream);
+    return dx ? wg_max_abs_cuda(dx, c->d_scratch, c->stream) : WG_QUANT_MAX_UNKNOWN;
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -264,6 +284,7 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .bn_bwd_sums = cuda_bn_bwd_sums,
     .bn_bwd_dx = cuda_bn_bwd_dx,
     .bn_relu_mask = cuda_bn_relu_mask,
+    .conv_s8_backward = cuda_conv_s8_backward,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

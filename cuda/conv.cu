@@ -6,6 +6,7 @@
 #include "cuda_check.cuh"
 #include "gemm.cuh"
 #include "launch.cuh"
+#include "wg_dtype.h"
 
 /* Columns of the padded im2col matrix: kdim rounded up to a multiple of 4. */
 static int64_t padded_kdim(const wg_conv_geom *g) { return (g->kdim + 3) / 4 * 4; }
@@ -73,4 +74,143 @@ void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_
         f = wp;
     }
     wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, g->o, kp, a, kp, f, kp, y, g->o, stream);
+}
+
+/* ---- backward ---------------------------------------------------------------------- */
+
+/* Rows of the weight gradient's GEMMs per call: int32 sums of at most 2^16 products of
+ * int8 (each below 2^14 in magnitude) stay below 2^30, so each chunk is exact in int32
+ * and the chunks are added in int64. A multiple of 16 (the operands' alignment). */
+#define WG_DW_ROWS_PER_GEMM 65536
+
+static int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }
+
+/* The scratch's pieces: W^T padded (kp x o), the parts' products (rows x kp int32 each),
+ * im2col (rows x kp), its transpose (kp x rp), the parts' transposes (o x rp each), one
+ * chunk's weight gradient (o x kp int32). */
+typedef struct bwd_scratch {
+    int8_t *wt, *col, *colt, *et[2];
+    int32_t *dcol[2], *dwc;
+} bwd_scratch;
+
+static bwd_scratch bwd_layout(const wg_conv_geom *g, int nparts, void *base, size_t *bytes)
+{
+    int64_t kp = padded_kdim(g), rp = round4(g->rows);
+    size_t sz[9] = {round256((size_t)(kp * g->o)),
+                    round256((size_t)(g->rows * kp) * 4),
+                    round256((size_t)(g->rows * kp) * 4),
+                    round256((size_t)(g->rows * kp)),
+                    round256((size_t)(kp * rp)),
+                    round256((size_t)(g->o * rp)),
+                    round256((size_t)(g->o * rp)),
+                    round256((size_t)(g->o * kp) * 4),
+                    0};
+    if (nparts < 2) sz[2] = sz[6] = 0;
+    char *p = (char *)base;
+    bwd_scratch s;
+    s.wt = (int8_t *)p, p += sz[0];
+    s.dcol[0] = (int32_t *)p, p += sz[1];
+    s.dcol[1] = (int32_t *)p, p += sz[2];
+    s.col = (int8_t *)p, p += sz[3];
+    s.colt = (int8_t *)p, p += sz[4];
+    s.et[0] = (int8_t *)p, p += sz[5];
+    s.et[1] = (int8_t *)p, p += sz[6];
+    s.dwc = (int32_t *)p, p += sz[7];
+    *bytes = (size_t)(p - (char *)base);
+    return s;
+}
+
+size_t wg_conv_s8_backward_scratch(const wg_conv_geom *g, int nparts)
+{
+    size_t bytes;
+    bwd_layout(g, nparts, NULL, &bytes);
+    return bytes;
+}
+
+/* dst[j][i] = src[i][j] for i < rows, j < cols (src rows ld_src apart); dst is dst_rows x
+ * ld_dst, zero where i >= rows (the padding) for i < ld_dst. */
+__global__ void transpose_s8_kernel(const int8_t *src, int64_t rows, int64_t cols, int64_t ld_src, int8_t *dst,
+                                    int64_t dst_rows, int64_t ld_dst)
+{
+    WG_GRID_STRIDE_LOOP(t, dst_rows * ld_dst)
+    {
+        int64_t j = t / ld_dst, i = t % ld_dst;
+        dst[t] = i < rows && j < cols ? src[i * ld_src + j] : 0;
+    }
+}
+
+static void transpose_s8(const int8_t *src, int64_t rows, int64_t cols, int64_t ld_src, int8_t *dst,
+                         int64_t dst_rows, int64_t ld_dst, cudaStream_t stream)
+{
+    transpose_s8_kernel<<<wg_grid_for(dst_rows * ld_dst), WG_CUDA_BLOCK, 0, stream>>>(src, rows, cols, ld_src, dst,
+                                                                                      dst_rows, ld_dst);
+    WG_CUDA_CHECK_LAUNCH("transpose_s8_kernel");
+}
+
+/* dx at input element t = (n, iy, ix, ch): the sum over the kernel windows that cover
+ * it of the parts' products dcol_p[r][(i, j, ch)], part p shifted up by shift_p. Each
+ * element gathers its own terms: no atomics, and the int64 sum is exact. */
+__global__ void col2im_kernel(const int32_t *d0, const int32_t *d1, int s0, int s1, wg_conv_geom g, int64_t kp,
+                              void *dx, wg_dtype t_dx)
+{
+    WG_GRID_STRIDE_LOOP(t, g.n * g.h * g.w * g.c)
+    {
+        int64_t ch = t % g.c, ix = (t / g.c) % g.w, iy = (t / (g.c * g.w)) % g.h, n = t / (g.c * g.w * g.h);
+        int64_t sum = 0;
+        for (int64_t i = 0; i < g.kh; i++)
+            for (int64_t j = 0; j < g.kw; j++) {
+                int64_t ty = iy + g.pad - i, tx = ix + g.pad - j;
+                if (ty < 0 || tx < 0 || ty % g.stride != 0 || tx % g.stride != 0) continue;
+                int64_t oy = ty / g.stride, ox = tx / g.stride;
+                if (oy >= g.oh || ox >= g.ow) continue;
+                int64_t r = (n * g.oh + oy) * g.ow + ox, k = (i * g.kw + j) * g.c + ch;
+                sum += (int64_t)d0[r * kp + k] * ((int64_t)1 << s0);
+                if (d1 != NULL) sum += (int64_t)d1[r * kp + k] * ((int64_t)1 << s1);
+            }
+        wg_store_i64(dx, t_dx, t, sum);
+    }
+}
+
+/* dw[o][k] += dwc[o][k] 2^shift for k < kdim (dwc: o x kp). */
+__global__ void dw_add_kernel(int64_t *dw, const int32_t *dwc, int64_t o, int64_t kdim, int64_t kp, int shift)
+{
+    WG_GRID_STRIDE_LOOP(t, o * kdim)
+    {
+        int64_t oo = t / kdim, k = t % kdim;
+        dw[t] += (int64_t)dwc[oo * kp + k] * ((int64_t)1 << shift);
+    }
+}
+
+void wg_conv_s8_backward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_t *w, const int8_t *const *err,
+                              const int *shift, int nparts, void *dx, wg_dtype t_dx, int64_t *dw, void *scratch,
+                              cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, cudaStream_t stream)
+{
+    int64_t kp = padded_kdim(g), rp = round4(g->rows);
+    size_t bytes;
+    bwd_scratch s = bwd_layout(g, nparts, scratch, &bytes);
+    if (dx != NULL) { /* backward-data: E_p W per part (K = O), then col2im */
+        transpose_s8(w, g->o, g->kdim, g->kdim, s.wt, kp, g->o, stream); /* W^T, kp x o */
+        for (int p = 0; p < nparts; p++)
+            wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, kp, g->o, err[p], g->o, s.wt, g->o, s.dcol[p],
+                               kp, stream);
+        col2im_kernel<<<wg_grid_for(g->n * g->h * g->w * g->c), WG_CUDA_BLOCK, 0, stream>>>(
+            s.dcol[0], nparts > 1 ? s.dcol[1] : NULL, shift[0], nparts > 1 ? shift[1] : 0, *g, kp, dx, t_dx);
+        WG_CUDA_CHECK_LAUNCH("col2im_kernel");
+    }
+    /* backward-weight: E_p^T col, K = the rows, in chunks exact in int32 */
+    im2col_kernel<<<wg_grid_for(g->rows * kp), WG_CUDA_BLOCK, 0, stream>>>(x, s.col, *g, kp);
+    WG_CUDA_CHECK_LAUNCH("im2col_kernel");
+    transpose_s8(s.col, g->rows, kp, kp, s.colt, kp, rp, stream);
+    for (int p = 0; p < nparts; p++) transpose_s8(err[p], g->rows, g->o, g->o, s.et[p], g->o, rp, stream);
+    WG_CUDA_CHECK(cudaMemsetAsync(dw, 0, (size_t)(g->o * g->kdim) * sizeof(*dw), stream));
+    for (int64_t r0 = 0; r0 < rp; r0 += WG_DW_ROWS_PER_GEMM) {
+        int64_t kc = rp - r0 < WG_DW_ROWS_PER_GEMM ? rp - r0 : WG_DW_ROWS_PER_GEMM;
+        for (int p = 0; p < nparts; p++) {
+            wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->o, kp, kc, s.et[p] + r0, rp, s.colt + r0, rp, s.dwc,
+                               kp, stream);
+            dw_add_kernel<<<wg_grid_for(g->o * g->kdim), WG_CUDA_BLOCK, 0, stream>>>(dw, s.dwc, g->o, g->kdim, kp,
+                                                                                     shift[p]);
+            WG_CUDA_CHECK_LAUNCH("dw_add_kernel");
+        }
+    }
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "conv.h"
+#include "wg_dtype.h"
 
 /* Bytes of scratch conv_s8_forward_cuda needs for g (0: none). */
 size_t wg_conv_s8_forward_scratch(const wg_conv_geom *g);
@@ -23,5 +24,15 @@ size_t wg_conv_s8_forward_scratch(const wg_conv_geom *g);
  * (256-byte aligned); lt, workspace: the context's cuBLASLt handle and workspace. */
 void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y, void *scratch,
                              cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, cudaStream_t stream);
+
+/* Backward (backend.h's conv_s8_backward): backward-data as E_p W^T per error part
+ * (cuBLASLt, K = O) and a gathering col2im that adds the parts, each shifted up by
+ * shift[p]; backward-weight as E_p^T col(x) in chunks of rows whose int32 sums are
+ * exact, added into dw (int64) with the part's shift. dx: NULL (none), int32 or int64
+ * (t_dx). scratch: wg_conv_s8_backward_scratch(g, nparts) bytes. */
+size_t wg_conv_s8_backward_scratch(const wg_conv_geom *g, int nparts);
+void wg_conv_s8_backward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_t *w, const int8_t *const *err,
+                              const int *shift, int nparts, void *dx, wg_dtype t_dx, int64_t *dw, void *scratch,
+                              cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, cudaStream_t stream);
 
 #endif

@@ -7,8 +7,8 @@
  *
  * The op entries are the elementwise and reduction primitives of docs/numerics.md
  * (quantizers, the optimizer's steps, the aligned sums of residual.h, global average
- * pooling, ReLU), the int8 GEMM, the int8 forward convolution and integer BN's
- * elementwise passes.
+ * pooling, ReLU), the int8 GEMM, the int8 convolutions and integer BN's elementwise
+ * passes.
  * The exponent decisions (which shift, which bound) are made once, on the host, by
  * quant.c, so every backend receives the same integers and runs the same shared
  * formulas of wg_intmath.h / wg_philox.h: the backends agree bit for bit.
@@ -145,6 +145,15 @@ struct wg_backend_i {
                           const int16_t *gamma, const int32_t *sigma, const int64_t *b, const int64_t *g,
                           const uint64_t *dmax, const uint64_t *hmax);
     void (*bn_relu_mask)(void *ctx, wg_tensor *dy, const wg_tensor *xhat, const int16_t *gamma, const int16_t *beta);
+
+    /* The int8 convolution's backward pass (conv.h's wg_conv_s8_backward checks the
+     * operands, then sets the exponents): with the error parts err[p] (int8) taken at
+     * 2^(e_p - e_min), dx (NULL: none; int32 or int64) = the sum of the parts'
+     * backward-data, dw (int64) = the sum of their weight gradients, both exact; returns
+     * max |dx|, or WG_QUANT_MAX_UNKNOWN where not taken. ws: the CPU's scratch. */
+    uint64_t (*conv_s8_backward)(void *ctx, const struct wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                 const wg_tensor *const *err, int nparts, int e_min, wg_tensor *dx, wg_tensor *dw,
+                                 struct wg_conv_ws *ws);
 };
 
 struct wg_backend {

@@ -367,6 +367,7 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .bn_bwd_sums = wg_cpu_bn_bwd_sums,
     .bn_bwd_dx = wg_cpu_bn_bwd_dx,
     .bn_relu_mask = wg_cpu_bn_relu_mask,
+    .conv_s8_backward = wg_cpu_conv_s8_backward,
 };
 
 wg_backend *wg_backend_cpu_init(void)

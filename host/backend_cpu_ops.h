@@ -20,9 +20,12 @@ void wg_cpu_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da);
 void wg_cpu_relu_round_shift(void *ctx, wg_tensor *dst, const wg_tensor *src, int shift, int64_t bound);
 void wg_cpu_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de);
 
-/* conv.c: backend.h's conv_s8_forward. */
+/* conv.c, conv_bwd.c: backend.h's conv_s8_forward and conv_s8_backward. */
 uint64_t wg_cpu_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
                                 wg_conv_ws *ws);
+uint64_t wg_cpu_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                 const wg_tensor *const *err, int nparts, int e_min, wg_tensor *dx, wg_tensor *dw,
+                                 wg_conv_ws *ws);
 
 /* bn_int_generic.c: backend.h's bn_sums, bn_normalize, bn_bwd_sums, bn_bwd_dx and
  * bn_relu_mask. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu_ops.h"
 #include "check.h"
 #include "gemm.h"
 #include "quant.h"
@@ -349,11 +350,7 @@ bool wg_conv_s8_dx_fits_s32(const wg_conv_geom *g, int span)
 uint64_t wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
                              const wg_tensor *const *err, int nparts, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
 {
-    uint64_t dx_max = WG_QUANT_MAX_UNKNOWN;
     conv_check_geom(g, x, w, WG_I8, WG_I8);
-    WG_ASSERT(strcmp(wg_backend_name(x->backend), "cpu") == 0,
-              "the int8 convolution's backward pass runs on the CPU backend only (the input is on %s)",
-              wg_backend_name(x->backend));
     WG_ASSERT(nparts >= 1 && nparts <= 2, "%d error parts", nparts);
     int e_min = err[0]->exp;
     for (int p = 0; p < nparts; p++) {
@@ -366,7 +363,22 @@ uint64_t wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg
         span = err[p]->exp - e_min > span ? err[p]->exp - e_min : span;
     }
     WG_ASSERT(dw->dtype == WG_I64 && wg_tensor_numel(dw) == wg_tensor_numel(w), "convolution dw");
+    WG_ASSERT(dx == NULL || ((dx->dtype == WG_I64 || (dx->dtype == WG_I32 && wg_conv_s8_dx_fits_s32(g, span))) &&
+                             wg_tensor_numel(dx) == wg_tensor_numel(x)),
+              "convolution dx (%s)", wg_dtype_name(dx->dtype));
+    uint64_t dx_max = WG_BACKEND_OP(x, conv_s8_backward)(x->backend->ctx, g, x, w, err, nparts, e_min, dx, dw, ws);
+    if (dx) dx->exp = w->exp + e_min;
+    dw->exp = x->exp + e_min;
+    return dx_max;
+}
 
+/* The CPU backend's backward pass (backend.h's conv_s8_backward). */
+uint64_t wg_cpu_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                 const wg_tensor *const *err, int nparts, int e_min, wg_tensor *dx, wg_tensor *dw,
+                                 wg_conv_ws *ws)
+{
+    (void)ctx;
+    uint64_t dx_max = WG_QUANT_MAX_UNKNOWN;
     /* Workspace: backward-data's scratch (see its paths), then backward-weight's. */
     wg_conv_geom gt;
     bool as_conv = dx != NULL && bwd_data_conv_geom(g, &gt);
@@ -386,14 +398,9 @@ uint64_t wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg
 
     if (dx != NULL) {
         bool dx32 = dx->dtype == WG_I32;
-        WG_ASSERT((dx->dtype == WG_I64 || (dx32 && wg_conv_s8_dx_fits_s32(g, span))) &&
-                      wg_tensor_numel(dx) == wg_tensor_numel(x),
-                  "convolution dx (%s)", wg_dtype_name(dx->dtype));
         if (as_conv) dx_max = backward_data_conv(g, &gt, w, err, nparts, e_min, dx->data, dx32, buf, b);
         else backward_data_col(g, w, err, nparts, e_min, dx->data, buf, b);
-        dx->exp = w->exp + e_min;
     }
     backward_weight(g, x->data, err, nparts, e_min, dw->data, buf, bw, lw);
-    dw->exp = x->exp + e_min;
     return dx_max;
 }

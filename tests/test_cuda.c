@@ -715,6 +715,49 @@ static void test_bn_backward(void **state)
         }
 }
 
+/* The int8 convolution's backward pass: one error part and two (E2's, 7 grids apart),
+ * dx in int64 and in int32 where it fits, and none (the stem), over the geometries of
+ * test_conv_forward; dx, dw and their exponents identical, max |dx| where the CPU takes it. */
+static void test_conv_backward(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    static const int64_t geoms[][9] = {/* n, h, w, c, o, kh, kw, stride, pad */
+                                       {3, 28, 28, 1, 16, 3, 3, 1, 1}, {4, 14, 14, 16, 32, 3, 3, 2, 1},
+                                       {3, 7, 7, 64, 64, 3, 3, 1, 1},  {2, 8, 8, 16, 32, 1, 1, 1, 0},
+                                       {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0}};
+    for (size_t k = 0; k < sizeof(geoms) / sizeof(geoms[0]); k++)
+        for (int nparts = 1; nparts <= 2; nparts++) {
+            const int64_t *q = geoms[k];
+            wg_conv_geom g;
+            assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
+            const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, es[4] = {g.n, g.oh, g.ow, g.o};
+            uint64_t seed = 12000 + k * 8 + (uint64_t)nparts;
+            void *hx = random_host(WG_I8, g.n * g.h * g.w * g.c, seed);
+            void *hw = random_host(WG_I8, g.o * g.kdim, seed + 1);
+            void *he[2] = {random_host(WG_I8, g.rows * g.o, seed + 2), random_host(WG_I8, g.rows * g.o, seed + 3)};
+            wg_tensor xc, xg, wc, wgt, ec[2], eg[2], dxc, dxg, dwc, dwg;
+            make_nhwc_pair(f, &xc, &xg, WG_I8, xs, -4, hx);
+            make_shaped_pair(f, &wc, &wgt, WG_I8, WG_LAYOUT_OHWI, 4, ws, -7, hw);
+            for (int p = 0; p < nparts; p++) make_nhwc_pair(f, &ec[p], &eg[p], WG_I8, es, -20 + 7 * p, he[p]);
+            bool none = k == 0, narrow = !none && k % 2 == 1 && wg_conv_s8_dx_fits_s32(&g, nparts == 2 ? 7 : 0);
+            make_nhwc_pair(f, &dxc, &dxg, narrow ? WG_I32 : WG_I64, xs, 0, NULL);
+            make_shaped_pair(f, &dwc, &dwg, WG_I64, WG_LAYOUT_OHWI, 4, ws, 0, NULL);
+            const wg_tensor *pc[2] = {&ec[0], &ec[1]}, *pg[2] = {&eg[0], &eg[1]};
+            wg_conv_ws wsc = {0}, wsg = {0};
+            uint64_t mc = wg_conv_s8_backward(&g, &xc, &wc, pc, nparts, none ? NULL : &dxc, &dwc, &wsc);
+            uint64_t mg = wg_conv_s8_backward(&g, &xg, &wgt, pg, nparts, none ? NULL : &dxg, &dwg, &wsg);
+            if (mc != WG_QUANT_MAX_UNKNOWN) assert_int_equal(mc, mg);
+            if (!none) expect_same(&dxc, &dxg, "convolution backward-data");
+            expect_same(&dwc, &dwg, "convolution backward-weight");
+            wg_conv_ws_free(&wsc), wg_conv_ws_free(&wsg);
+            wg_tensor *ts[] = {&xc, &xg, &wc, &wgt, &dxc, &dxg, &dwc, &dwg};
+            for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) wg_tensor_free(ts[i]);
+            for (int p = 0; p < nparts; p++) wg_tensor_free(&ec[p]), wg_tensor_free(&eg[p]);
+            free(hx), free(hw), free(he[0]), free(he[1]);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,7 +769,7 @@ int main(void)
         cmocka_unit_test(test_gap),                  cmocka_unit_test(test_relu),
         cmocka_unit_test(test_softmax),              cmocka_unit_test(test_gemm_s8_nt),
         cmocka_unit_test(test_conv_forward),         cmocka_unit_test(test_bn_forward),
-        cmocka_unit_test(test_bn_backward),
+        cmocka_unit_test(test_bn_backward),          cmocka_unit_test(test_conv_backward),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
