@@ -556,6 +556,11 @@ static void test_gemm_s8_nt(void **state)
     }
 }
 
+/* The convolutions' geometries: n, h, w, c, o, kh, kw, stride, pad. */
+static const int64_t conv_geoms[][9] = {{3, 28, 28, 1, 16, 3, 3, 1, 1}, {4, 14, 14, 16, 32, 3, 3, 2, 1},
+                                        {3, 7, 7, 64, 64, 3, 3, 1, 1},  {2, 8, 8, 16, 32, 1, 1, 1, 0},
+                                        {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0}};
+
 /* The int8 forward convolution: the Fashion-MNIST stem (one channel: 9 columns, padded
  * to 12), 3x3 stride 1 and 2, a pointwise one (x multiplied as it is) and a strided 1x1
  * projection; y and its exponent identical, and max |y| where the CPU takes it. */
@@ -563,12 +568,8 @@ static void test_conv_forward(void **state)
 {
     gpu_fixture *f = *state;
     REQUIRE_GPU(f);
-    static const int64_t geoms[][9] = {/* n, h, w, c, o, kh, kw, stride, pad */
-                                       {3, 28, 28, 1, 16, 3, 3, 1, 1}, {4, 14, 14, 16, 32, 3, 3, 2, 1},
-                                       {3, 7, 7, 64, 64, 3, 3, 1, 1},  {2, 8, 8, 16, 32, 1, 1, 1, 0},
-                                       {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0}};
-    for (size_t k = 0; k < sizeof(geoms) / sizeof(geoms[0]); k++) {
-        const int64_t *q = geoms[k];
+    for (size_t k = 0; k < sizeof(conv_geoms) / sizeof(conv_geoms[0]); k++) {
+        const int64_t *q = conv_geoms[k];
         wg_conv_geom g;
         assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
         const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, ys[4] = {g.n, g.oh, g.ow, g.o};
@@ -722,13 +723,9 @@ static void test_conv_backward(void **state)
 {
     gpu_fixture *f = *state;
     REQUIRE_GPU(f);
-    static const int64_t geoms[][9] = {/* n, h, w, c, o, kh, kw, stride, pad */
-                                       {3, 28, 28, 1, 16, 3, 3, 1, 1}, {4, 14, 14, 16, 32, 3, 3, 2, 1},
-                                       {3, 7, 7, 64, 64, 3, 3, 1, 1},  {2, 8, 8, 16, 32, 1, 1, 1, 0},
-                                       {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0}};
-    for (size_t k = 0; k < sizeof(geoms) / sizeof(geoms[0]); k++)
+    for (size_t k = 0; k < sizeof(conv_geoms) / sizeof(conv_geoms[0]); k++)
         for (int nparts = 1; nparts <= 2; nparts++) {
-            const int64_t *q = geoms[k];
+            const int64_t *q = conv_geoms[k];
             wg_conv_geom g;
             assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
             const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, es[4] = {g.n, g.oh, g.ow, g.o};
