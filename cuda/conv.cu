@@ -18,12 +18,17 @@ static bool direct(const wg_conv_geom *g) /* x is the GEMM's A as it is */
 
 static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
 
+/* Output channels rounded up to a multiple of 4 (the FC's 10 classes become 12): C's
+ * leading dimension and backward-data's K must be. */
+static int64_t padded_o(const wg_conv_geom *g) { return (g->o + 3) / 4 * 4; }
+
 size_t wg_conv_s8_forward_scratch(const wg_conv_geom *g)
 {
-    int64_t kp = padded_kdim(g);
+    int64_t kp = padded_kdim(g), op = padded_o(g);
     size_t col = direct(g) ? 0 : round256((size_t)(g->rows * kp));
-    size_t filt = kp == g->kdim ? 0 : round256((size_t)(g->o * kp));
-    return col + filt;
+    size_t filt = kp == g->kdim && op == g->o ? 0 : round256((size_t)(op * kp));
+    size_t out = op == g->o ? 0 : round256((size_t)(g->rows * op) * sizeof(int32_t));
+    return col + filt + out;
 }
 
 /* col[r][k] for the output pixel r = (n, oy, ox) and the column k = (i, j, ch) of the
@@ -44,14 +49,28 @@ __global__ void im2col_kernel(const int8_t *x, int8_t *col, wg_conv_geom g, int6
     }
 }
 
-/* The filters [O][kdim] padded to [O][kp] with zeros. */
-__global__ void pad_filters_kernel(const int8_t *w, int8_t *wp, int64_t o, int64_t kdim, int64_t kp)
+/* dst (dst_rows x ld) = src (rows x cols, rows packed) with zeros around it: the
+ * filters' columns padded to kp, their rows to a multiple of 4, an error's columns alike. */
+__global__ void pad_kernel(const int8_t *src, int64_t rows, int64_t cols, int8_t *dst, int64_t dst_rows, int64_t ld)
 {
-    WG_GRID_STRIDE_LOOP(t, o * kp)
+    WG_GRID_STRIDE_LOOP(t, dst_rows * ld)
     {
-        int64_t k = t % kp;
-        wp[t] = k < kdim ? w[(t / kp) * kdim + k] : 0;
+        int64_t r = t / ld, k = t % ld;
+        dst[t] = r < rows && k < cols ? src[r * cols + k] : 0;
     }
+}
+
+static void pad(const int8_t *src, int64_t rows, int64_t cols, int8_t *dst, int64_t dst_rows, int64_t ld,
+                cudaStream_t stream)
+{
+    pad_kernel<<<wg_grid_for(dst_rows * ld), WG_CUDA_BLOCK, 0, stream>>>(src, rows, cols, dst, dst_rows, ld);
+    WG_CUDA_CHECK_LAUNCH("pad_kernel");
+}
+
+/* y (rows x o) = the first o columns of yp (rows x op). */
+__global__ void unpad_s32_kernel(const int32_t *yp, int64_t rows, int64_t o, int64_t op, int32_t *y)
+{
+    WG_GRID_STRIDE_LOOP(t, rows * o) { y[t] = yp[(t / o) * op + t % o]; }
 }
 
 void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y, void *scratch,
@@ -67,13 +86,21 @@ void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_
         a = col;
         s += round256((size_t)(g->rows * kp));
     }
-    if (kp != g->kdim) {
+    int64_t op = padded_o(g);
+    if (kp != g->kdim || op != g->o) {
         int8_t *wp = (int8_t *)s;
-        pad_filters_kernel<<<wg_grid_for(g->o * kp), WG_CUDA_BLOCK, 0, stream>>>(w, wp, g->o, g->kdim, kp);
-        WG_CUDA_CHECK_LAUNCH("pad_filters_kernel");
+        pad(w, g->o, g->kdim, wp, op, kp, stream);
         f = wp;
+        s += round256((size_t)(op * kp));
     }
-    wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, g->o, kp, a, kp, f, kp, y, g->o, stream);
+    if (op == g->o) {
+        wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, g->o, kp, a, kp, f, kp, y, g->o, stream);
+        return;
+    }
+    int32_t *yp = (int32_t *)s; /* the padded channels' columns, then the first o of them */
+    wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, op, kp, a, kp, f, kp, yp, op, stream);
+    unpad_s32_kernel<<<wg_grid_for(g->rows * g->o), WG_CUDA_BLOCK, 0, stream>>>(yp, g->rows, g->o, op, y);
+    WG_CUDA_CHECK_LAUNCH("unpad_s32_kernel");
 }
 
 /* ---- backward ---------------------------------------------------------------------- */
@@ -85,37 +112,42 @@ void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_
 
 static int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }
 
-/* The scratch's pieces: W^T padded (kp x o), the parts' products (rows x kp int32 each),
+/* The scratch's pieces: W^T padded (kp x op), the parts' products (rows x kp int32
+ * each), the parts' columns padded to op where o is not a multiple of 4 (rows x op each),
  * im2col (rows x kp), its transpose (kp x rp), the parts' transposes (o x rp each), one
  * chunk's weight gradient (o x kp int32). */
 typedef struct bwd_scratch {
-    int8_t *wt, *col, *colt, *et[2];
+    int8_t *wt, *col, *colt, *et[2], *ep[2];
     int32_t *dcol[2], *dwc;
 } bwd_scratch;
 
 static bwd_scratch bwd_layout(const wg_conv_geom *g, int nparts, void *base, size_t *bytes)
 {
-    int64_t kp = padded_kdim(g), rp = round4(g->rows);
-    size_t sz[9] = {round256((size_t)(kp * g->o)),
-                    round256((size_t)(g->rows * kp) * 4),
-                    round256((size_t)(g->rows * kp) * 4),
-                    round256((size_t)(g->rows * kp)),
-                    round256((size_t)(kp * rp)),
-                    round256((size_t)(g->o * rp)),
-                    round256((size_t)(g->o * rp)),
-                    round256((size_t)(g->o * kp) * 4),
-                    0};
-    if (nparts < 2) sz[2] = sz[6] = 0;
+    int64_t kp = padded_kdim(g), rp = round4(g->rows), op = padded_o(g);
+    size_t two = nparts > 1, epad = op != g->o;
+    size_t sz[11] = {round256((size_t)(kp * op)),
+                     round256((size_t)(g->rows * kp) * 4),
+                     two * round256((size_t)(g->rows * kp) * 4),
+                     epad * round256((size_t)(g->rows * op)),
+                     two * epad * round256((size_t)(g->rows * op)),
+                     round256((size_t)(g->rows * kp)),
+                     round256((size_t)(kp * rp)),
+                     round256((size_t)(g->o * rp)),
+                     two * round256((size_t)(g->o * rp)),
+                     round256((size_t)(g->o * kp) * 4),
+                     0};
     char *p = (char *)base;
     bwd_scratch s;
     s.wt = (int8_t *)p, p += sz[0];
     s.dcol[0] = (int32_t *)p, p += sz[1];
     s.dcol[1] = (int32_t *)p, p += sz[2];
-    s.col = (int8_t *)p, p += sz[3];
-    s.colt = (int8_t *)p, p += sz[4];
-    s.et[0] = (int8_t *)p, p += sz[5];
-    s.et[1] = (int8_t *)p, p += sz[6];
-    s.dwc = (int32_t *)p, p += sz[7];
+    s.ep[0] = (int8_t *)p, p += sz[3];
+    s.ep[1] = (int8_t *)p, p += sz[4];
+    s.col = (int8_t *)p, p += sz[5];
+    s.colt = (int8_t *)p, p += sz[6];
+    s.et[0] = (int8_t *)p, p += sz[7];
+    s.et[1] = (int8_t *)p, p += sz[8];
+    s.dwc = (int32_t *)p, p += sz[9];
     *bytes = (size_t)(p - (char *)base);
     return s;
 }
@@ -185,14 +217,20 @@ void wg_conv_s8_backward_cuda(const wg_conv_geom *g, const int8_t *x, const int8
                               const int *shift, int nparts, void *dx, wg_dtype t_dx, int64_t *dw, void *scratch,
                               cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, cudaStream_t stream)
 {
-    int64_t kp = padded_kdim(g), rp = round4(g->rows);
+    int64_t kp = padded_kdim(g), rp = round4(g->rows), op = padded_o(g);
     size_t bytes;
     bwd_scratch s = bwd_layout(g, nparts, scratch, &bytes);
-    if (dx != NULL) { /* backward-data: E_p W per part (K = O), then col2im */
-        transpose_s8(w, g->o, g->kdim, g->kdim, s.wt, kp, g->o, stream); /* W^T, kp x o */
-        for (int p = 0; p < nparts; p++)
-            wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, kp, g->o, err[p], g->o, s.wt, g->o, s.dcol[p],
-                               kp, stream);
+    if (dx != NULL) { /* backward-data: E_p W per part (K = O, padded to op), then col2im */
+        transpose_s8(w, g->o, g->kdim, g->kdim, s.wt, kp, op, stream); /* W^T, kp x op */
+        for (int p = 0; p < nparts; p++) {
+            const int8_t *e = err[p];
+            if (op != g->o) {
+                pad(err[p], g->rows, g->o, s.ep[p], g->rows, op, stream);
+                e = s.ep[p];
+            }
+            wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, kp, op, e, op, s.wt, op, s.dcol[p], kp,
+                               stream);
+        }
         col2im_kernel<<<wg_grid_for(g->n * g->h * g->w * g->c), WG_CUDA_BLOCK, 0, stream>>>(
             s.dcol[0], nparts > 1 ? s.dcol[1] : NULL, shift[0], nparts > 1 ? shift[1] : 0, *g, kp, dx, t_dx);
         WG_CUDA_CHECK_LAUNCH("col2im_kernel");

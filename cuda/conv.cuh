@@ -3,7 +3,8 @@
  * multiple of 4 (zeros, which add nothing: the stem's 9 columns of one channel become
  * 12) and the filters padded alike where needed, then cuBLASLt's int8 GEMM (gemm.cuh)
  * straight into y. A pointwise convolution whose channels are a multiple of 4 multiplies
- * x itself.
+ * x itself. Output channels that are not a multiple of 4 (the FC's 10 classes) are
+ * padded too: zero filters, whose columns of the product are dropped.
  *
  * Chain (style.md item 3): <op>_kernel (device) -> wg_<op>_cuda (launcher, here) -> the
  * CUDA backend's vtable entry (backend_cuda.cu). */

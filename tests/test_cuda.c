@@ -556,10 +556,12 @@ static void test_gemm_s8_nt(void **state)
     }
 }
 
-/* The convolutions' geometries: n, h, w, c, o, kh, kw, stride, pad. */
+/* The convolutions' geometries: n, h, w, c, o, kh, kw, stride, pad (the last two with
+ * output channels that are not a multiple of 4: the FC's 10 classes, as a 1x1 convolution). */
 static const int64_t conv_geoms[][9] = {{3, 28, 28, 1, 16, 3, 3, 1, 1}, {4, 14, 14, 16, 32, 3, 3, 2, 1},
                                         {3, 7, 7, 64, 64, 3, 3, 1, 1},  {2, 8, 8, 16, 32, 1, 1, 1, 0},
-                                        {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0}};
+                                        {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0},
+                                        {128, 1, 1, 64, 10, 1, 1, 1, 0}, {2, 6, 6, 4, 6, 3, 3, 1, 1}};
 
 /* The int8 forward convolution: the Fashion-MNIST stem (one channel: 9 columns, padded
  * to 12), 3x3 stride 1 and 2, a pointwise one (x multiplied as it is) and a strided 1x1
