@@ -135,6 +135,11 @@ static void cuda_update_step(void *ctx, wg_tensor *w, const wg_tensor *m, int64_
     wg_update_step_cuda(w, m, lr_q, s, ctx_of(ctx)->stream);
 }
 
+static void cuda_weight_decay(void *ctx, wg_tensor *g, const wg_tensor *w, int64_t wd_q, int shift)
+{
+    wg_weight_decay_cuda(g, w, wd_q, shift, ctx_of(ctx)->stream);
+}
+
 static uint64_t cuda_shift_sum(void *ctx, wg_tensor *dst, const wg_tensor *a, int sa, const wg_tensor *b, int sb)
 {
     wg_cuda_ctx *c = ctx_of(ctx);
@@ -271,6 +276,7 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .stochastic_shift = cuda_stochastic_shift,
     .momentum_step = cuda_momentum_step,
     .update_step = cuda_update_step,
+    .weight_decay = cuda_weight_decay,
     .shift_sum = cuda_shift_sum,
     .accumulate = cuda_accumulate,
     .gap_s8_forward = cuda_gap_s8_forward,

@@ -130,3 +130,19 @@ void wg_update_step_cuda(wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_upda
                                                                       s);
     WG_CUDA_CHECK_LAUNCH("update_step_kernel");
 }
+
+__global__ void weight_decay_kernel(int64_t *g, const int32_t *w, int64_t n, int64_t wd_q, int shift)
+{
+    WG_GRID_STRIDE_LOOP(i, n) { g[i] = wg_weight_decay_elem(g[i], w[i], wd_q, shift); }
+}
+
+void wg_weight_decay_cuda(wg_tensor *g, const wg_tensor *w, int64_t wd_q, int shift, cudaStream_t stream)
+{
+    WG_ASSERT(g->dtype == WG_I64 && w->dtype == WG_I32 && wg_tensor_numel(g) == wg_tensor_numel(w),
+              "weight decay: a %s gradient, %s weights", wg_dtype_name(g->dtype), wg_dtype_name(w->dtype));
+    int64_t n = wg_tensor_numel(g);
+    if (n == 0) return;
+    weight_decay_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>((int64_t *)g->data, (const int32_t *)w->data, n,
+                                                                      wd_q, shift);
+    WG_CUDA_CHECK_LAUNCH("weight_decay_kernel");
+}

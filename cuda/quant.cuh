@@ -28,4 +28,6 @@ void wg_momentum_step_cuda(wg_tensor *m, const wg_tensor *g, wg_momentum_shifts 
 
 void wg_update_step_cuda(wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s, cudaStream_t stream);
 
+void wg_weight_decay_cuda(wg_tensor *g, const wg_tensor *w, int64_t wd_q, int shift, cudaStream_t stream);
+
 #endif

@@ -93,6 +93,10 @@ struct wg_backend_i {
     /* In place on w, with the learning rate's integer lr_q (wg_update_elem). */
     void (*update_step)(void *ctx, wg_tensor *w, const wg_tensor *m, int64_t lr_q, wg_update_shifts s);
 
+    /* In place on the raw gradient g (int64): wg_weight_decay_elem(g, w, wd_q, shift), w
+     * the int32 master weights. */
+    void (*weight_decay)(void *ctx, wg_tensor *g, const wg_tensor *w, int64_t wd_q, int shift);
+
     /* The aligned sums of residual.h (wg_residual_elem.h). shift_sum: dst[i] =
      * wg_shift_sum_elem(a[i], sa, b[i], sb) stored in dst's integer container (int32:
      * modulo 2^32, for the caller to keep only when every sum fits); returns the largest

@@ -339,6 +339,16 @@ static void cpu_gemm_s8_nt(void *ctx, int64_t M, int64_t N, int64_t K, const int
     wg_gemm_s8_nt(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
+static void cpu_weight_decay(void *ctx, wg_tensor *g, const wg_tensor *w, int64_t wd_q, int shift)
+{
+    (void)ctx;
+    WG_ASSERT(g->dtype == WG_I64 && w->dtype == WG_I32 && wg_tensor_numel(g) == wg_tensor_numel(w),
+              "weight decay: a %s gradient, %s weights", wg_dtype_name(g->dtype), wg_dtype_name(w->dtype));
+    int64_t n = wg_tensor_numel(g), *gd = g->data;
+    const int32_t *wd = w->data;
+    for (int64_t i = 0; i < n; i++) gd[i] = wg_weight_decay_elem(gd[i], wd[i], wd_q, shift);
+}
+
 static const struct wg_backend_i wg_backend_cpu_iface = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -354,6 +364,7 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .stochastic_shift = cpu_stochastic_shift,
     .momentum_step = cpu_momentum_step,
     .update_step = cpu_update_step,
+    .weight_decay = cpu_weight_decay,
     .shift_sum = wg_cpu_shift_sum,
     .accumulate = wg_cpu_accumulate,
     .gap_s8_forward = wg_cpu_gap_s8_forward,

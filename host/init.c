@@ -24,17 +24,33 @@ static double truncated_normal(wg_philox_key key, uint32_t id, int64_t i)
     return 0.0;
 }
 
+/* The master's values are made in a host buffer and uploaded: the same bytes on every
+ * backend. */
+static void *host_buffer(const wg_param *p)
+{
+    void *h = malloc(wg_tensor_nbytes(&p->master) ? wg_tensor_nbytes(&p->master) : 1);
+    WG_ASSERT(h != NULL, "out of memory initializing a parameter (%zu bytes)", wg_tensor_nbytes(&p->master));
+    return h;
+}
+
+static void upload(wg_param *p, void *h)
+{
+    wg_tensor_upload(&p->master, h);
+    free(h);
+}
+
 void wg_init_weight(wg_param *p, int64_t fan_in, uint64_t seed)
 {
     WG_ASSERT(fan_in > 0, "fan-in %lld", (long long)fan_in);
     int64_t n = wg_tensor_numel(&p->master);
     double std = 1.0 / sqrt((double)fan_in);
     wg_philox_key key = wg_philox_key_from_seed(seed);
+    void *h = host_buffer(p);
     if (p->master.dtype == WG_F32) {
-        float *w = p->master.data;
+        float *w = h;
         for (int64_t i = 0; i < n; i++) w[i] = (float)(std * truncated_normal(key, p->id, i));
     } else {
-        int32_t *w = p->master.data;
+        int32_t *w = h;
         int up = -p->master.exp - WG_INIT_GRID_BITS; /* from the 2^-15 grid to the master grid */
         WG_ASSERT(up >= 0, "master grid 2^%d is coarser than the initial grid", p->master.exp);
         for (int64_t i = 0; i < n; i++) {
@@ -42,17 +58,20 @@ void wg_init_weight(wg_param *p, int64_t fan_in, uint64_t seed)
             w[i] = (int32_t)q * (1 << up);
         }
     }
+    upload(p, h);
 }
 
 void wg_init_constant(wg_param *p, double value)
 {
     int64_t n = wg_tensor_numel(&p->master);
+    void *h = host_buffer(p);
     if (p->master.dtype == WG_F32) {
-        float *w = p->master.data;
+        float *w = h;
         for (int64_t i = 0; i < n; i++) w[i] = (float)value;
     } else {
-        int32_t *w = p->master.data;
+        int32_t *w = h;
         int32_t q = (int32_t)nearbyint(ldexp(value, -p->master.exp));
         for (int64_t i = 0; i < n; i++) w[i] = q;
     }
+    upload(p, h);
 }

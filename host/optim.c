@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "check.h"
 #include "wg_intmath.h"
 
@@ -67,11 +68,9 @@ void wg_param_refresh(wg_param *p, const wg_quant_bits *bits)
 static void add_weight_decay(wg_param *p, int64_t wd_q)
 {
     if (wd_q == 0) return;
-    int64_t n = wg_tensor_numel(&p->grad), *g = p->grad.data;
-    const int32_t *w = p->master.data;
     int shift = p->grad.exp - p->master.exp + WG_WD_FRAC_BITS; /* product grid -> g grid */
     /* wd < 2^-8 (wg_weight_decay_q), so wd_q < 2^32 and |w * wd_q| < 2^63 */
-    for (int64_t i = 0; i < n; i++) g[i] += wg_shift_rne((int64_t)w[i] * wd_q, shift);
+    WG_BACKEND_OP(&p->grad, weight_decay)(p->grad.backend->ctx, &p->grad, &p->master, wd_q, shift);
 }
 
 static void step_int8(wg_param *p, const wg_optim_step_args *a, int64_t wd_q, wg_lr lr)
@@ -117,10 +116,12 @@ void wg_optim_step(wg_param *params, int n, const wg_optim_step_args *a)
     wg_lr lr = wg_quant_lr(a->lr, a->bits->lr);
     double float_momentum = ldexp(1.0, -a->bits->momentum_shift);
     /* The parameters are independent (G's random bits are keyed by the tensor's id, not
-     * drawn in order): the threads take whole tensors, most of which are too small for the
-     * elementwise ops to split (wg_par.h); those ops then run on their own thread (nested
-     * regions are inactive). Any split gives the same bits. */
-#pragma omp parallel for schedule(dynamic, 1)
+     * drawn in order): on the CPU the threads take whole tensors, most of which are too
+     * small for the elementwise ops to split (wg_par.h); those ops then run on their own
+     * thread (nested regions are inactive). Any split gives the same bits. Another
+     * backend's context serves one host thread (its reductions share a word): in order. */
+    bool cpu = n > 0 && strcmp(wg_backend_name(params[0].master.backend), "cpu") == 0;
+#pragma omp parallel for schedule(dynamic, 1) if (cpu)
     for (int i = 0; i < n; i++) {
         if (params[i].master.dtype == WG_F32) step_f32(&params[i], a, float_momentum);
         else step_int8(&params[i], a, wd_q, lr);

@@ -63,6 +63,13 @@ WG_HD int64_t wg_relu_round_shift_elem(int64_t y, int shift, int64_t bound)
     return wg_round_shift_clamp(y > 0 ? y : 0, shift, bound);
 }
 
+/* Weight decay into a raw gradient: g + RNE(w wd_q 2^-shift) (wd_q < 2^32 and |w| < 2^31:
+ * the product fits int64; optim.c picks the shift onto g's grid). */
+WG_HD int64_t wg_weight_decay_elem(int64_t g, int64_t w, int64_t wd_q, int shift)
+{
+    return g + wg_shift_rne(w * wd_q, shift);
+}
+
 /* Update w' = Q(w - lr * m, k_u) in the common exponent e_t, rounded back to e_w. */
 WG_HD int64_t wg_update_elem(int64_t w, int64_t m, int64_t lr_q, int w_up, int p_up, int out_down,
                              int64_t bound)

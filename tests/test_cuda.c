@@ -21,6 +21,8 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "bn.h"
+#include "init.h"
+#include "optim.h"
 #include "conv.h"
 #include "pool.h"
 #include "quant.h"
@@ -757,6 +759,51 @@ static void test_conv_backward(void **state)
         }
 }
 
+/* Parameters on each backend: initialization (host values uploaded), then three
+ * optimizer steps from random raw gradients with weight decay (G, momentum, update, the
+ * forward copy), for a conv weight and a BN gamma; master, momentum and forward copy
+ * identical. */
+static void test_optimizer(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    wg_quant_bits bits = wg_quant_bits_reference();
+    static const int64_t wshape[4] = {32, 3, 3, 16}, gshape[1] = {64};
+    for (int kind = 0; kind < 2; kind++) {
+        wg_param pc, pg;
+        wg_param_kind k = kind ? WG_PARAM_BN : WG_PARAM_WEIGHT;
+        wg_layout lay = kind ? WG_LAYOUT_PLAIN : WG_LAYOUT_OHWI;
+        int nd = kind ? 1 : 4;
+        const int64_t *sh = kind ? gshape : wshape;
+        assert_true(wg_param_init(&pc, f->cpu, "p", 7, k, true, &bits, lay, nd, sh));
+        assert_true(wg_param_init(&pg, f->gpu, "p", 7, k, true, &bits, lay, nd, sh));
+        if (kind) wg_init_constant(&pc, 1.0), wg_init_constant(&pg, 1.0);
+        else wg_init_weight(&pc, 144, 99), wg_init_weight(&pg, 144, 99);
+        wg_param_refresh(&pc, &bits);
+        wg_param_refresh(&pg, &bits);
+        expect_same(&pc.master, &pg.master, "initialized master");
+        int64_t n = wg_tensor_numel(&pc.grad);
+        for (uint32_t step = 1; step <= 3; step++) {
+            int64_t *hg = random_host(WG_I32, n, 13000 + (uint64_t)(kind * 8) + step), *g64 = malloc((size_t)n * 8);
+            assert_non_null(g64);
+            for (int64_t i = 0; i < n; i++) g64[i] = ((int32_t *)hg)[i];
+            wg_tensor_upload(&pc.grad, g64);
+            wg_tensor_upload(&pg.grad, g64);
+            pc.grad.exp = pg.grad.exp = -30;
+            wg_optim_step_args a = {.lr = 0.1, .g_scale_log2 = 7, .momentum = 0.9, .weight_decay = 1e-4, .seed = 5,
+                                    .step = step, .bits = &bits};
+            wg_optim_step(&pc, 1, &a);
+            wg_optim_step(&pg, 1, &a);
+            expect_same(&pc.master, &pg.master, "master after a step");
+            expect_same(&pc.momentum, &pg.momentum, "momentum after a step");
+            expect_same(&pc.fwd, &pg.fwd, "forward copy after a step");
+            free(hg), free(g64);
+        }
+        wg_param_free(&pc);
+        wg_param_free(&pg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -769,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_softmax),              cmocka_unit_test(test_gemm_s8_nt),
         cmocka_unit_test(test_conv_forward),         cmocka_unit_test(test_bn_forward),
         cmocka_unit_test(test_bn_backward),          cmocka_unit_test(test_conv_backward),
+        cmocka_unit_test(test_optimizer),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
