@@ -22,12 +22,14 @@
 #include "backend_cuda.h"
 #include "bn.h"
 #include "init.h"
+#include "net.h"
 #include "optim.h"
 #include "conv.h"
 #include "pool.h"
 #include "quant.h"
 #include "residual.h"
 #include "softmax.h"
+#include "test_net_ref.h"
 
 enum { WG_TEST_SKIPPED = 77 };
 
@@ -804,6 +806,61 @@ static void test_optimizer(void **state)
     }
 }
 
+/* The whole thing: resnet20 in int8 mode (the config's full preset: E2 flag, A fit) on
+ * Fashion-MNIST-sized synthetic images, 20 optimizer steps on each backend from the same
+ * seed and batches; the weights' hash after every step and every loss must agree. */
+enum { TRAIN_BATCH = 16, TRAIN_STEPS = 20, TRAIN_HW = 28, TRAIN_CLASSES = 10 };
+
+static wg_net *make_net(wg_backend *b)
+{
+    wg_net_opts o = {.model = "resnet20", .int8 = true, .bits = wg_quant_bits_reference(), .act = WG_ACT_FIT,
+                     .e2 = WG_E2_FLAG, .float_ends = false, .batch = TRAIN_BATCH, .h = TRAIN_HW, .w = TRAIN_HW,
+                     .c = 1, .classes = TRAIN_CLASSES, .seed = 3};
+    char err[512];
+    wg_net *net = wg_net_create(&o, b, err, sizeof(err));
+    if (net == NULL) fail_msg("wg_net_create: %s", err);
+    return net;
+}
+
+static void test_training(void **state)
+{
+    gpu_fixture *f = *state;
+    REQUIRE_GPU(f);
+    wg_net *nc = make_net(f->cpu), *ng = make_net(f->gpu);
+    assert_true(tn_hash_params(nc) == tn_hash_params(ng));
+    int npc, npg;
+    wg_param *pc = wg_net_params(nc, &npc), *pg = wg_net_params(ng, &npg);
+    assert_int_equal(npc, npg);
+    wg_quant_bits bits = wg_quant_bits_reference();
+    int8_t *x = malloc(TRAIN_BATCH * TRAIN_HW * TRAIN_HW);
+    int32_t labels[TRAIN_BATCH];
+    assert_non_null(x);
+    uint64_t rng = 77;
+    for (int step = 0; step < TRAIN_STEPS; step++) {
+        for (int64_t i = 0; i < TRAIN_BATCH * TRAIN_HW * TRAIN_HW; i++) x[i] = (int8_t)(splitmix64(&rng) % 255 - 127);
+        for (int b = 0; b < TRAIN_BATCH; b++) labels[b] = (int32_t)(splitmix64(&rng) % TRAIN_CLASSES);
+        wg_loss_stats sc = {0}, sg = {0};
+        wg_net_forward(nc, x, -7, TRAIN_BATCH, true);
+        wg_net_forward(ng, x, -7, TRAIN_BATCH, true);
+        wg_net_loss(nc, labels, true, &sc);
+        wg_net_loss(ng, labels, true, &sg);
+        assert_true(sc.loss_sum == sg.loss_sum && sc.correct == sg.correct);
+        wg_optim_step_args a = {.lr = 0.4, .g_scale_log2 = 7, .momentum = 0.9, .weight_decay = 1e-4, .seed = 1,
+                                .step = (uint32_t)step, .bits = &bits};
+        wg_optim_step(pc, npc, &a);
+        wg_optim_step(pg, npg, &a);
+        uint64_t hc = tn_hash_params(nc), hg = tn_hash_params(ng);
+        if (hc != hg) fail_msg("weights differ after step %d: %016llx and %016llx", step + 1,
+                               (unsigned long long)hc, (unsigned long long)hg);
+        if (step == TRAIN_STEPS - 1)
+            print_message("resnet20 int8, %d steps: weights %016llx on both, loss %.4f\n", TRAIN_STEPS,
+                          (unsigned long long)hc, sc.loss_sum / (double)sc.count);
+    }
+    free(x);
+    wg_net_free(nc);
+    wg_net_free(ng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,7 +873,7 @@ int main(void)
         cmocka_unit_test(test_softmax),              cmocka_unit_test(test_gemm_s8_nt),
         cmocka_unit_test(test_conv_forward),         cmocka_unit_test(test_bn_forward),
         cmocka_unit_test(test_bn_backward),          cmocka_unit_test(test_conv_backward),
-        cmocka_unit_test(test_optimizer),
+        cmocka_unit_test(test_optimizer),            cmocka_unit_test(test_training),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     int n = 0;
