@@ -53,6 +53,7 @@ static const char *const k_models[] = {"resnet20", "resnet32", "resnet56", "resn
                                        "resnet34", "resnet50", "plaincnn", "resnet8", NULL};
 static const char *const k_formats[] = {"idx", "cifar", NULL};
 static const char *const k_modes[] = {"int8", "fp32", NULL};
+static const char *const k_devices[] = {"cpu", "cuda", "auto", NULL};
 static const char *const k_schedules[] = {"piecewise", "step", "cosine", NULL};
 static const char *const k_presets[] = {"full", "reference", NULL};
 static const char *const k_act[] = {"fit", "fixed", NULL};
@@ -96,6 +97,8 @@ static const key_def k_keys[] = {
     INT("train", "bn_recalibrate", train.bn_recalibrate, 0, 1000, "8",
         "training batches that re-estimate the BN running statistics before each evaluation (0: off)"),
     INT("train", "threads", train.threads, 0, 4096, "0", "CPU threads (0 = all cores)"),
+    ENUM("train", "device", train.device, k_devices, "cpu",
+         "where to train: cpu, cuda (GPU 0; int8 mode, preset full) or auto (cuda when usable, else cpu)"),
     ENUM("quant", "preset", quant.preset, k_presets, "full", "full (every layer integer) or reference (first conv, last FC in float)"),
     ENUM("quant", "act_exponent", quant.act_exponent, k_act, "fit", "activation exponent: fit (floor -7) or fixed -7"),
     ENUM("quant", "e2", quant.e2, k_e2, "flag", "E2 at conv outputs: flag (two int8 parts) or shift (one)"),

@@ -57,6 +57,7 @@ typedef enum wg_model_name {
 } wg_model_name;
 typedef enum wg_data_format { WG_DATA_IDX, WG_DATA_CIFAR } wg_data_format;
 typedef enum wg_train_mode { WG_MODE_INT8, WG_MODE_FP32 } wg_train_mode;
+typedef enum wg_device { WG_DEVICE_CPU, WG_DEVICE_CUDA, WG_DEVICE_AUTO } wg_device;
 typedef enum wg_lr_schedule { WG_LR_PIECEWISE, WG_LR_STEP, WG_LR_COSINE } wg_lr_schedule;
 typedef enum wg_quant_preset { WG_PRESET_FULL, WG_PRESET_REFERENCE } wg_quant_preset;
 
@@ -98,6 +99,7 @@ typedef struct wg_config {
         int eval_every; /* epochs */
         int bn_recalibrate; /* batches that re-estimate BN running statistics before evaluating */
         int threads;    /* 0 = all cores */
+        wg_device device; /* where the network lives: cpu, cuda (GPU 0) or auto */
     } train;
     struct {
         wg_quant_preset preset;

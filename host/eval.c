@@ -62,9 +62,9 @@ static void default_json_path(const char *ckpt, char *out, size_t n)
     snprintf(out, n, "%.*s.eval.json", (int)len, ckpt);
 }
 
-int wg_eval_run(const wg_config *cfg, const char *checkpoint, const char *json_path)
+int wg_eval_run(const wg_config *cfg, const char *checkpoint, const char *json_path, wg_backend *backend)
 {
-    run r = {.cfg = cfg, .int8 = cfg->train.mode == WG_MODE_INT8};
+    run r = {.cfg = cfg, .int8 = cfg->train.mode == WG_MODE_INT8, .b = backend};
     char err[WG_CONFIG_ERR_LEN + 1024], path[1024], json_default[1100];
     wg_ckpt_position pos;
     if (!wg_checkpoint_resolve(checkpoint, path, sizeof(path), err, sizeof(err)) ||

@@ -42,7 +42,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  version          print the version and what this build contains\n"
             "  devices          list the backends this machine can run\n"
-            "  train CONFIG [--set section.key=value ...] [--out DIR] [--threads N]\n"
+            "  train CONFIG [--set section.key=value ...] [--out DIR] [--threads N] [--device cpu|cuda|auto]\n"
             "               [--resume RUN_DIR|CHECKPOINT] [--overwrite]\n"
             "                   train the network CONFIG describes (configs/*.ini); --resume\n"
             "                   continues a run from its checkpoint, bit for bit\n"
@@ -131,6 +131,7 @@ static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
         bool valued = !strcmp(o, "--set") || !strcmp(o, "--out") || !strcmp(o, "--threads") ||
+                      !strcmp(o, "--device") ||
                       (train && !strcmp(o, "--resume")) || (!train && (!strcmp(o, "--checkpoint") || !strcmp(o, "--json")));
         if (valued && i + 1 == argc) {
             fprintf(stderr, "wageubn %s: %s needs a value\n", cmd, o);
@@ -142,6 +143,7 @@ static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
             if (!strcmp(o, "--set")) ok = add_override(a, cmd, NULL, v);
             else if (!strcmp(o, "--out")) ok = add_override(a, cmd, "output.dir", v), a->has_out = true;
             else if (!strcmp(o, "--threads")) ok = add_override(a, cmd, "train.threads", v);
+            else if (!strcmp(o, "--device")) ok = add_override(a, cmd, "train.device", v);
             else if (!strcmp(o, "--resume")) a->resume = v;
             else if (!strcmp(o, "--checkpoint")) a->checkpoint = v;
             else a->json = v;
@@ -149,7 +151,7 @@ static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
         } else if (train && !strcmp(o, "--overwrite")) {
             a->overwrite = true;
         } else if (o[0] == '-') {
-            fprintf(stderr, "wageubn %s: unknown option '%s' (expected --set, --out, --threads, %s)\n", cmd, o,
+            fprintf(stderr, "wageubn %s: unknown option '%s' (expected --set, --out, --threads, --device, %s)\n", cmd, o,
                     train ? "--resume or --overwrite" : "--checkpoint or --json");
             return false;
         } else if (a->config == NULL) {
@@ -170,11 +172,47 @@ static bool load_config(const char *cmd, const cmd_args *a, wg_config *cfg)
     return false;
 }
 
+/* The backend [train] device names (NULL: the run makes its CPU backend itself), or NULL
+ * with a message on stderr and *failed set. auto takes GPU 0 when it is usable and says
+ * which it took. */
+static wg_backend *open_device(const char *cmd, wg_device d, bool *failed)
+{
+    *failed = false;
+    if (d == WG_DEVICE_CPU) return NULL;
+#if defined(WG_HAVE_CUDA)
+    char why[512];
+    int n = 0;
+    wg_backend *b = NULL;
+    if (d == WG_DEVICE_CUDA || wg_cuda_probe(&n, why, sizeof(why)) == WG_CUDA_READY)
+        b = wg_backend_cuda_init(0, why, sizeof(why));
+    if (b != NULL) {
+        fprintf(stderr, "wageubn %s: on the GPU (CUDA device 0)\n", cmd);
+        return b;
+    }
+    if (d == WG_DEVICE_AUTO) {
+        fprintf(stderr, "wageubn %s: on the CPU (%s)\n", cmd, why);
+        return NULL;
+    }
+    fprintf(stderr, "wageubn %s: [train] device = cuda, but %s (wageubn devices lists what this machine has)\n", cmd,
+            why);
+#else
+    if (d == WG_DEVICE_AUTO) {
+        fprintf(stderr, "wageubn %s: on the CPU (this build has no CUDA backend)\n", cmd);
+        return NULL;
+    }
+    fprintf(stderr, "wageubn %s: [train] device = cuda, but this build has no CUDA backend (build where the CUDA "
+                    "toolkit is installed: CMake finds nvcc under /usr/local/cuda)\n",
+            cmd);
+#endif
+    *failed = true;
+    return NULL;
+}
+
 /* wageubn train CONFIG [--set section.key=value ...] [--out DIR] [--threads N] [--resume RUN_DIR|FILE] [--overwrite] */
 static int cmd_train(int argc, char **argv)
 {
     static const char use[] = "usage: wageubn train CONFIG.ini [--set section.key=value ...] [--out DIR] [--threads N] "
-                              "[--resume RUN_DIR|CHECKPOINT] [--overwrite]\n";
+                              "[--device cpu|cuda|auto] [--resume RUN_DIR|CHECKPOINT] [--overwrite]\n";
     cmd_args a;
     if (!parse_args("train", argc, argv, &a)) return WG_EXIT_USAGE;
     if (a.config == NULL) return fputs(use, stderr), WG_EXIT_USAGE;
@@ -192,9 +230,14 @@ static int cmd_train(int argc, char **argv)
     printf("# wageubn %s: resolved configuration of %s\n", WG_VERSION, a.config);
     wg_config_write(&cfg, stdout);
     fflush(stdout);
+    bool failed;
+    wg_backend *b = open_device("train", cfg.train.device, &failed);
+    if (failed) return WG_EXIT_USAGE;
     wg_train_result res;
-    wg_train_opts opts = {.resume = a.resume, .overwrite = a.overwrite, .config_path = a.config};
-    return wg_train_run(&cfg, &opts, &res);
+    wg_train_opts opts = {.resume = a.resume, .overwrite = a.overwrite, .config_path = a.config, .backend = b};
+    int status = wg_train_run(&cfg, &opts, &res);
+    wg_backend_free(b);
+    return status;
 }
 
 /* wageubn eval CONFIG --checkpoint FILE|RUN_DIR [--set ...] [--json FILE] */
@@ -209,7 +252,12 @@ static int cmd_eval(int argc, char **argv)
     }
     wg_config cfg;
     if (!load_config("eval", &a, &cfg)) return WG_EXIT_USAGE;
-    return wg_eval_run(&cfg, a.checkpoint, a.json);
+    bool failed;
+    wg_backend *b = open_device("eval", cfg.train.device, &failed);
+    if (failed) return WG_EXIT_USAGE;
+    int status = wg_eval_run(&cfg, a.checkpoint, a.json, b);
+    wg_backend_free(b);
+    return status;
 }
 
 /* wageubn info CHECKPOINT|RUN_DIR [--tensor NAME] */

@@ -172,7 +172,7 @@ static bool resume(run *r, const char *arg, wg_ckpt_position *pos, char *err, si
         !wg_checkpoint_load(path, r->net, &cfg->quant.bits, pos, &saved, err, errlen))
         return false;
     static const char *const ignore[] = {"output.dir", "output.keep_checkpoints", "output.checkpoint_every",
-                                         "train.threads", "train.log_every", NULL};
+                                         "train.threads", "train.device", "train.log_every", NULL};
     char diff[700];
     int ndiff = wg_config_diff(&saved, cfg, ignore, diff, sizeof(diff));
     bool fits = saved.model.name == cfg->model.name && saved.train.mode == cfg->train.mode &&
@@ -226,7 +226,7 @@ static void step_once(run *r, wg_param *params, int nparams, int e, int64_t s, i
 
 int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_result *res)
 {
-    run r = {.cfg = cfg, .int8 = cfg->train.mode == WG_MODE_INT8};
+    run r = {.cfg = cfg, .int8 = cfg->train.mode == WG_MODE_INT8, .b = opts->backend};
     memset(res, 0, sizeof(*res));
     char err[WG_CONFIG_ERR_LEN + 1024];
     double t0 = now_s();

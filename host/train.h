@@ -15,6 +15,7 @@
 #ifndef WG_TRAIN_H
 #define WG_TRAIN_H
 
+#include "backend.h"
 #include "config.h"
 
 #ifdef __cplusplus
@@ -32,6 +33,7 @@ typedef struct wg_train_opts {
     const char *resume; /* a checkpoint file or a run directory (its latest.safetensors); NULL: a new run */
     bool overwrite;     /* a new run may replace the run already in the run directory */
     const char *config_path; /* for the message that says how to resume; NULL: "CONFIG" */
+    wg_backend *backend;     /* where the network lives (kept: the caller frees it); NULL: the CPU */
 } wg_train_opts;
 
 typedef struct wg_train_result {
@@ -50,7 +52,7 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
  * keeps the checkpoint's), evaluate the validation split (if any) and the test set,
  * print the loss, top-1 and top-5 accuracy and write them as JSON to json_path.
  * Returns an exit status. */
-int wg_eval_run(const wg_config *cfg, const char *checkpoint, const char *json_path);
+int wg_eval_run(const wg_config *cfg, const char *checkpoint, const char *json_path, wg_backend *backend);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,8 @@ typedef struct run {
     bool int8;
     wg_dataset train, test, val;
     wg_net *net;
-    wg_backend *b;
+    wg_backend *b; /* given (the caller's, kept) or, when NULL, a CPU backend of the run's own */
+    bool b_owned;
     void *images; /* one batch, int8 or float */
     uint8_t *labels8;
     int32_t *labels;

@@ -82,7 +82,10 @@ bool wg_run_setup(run *r, char *err, size_t errlen)
         return false;
     }
     if (cfg->train.threads > 0) omp_set_num_threads(cfg->train.threads);
-    r->b = wg_backend_cpu_init();
+    if (r->b == NULL) {
+        r->b = wg_backend_cpu_init();
+        r->b_owned = true;
+    }
     wg_net_opts o = {.model = model_name(cfg->model.name), .int8 = r->int8, .bits = cfg->quant.bits,
                      .act = cfg->quant.act_exponent, .e2 = cfg->quant.e2,
                      .float_ends = cfg->quant.preset == WG_PRESET_REFERENCE, .batch = cfg->train.batch,
@@ -108,7 +111,7 @@ bool wg_run_setup(run *r, char *err, size_t errlen)
 void wg_run_teardown(run *r)
 {
     wg_net_free(r->net);
-    if (r->b) wg_backend_free(r->b);
+    if (r->b_owned) wg_backend_free(r->b);
     wg_dataset_free(&r->train);
     wg_dataset_free(&r->test);
     wg_dataset_free(&r->val);

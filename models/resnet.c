@@ -37,6 +37,7 @@
 
 #include "act.h"
 #include "bn.h"
+#include "backend.h"
 #include "check.h"
 #include "conv.h"
 #include "init.h"
@@ -278,6 +279,15 @@ wg_net *wg_net_create(const wg_net_opts *o, wg_backend *b, char *err, size_t err
                                "pipeline is not written yet: for 28x28 or 32x32 datasets use resnet8, resnet20, "
                                "resnet32 or resnet56"
                              : "");
+        return NULL;
+    }
+    /* what runs only on the CPU so far (the CUDA backend covers the int8 layers) */
+    const char *cpu_only = !o->int8 ? "the fp32 mode" : o->float_ends ? "the reference preset's float layers"
+                           : ar->maxpool ? "the ImageNet ResNets' max pool" : NULL;
+    if (strcmp(wg_backend_name(b), "cpu") != 0 && cpu_only != NULL) {
+        snprintf(err, errlen, "%s runs on the CPU backend only for now, not on %s (train with [train] device = cpu; "
+                              "on %s: [train] mode = int8, [quant] preset = full, a CIFAR-style model)",
+                 cpu_only, wg_backend_name(b), wg_backend_name(b));
         return NULL;
     }
     wg_net *net = calloc(1, sizeof(*net));

@@ -124,6 +124,16 @@ check "missing config: named" grep -q "missing.ini" "$tmp/missing.err"
 check "missing dataset: exit 1" [ $? -eq 1 ]
 check "missing dataset: names the file" grep -q "$tmp/nodata" "$tmp/nodata.err"
 
+# --device cuda where no GPU is usable (CI: no driver; or a build without CUDA): exit 2, why
+if ! "$bin" devices 2>/dev/null | grep -q "compute capability"; then
+    "$bin" train "$src/configs/fashion_resnet20_int8.ini" --device cuda --out "$tmp/dev" >/dev/null 2>"$tmp/dev.err"
+    check "--device cuda without a usable GPU: exit 2" [ $? -eq 2 ]
+    check "--device cuda without a usable GPU: says why" grep -q "\[train\] device = cuda, but" "$tmp/dev.err"
+fi
+"$bin" train "$src/configs/fashion_resnet20_int8.ini" --device gpu >/dev/null 2>"$tmp/devname.err"
+check "--device gpu: exit 2" [ $? -eq 2 ]
+check "--device gpu: the choices" grep -q "expected one of cpu | cuda | auto" "$tmp/devname.err"
+
 "$bin" train --bogus >/dev/null 2>"$tmp/opt.err"
 check "unknown option: exit 2" [ $? -eq 2 ]
 "$bin" frobnicate >/dev/null 2>&1

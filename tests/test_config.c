@@ -119,6 +119,7 @@ static void test_defaults(void **state)
     assert_true(c.train.g_scale.n == 1 && c.train.g_scale.v[0] == 128);
     assert_true(c.train.momentum == 0.9 && c.train.weight_decay == 1e-4 && c.train.warmup_epochs == 0);
     assert_true(c.train.log_every == 50 && c.train.eval_every == 1 && c.train.threads == 0);
+    assert_int_equal(c.train.device, WG_DEVICE_CPU);
     assert_int_equal(c.quant.preset, WG_PRESET_FULL);
     assert_int_equal(c.quant.act_exponent, WG_ACT_FIT);
     assert_int_equal(c.quant.e2, WG_E2_FLAG);
