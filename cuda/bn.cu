@@ -11,9 +11,7 @@
 #include "wg_bn_elem.h"
 #include "wg_dtype.h"
 
-static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
-
-size_t wg_bn_sums_scratch(int64_t c) { return round256(2 * (size_t)c * sizeof(unsigned long long)); }
+size_t wg_bn_sums_scratch(int64_t c) { return wg_round256(2 * (size_t)c * sizeof(unsigned long long)); }
 
 __global__ void bn_sums_kernel(const int16_t *x, int64_t n, int64_t c, unsigned long long *s1, unsigned long long *s2)
 {
@@ -52,17 +50,17 @@ static norm_scratch norm_layout(void *scratch, int64_t c)
     char *p = (char *)scratch;
     norm_scratch s;
     s.k = (wg_bn_xhat_chan *)p;
-    p += round256((size_t)c * sizeof(*s.k));
+    p += wg_round256((size_t)c * sizeof(*s.k));
     s.gamma = (int32_t *)p;
     s.beta = s.gamma + c;
-    p += round256(2 * (size_t)c * sizeof(int32_t));
+    p += wg_round256(2 * (size_t)c * sizeof(int32_t));
     s.red = (unsigned long long *)p;
     return s;
 }
 
 size_t wg_bn_normalize_scratch(int64_t c)
 {
-    return round256((size_t)c * sizeof(wg_bn_xhat_chan)) + round256(2 * (size_t)c * sizeof(int32_t)) + 256;
+    return wg_round256((size_t)c * sizeof(wg_bn_xhat_chan)) + wg_round256(2 * (size_t)c * sizeof(int32_t)) + 256;
 }
 
 __global__ void bn_normalize_kernel(int16_t *x, int32_t *y, int64_t n, int64_t c, int e_x, const wg_bn_xhat_chan *k,
@@ -118,8 +116,8 @@ int64_t wg_bn_normalize_cuda(wg_tensor *x16, wg_tensor *y, int e_x, const int32_
 
 size_t wg_bn_bwd_scratch(int64_t c)
 {
-    return round256(4 * (size_t)c * sizeof(unsigned long long)) + round256((size_t)c * sizeof(wg_bn_bwd_chan)) +
-           round256(2 * (size_t)c * sizeof(int32_t)) + 256;
+    return wg_round256(4 * (size_t)c * sizeof(unsigned long long)) + wg_round256((size_t)c * sizeof(wg_bn_bwd_chan)) +
+           wg_round256(2 * (size_t)c * sizeof(int32_t)) + 256;
 }
 
 __global__ void bn_bwd_sums_kernel(const void *dy, wg_dtype t, const int16_t *h, int64_t n, int64_t c,
@@ -176,7 +174,7 @@ uint64_t wg_bn_bwd_dx_cuda(const wg_tensor *dy, const wg_tensor *xhat, wg_tensor
     for (int64_t ch = 0; ch < c; ch++)
         k[ch] = wg_bn_bwd_chan_init(gamma[ch], sigma[ch], (uint64_t)count, b[ch], g[ch], dmax[ch], hmax[ch]);
     wg_bn_bwd_chan *dk = (wg_bn_bwd_chan *)scratch;
-    unsigned long long *red = (unsigned long long *)((char *)scratch + round256((size_t)c * sizeof(*k)));
+    unsigned long long *red = (unsigned long long *)((char *)scratch + wg_round256((size_t)c * sizeof(*k)));
     WG_CUDA_CHECK(cudaMemcpyAsync(dk, k, (size_t)c * sizeof(*k), cudaMemcpyHostToDevice, stream));
     WG_CUDA_CHECK(cudaMemsetAsync(red, 0, sizeof(*red), stream));
     if (n > 0) {

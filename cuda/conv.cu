@@ -8,26 +8,26 @@
 #include "launch.cuh"
 #include "wg_dtype.h"
 
+static int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }
+
 /* Columns of the padded im2col matrix: kdim rounded up to a multiple of 4. */
-static int64_t padded_kdim(const wg_conv_geom *g) { return (g->kdim + 3) / 4 * 4; }
+static int64_t padded_kdim(const wg_conv_geom *g) { return round4(g->kdim); }
 
 static bool direct(const wg_conv_geom *g) /* x is the GEMM's A as it is */
 {
     return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad == 0 && padded_kdim(g) == g->kdim;
 }
 
-static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
-
 /* Output channels rounded up to a multiple of 4 (the FC's 10 classes become 12): C's
  * leading dimension and backward-data's K must be. */
-static int64_t padded_o(const wg_conv_geom *g) { return (g->o + 3) / 4 * 4; }
+static int64_t padded_o(const wg_conv_geom *g) { return round4(g->o); }
 
 size_t wg_conv_s8_forward_scratch(const wg_conv_geom *g)
 {
     int64_t kp = padded_kdim(g), op = padded_o(g);
-    size_t col = direct(g) ? 0 : round256((size_t)(g->rows * kp));
-    size_t filt = kp == g->kdim && op == g->o ? 0 : round256((size_t)(op * kp));
-    size_t out = op == g->o ? 0 : round256((size_t)(g->rows * op) * sizeof(int32_t));
+    size_t col = direct(g) ? 0 : wg_round256((size_t)(g->rows * kp));
+    size_t filt = kp == g->kdim && op == g->o ? 0 : wg_round256((size_t)(op * kp));
+    size_t out = op == g->o ? 0 : wg_round256((size_t)(g->rows * op) * sizeof(int32_t));
     return col + filt + out;
 }
 
@@ -84,14 +84,14 @@ void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_
         im2col_kernel<<<wg_grid_for(g->rows * kp), WG_CUDA_BLOCK, 0, stream>>>(x, col, *g, kp);
         WG_CUDA_CHECK_LAUNCH("im2col_kernel");
         a = col;
-        s += round256((size_t)(g->rows * kp));
+        s += wg_round256((size_t)(g->rows * kp));
     }
     int64_t op = padded_o(g);
     if (kp != g->kdim || op != g->o) {
         int8_t *wp = (int8_t *)s;
         pad(w, g->o, g->kdim, wp, op, kp, stream);
         f = wp;
-        s += round256((size_t)(op * kp));
+        s += wg_round256((size_t)(op * kp));
     }
     if (op == g->o) {
         wg_gemm_s8_nt_cuda(lt, workspace, workspace_bytes, g->rows, g->o, kp, a, kp, f, kp, y, g->o, stream);
@@ -110,8 +110,6 @@ void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_
  * and the chunks are added in int64. A multiple of 16 (the operands' alignment). */
 #define WG_DW_ROWS_PER_GEMM 65536
 
-static int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }
-
 /* The scratch's pieces: W^T padded (kp x op), the parts' products (rows x kp int32
  * each), the parts' columns padded to op where o is not a multiple of 4 (rows x op each),
  * im2col (rows x kp), its transpose (kp x rp), the parts' transposes (o x rp each), one
@@ -125,16 +123,16 @@ static bwd_scratch bwd_layout(const wg_conv_geom *g, int nparts, void *base, siz
 {
     int64_t kp = padded_kdim(g), rp = round4(g->rows), op = padded_o(g);
     size_t two = nparts > 1, epad = op != g->o;
-    size_t sz[11] = {round256((size_t)(kp * op)),
-                     round256((size_t)(g->rows * kp) * 4),
-                     two * round256((size_t)(g->rows * kp) * 4),
-                     epad * round256((size_t)(g->rows * op)),
-                     two * epad * round256((size_t)(g->rows * op)),
-                     round256((size_t)(g->rows * kp)),
-                     round256((size_t)(kp * rp)),
-                     round256((size_t)(g->o * rp)),
-                     two * round256((size_t)(g->o * rp)),
-                     round256((size_t)(g->o * kp) * 4),
+    size_t sz[11] = {wg_round256((size_t)(kp * op)),
+                     wg_round256((size_t)(g->rows * kp) * 4),
+                     two * wg_round256((size_t)(g->rows * kp) * 4),
+                     epad * wg_round256((size_t)(g->rows * op)),
+                     two * epad * wg_round256((size_t)(g->rows * op)),
+                     wg_round256((size_t)(g->rows * kp)),
+                     wg_round256((size_t)(kp * rp)),
+                     wg_round256((size_t)(g->o * rp)),
+                     two * wg_round256((size_t)(g->o * rp)),
+                     wg_round256((size_t)(g->o * kp) * 4),
                      0};
     char *p = (char *)base;
     bwd_scratch s;

@@ -19,6 +19,9 @@
 #define WG_WARP 32
 static_assert(WG_CUDA_BLOCK % WG_WARP == 0, "the full-mask warp shuffles need whole warps");
 
+/* n rounded up to a multiple of 256: the offsets of the pieces of a scratch buffer. */
+static inline size_t wg_round256(size_t n) { return (n + 255) / 256 * 256; }
+
 static inline unsigned wg_grid_for(int64_t n)
 {
     int64_t blocks = (n + WG_CUDA_BLOCK - 1) / WG_CUDA_BLOCK;

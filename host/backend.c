@@ -1,5 +1,6 @@
 /* backend.c: what every backend shares (see backend.h). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 #include "check.h"
@@ -12,6 +13,8 @@ void wg_backend_free(wg_backend *b)
 }
 
 const char *wg_backend_name(const wg_backend *b) { return b->iface->name; }
+
+bool wg_backend_is_cpu(const wg_backend *b) { return strcmp(b->iface->name, "cpu") == 0; }
 
 void wg_backend_synchronize(wg_backend *b)
 {

@@ -17,6 +17,7 @@
 #ifndef WG_BACKEND_H
 #define WG_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -177,6 +178,8 @@ wg_backend *wg_backend_cpu_init(void);
 wg_backend *wg_backend_cpu_generic_init(void);
 void wg_backend_free(wg_backend *b);
 const char *wg_backend_name(const wg_backend *b);
+/* Whether b is the CPU backend itself (the layers with fused CPU passes take them there). */
+bool wg_backend_is_cpu(const wg_backend *b);
 void wg_backend_synchronize(wg_backend *b);
 
 #ifdef __cplusplus

@@ -29,7 +29,7 @@ static void *xmalloc(size_t nbytes)
 static void check_f32(const wg_tensor *t, const char *what)
 {
     WG_ASSERT(t->data != NULL, "%s is an empty tensor", what);
-    WG_ASSERT(strcmp(wg_backend_name(t->backend), "cpu") == 0, "%s is on backend %s; bn_f32.c runs on the CPU",
+    WG_ASSERT(wg_backend_is_cpu(t->backend), "%s is on backend %s; bn_f32.c runs on the CPU",
               what, wg_backend_name(t->backend));
     WG_ASSERT(t->dtype == WG_F32, "%s is %s, expected f32", what, wg_dtype_name(t->dtype));
 }

@@ -116,12 +116,12 @@ void bn_tile_fold(const int64_t *acc, int64_t n, int64_t c, int k, int nsum, int
 
 /* ---- checks -------------------------------------------------------------------------- */
 
-bool bn_on_cpu(const wg_tensor *t) { return strcmp(wg_backend_name(t->backend), "cpu") == 0; }
+bool bn_on_cpu(const wg_tensor *t) { return wg_backend_is_cpu(t->backend); }
 
 static void check_cpu(const wg_tensor *t, const char *what)
 {
     WG_ASSERT(t->data != NULL, "%s is an empty tensor", what);
-    WG_ASSERT(strcmp(wg_backend_name(t->backend), "cpu") == 0, "%s is on backend %s; bn_int.c runs on the CPU",
+    WG_ASSERT(bn_on_cpu(t), "%s is on backend %s; bn_int.c runs on the CPU",
               what, wg_backend_name(t->backend));
 }
 

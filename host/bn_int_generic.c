@@ -56,14 +56,6 @@ static int64_t check_forward(const wg_tensor *x, const wg_tensor *gamma16, const
     return c;
 }
 
-static void *host_copy(const wg_tensor *t)
-{
-    void *h = malloc(wg_tensor_nbytes(t) ? wg_tensor_nbytes(t) : 1);
-    WG_ASSERT(h != NULL, "out of memory (%zu bytes)", wg_tensor_nbytes(t));
-    wg_tensor_download(t, h);
-    return h;
-}
-
 /* x narrowed into work->xhat (the fit rule with x's grid as the floor); returns e_x. */
 static int narrow(const wg_tensor *x, uint64_t x_max, wg_bn_int_saved *work)
 {
@@ -80,7 +72,7 @@ static uint64_t normalize(wg_bn_int_saved *work, int e_x, const int32_t *mu, con
 {
     wg_tensor_upload(&work->mu, mu);
     wg_tensor_upload(&work->sigma, sigma);
-    int16_t *g = host_copy(gamma16), *b = host_copy(beta16);
+    int16_t *g = wg_tensor_host_copy(gamma16), *b = wg_tensor_host_copy(beta16);
     uint64_t relu_max;
     work->clamps =
         WG_BACKEND_OP(y, bn_normalize)(y->backend->ctx, &work->xhat, y, e_x, mu, sigma, g, b, &relu_max);
@@ -107,7 +99,7 @@ uint64_t bn_generic_forward_train(const wg_tensor *x, uint64_t x_max, const wg_t
     if (running) {
         check_like(&running->mean, x, WG_I64, c, "running mean");
         check_like(&running->sigma, x, WG_I64, c, "running sigma");
-        int64_t *rm = host_copy(&running->mean), *rs = host_copy(&running->sigma);
+        int64_t *rm = wg_tensor_host_copy(&running->mean), *rs = wg_tensor_host_copy(&running->sigma);
         bn_pass_running_update(rm, rs, mu, sigma, c, running->initialized);
         wg_tensor_upload(&running->mean, rm);
         wg_tensor_upload(&running->sigma, rs);
@@ -128,7 +120,7 @@ uint64_t bn_generic_forward_eval(const wg_tensor *x, uint64_t x_max, const wg_te
     check_like(&running->sigma, x, WG_I64, c, "running sigma");
     WG_ASSERT(running->initialized, "evaluation with running statistics that no training step has set%s", "");
     int e_x = narrow(x, x_max, work);
-    int64_t *rm = host_copy(&running->mean), *rs = host_copy(&running->sigma);
+    int64_t *rm = wg_tensor_host_copy(&running->mean), *rs = wg_tensor_host_copy(&running->sigma);
     int32_t *mu = calloc(2 * (size_t)c, sizeof *mu), *sigma = mu + c;
     WG_ASSERT(mu != NULL, "out of memory (%lld channels)", (long long)c);
     bn_pass_running_stats(rm, rs, c, mu, sigma);
@@ -174,8 +166,8 @@ uint64_t bn_generic_backward(const wg_tensor *dy, const wg_tensor *gamma16, cons
     uint64_t *dmax = calloc(2 * (size_t)c, sizeof *dmax), *hmax = dmax + c;
     WG_ASSERT(b != NULL && dmax != NULL, "out of memory (%lld channels)", (long long)c);
     WG_BACKEND_OP(dy, bn_bwd_sums)(dy->backend->ctx, dy, &saved->xhat, b, g, dmax, hmax);
-    int16_t *gamma = host_copy(gamma16);
-    int32_t *sigma = host_copy(&saved->sigma);
+    int16_t *gamma = wg_tensor_host_copy(gamma16);
+    int32_t *sigma = wg_tensor_host_copy(&saved->sigma);
     int f = bn_bwd_exponent(gamma, sigma, count, c, b, g, dmax, hmax);
     wg_tensor_upload(dbeta, b);
     wg_tensor_upload(dgamma, g);
@@ -199,7 +191,7 @@ uint64_t bn_generic_backward_act(const wg_tensor *err, uint64_t err_max, int e1_
               wg_dtype_name(dy->dtype), e1_bits);
     check_like(beta16, dy, WG_I16, gamma16->shape[0], "beta16");
     wg_quant_shift_max(dy, err, e1_bits, err_max);
-    int16_t *g = host_copy(gamma16), *b = host_copy(beta16);
+    int16_t *g = wg_tensor_host_copy(gamma16), *b = wg_tensor_host_copy(beta16);
     WG_BACKEND_OP(dy, bn_relu_mask)(dy->backend->ctx, dy, &saved->xhat, g, b);
     free(g), free(b);
     uint64_t dx_max = bn_generic_backward(dy, gamma16, saved, dx, dgamma, dbeta);

@@ -24,15 +24,8 @@ static double truncated_normal(wg_philox_key key, uint32_t id, int64_t i)
     return 0.0;
 }
 
-/* The master's values are made in a host buffer and uploaded: the same bytes on every
- * backend. */
-static void *host_buffer(const wg_param *p)
-{
-    void *h = malloc(wg_tensor_nbytes(&p->master) ? wg_tensor_nbytes(&p->master) : 1);
-    WG_ASSERT(h != NULL, "out of memory initializing a parameter (%zu bytes)", wg_tensor_nbytes(&p->master));
-    return h;
-}
-
+/* The master's values are made in a host buffer (wg_tensor_host_alloc) and uploaded:
+ * the same bytes on every backend. */
 static void upload(wg_param *p, void *h)
 {
     wg_tensor_upload(&p->master, h);
@@ -45,7 +38,7 @@ void wg_init_weight(wg_param *p, int64_t fan_in, uint64_t seed)
     int64_t n = wg_tensor_numel(&p->master);
     double std = 1.0 / sqrt((double)fan_in);
     wg_philox_key key = wg_philox_key_from_seed(seed);
-    void *h = host_buffer(p);
+    void *h = wg_tensor_host_alloc(&p->master);
     if (p->master.dtype == WG_F32) {
         float *w = h;
         for (int64_t i = 0; i < n; i++) w[i] = (float)(std * truncated_normal(key, p->id, i));
@@ -64,7 +57,7 @@ void wg_init_weight(wg_param *p, int64_t fan_in, uint64_t seed)
 void wg_init_constant(wg_param *p, double value)
 {
     int64_t n = wg_tensor_numel(&p->master);
-    void *h = host_buffer(p);
+    void *h = wg_tensor_host_alloc(&p->master);
     if (p->master.dtype == WG_F32) {
         float *w = h;
         for (int64_t i = 0; i < n; i++) w[i] = (float)value;

@@ -120,7 +120,7 @@ void wg_optim_step(wg_param *params, int n, const wg_optim_step_args *a)
      * small for the elementwise ops to split (wg_par.h); those ops then run on their own
      * thread (nested regions are inactive). Any split gives the same bits. Another
      * backend's context serves one host thread (its reductions share a word): in order. */
-    bool cpu = n > 0 && strcmp(wg_backend_name(params[0].master.backend), "cpu") == 0;
+    bool cpu = n > 0 && wg_backend_is_cpu(params[0].master.backend);
 #pragma omp parallel for schedule(dynamic, 1) if (cpu)
     for (int i = 0; i < n; i++) {
         if (params[i].master.dtype == WG_F32) step_f32(&params[i], a, float_momentum);

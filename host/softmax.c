@@ -37,24 +37,8 @@ enum { WG_MAX_CLASSES = 4096 }; /* per-row scratch lives on the stack */
 /* The loss works on host copies of the logits and of its gradient, whatever backend
  * holds them: N x K is small next to a step's other tensors, and its statistics are
  * host arithmetic (double) anyway, so one download and one upload serve every backend
- * with the same loops. */
-static void *host_copy(const wg_tensor *t)
-{
-    void *h = malloc(wg_tensor_nbytes(t) ? wg_tensor_nbytes(t) : 1);
-    WG_ASSERT(h != NULL, "out of memory for the loss's %zu bytes", wg_tensor_nbytes(t));
-    wg_tensor_download(t, h);
-    return h;
-}
-
-static void *host_buffer(const wg_tensor *t)
-{
-    if (t == NULL) return NULL;
-    void *h = malloc(wg_tensor_nbytes(t) ? wg_tensor_nbytes(t) : 1);
-    WG_ASSERT(h != NULL, "out of memory for the loss gradient's %zu bytes", wg_tensor_nbytes(t));
-    return h;
-}
-
-/* dz's host values up to its backend, and both copies freed. */
+ * with the same loops (wg_tensor_host_copy). finish: dz's host values up to its backend,
+ * and both copies freed. */
 static void finish(wg_tensor *dz, void *gh, void *zh)
 {
     if (dz != NULL) wg_tensor_upload(dz, gh);
@@ -70,7 +54,7 @@ void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
     WG_ASSERT(k <= WG_MAX_CLASSES, "%lld classes (at most %d)", (long long)k, WG_MAX_CLASSES);
     WG_ASSERT(z->exp >= -26 && z->exp <= 30, "logit exponent %d outside [-26, 30]", z->exp);
     WG_ASSERT(dz == NULL || (dz->dtype == WG_I32 && wg_tensor_numel(dz) == n * k), "softmax gradient");
-    int32_t *zq = host_copy(z), *gh = host_buffer(dz);
+    int32_t *zq = wg_tensor_host_copy(z), *gh = dz ? wg_tensor_host_alloc(dz) : NULL;
     int64_t e[WG_MAX_CLASSES];
     double row[WG_MAX_CLASSES];
     for (int64_t b = 0; b < n; b++) {
@@ -105,7 +89,7 @@ void wg_softmax_ce_f32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
     logits_shape(z, &n, &k);
     WG_ASSERT(z->dtype == WG_F32 && k <= WG_MAX_CLASSES, "float softmax of %lld classes", (long long)k);
     WG_ASSERT(dz == NULL || (dz->dtype == WG_F32 && wg_tensor_numel(dz) == n * k), "softmax gradient");
-    float *zf = host_copy(z), *gh = host_buffer(dz);
+    float *zf = wg_tensor_host_copy(z), *gh = dz ? wg_tensor_host_alloc(dz) : NULL;
     double row[WG_MAX_CLASSES];
     for (int64_t b = 0; b < n; b++) {
         int32_t label = labels[b];

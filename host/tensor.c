@@ -2,6 +2,7 @@
 #include "tensor.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -91,6 +92,21 @@ bool wg_tensor_same_shape(const wg_tensor *a, const wg_tensor *b)
 void wg_tensor_upload(wg_tensor *t, const void *host)
 {
     if (t->data != NULL) t->backend->iface->upload(t->backend->ctx, t->data, host, wg_tensor_nbytes(t));
+}
+
+void *wg_tensor_host_alloc(const wg_tensor *t)
+{
+    size_t nb = wg_tensor_nbytes(t);
+    void *h = malloc(nb ? nb : 1);
+    WG_ASSERT(h != NULL, "out of host memory for a copy of a tensor (%zu bytes)", nb);
+    return h;
+}
+
+void *wg_tensor_host_copy(const wg_tensor *t)
+{
+    void *h = wg_tensor_host_alloc(t);
+    wg_tensor_download(t, h);
+    return h;
 }
 
 void wg_tensor_download(const wg_tensor *t, void *host)

@@ -61,6 +61,10 @@ bool wg_tensor_same_shape(const wg_tensor *a, const wg_tensor *b);
 void wg_tensor_upload(wg_tensor *t, const void *host);
 void wg_tensor_download(const wg_tensor *t, void *host);
 void wg_tensor_zero(wg_tensor *t);
+/* A host buffer of t's bytes (malloc'd: free it; never NULL), and the same holding a
+ * download of t: for work a backend leaves to the host (the loss, initial values). */
+void *wg_tensor_host_alloc(const wg_tensor *t);
+void *wg_tensor_host_copy(const wg_tensor *t);
 
 const char *wg_dtype_name(wg_dtype t);
 const char *wg_layout_name(wg_layout l);
