@@ -13,6 +13,7 @@
 #include "bn.cuh"
 #include "conv.cuh"
 #include "cuda_check.cuh"
+#include "f32.cuh"
 #include "gemm.cuh"
 #include "pool.cuh"
 #include "quant.h"
@@ -261,6 +262,109 @@ static uint64_t cuda_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg
     return dx ? wg_max_abs_cuda(dx, c->d_scratch, c->stream) : WG_QUANT_MAX_UNKNOWN;
 }
 
+static void cuda_maxpool_forward(void *ctx, const wg_maxpool_geom *g, const wg_tensor *x, wg_tensor *y)
+{
+    wg_maxpool_forward_cuda(g, x, y, ctx_of(ctx)->stream);
+}
+
+static void cuda_maxpool_backward(void *ctx, const wg_maxpool_geom *g, const wg_tensor *x, const wg_tensor *dy,
+                                  wg_tensor *dx)
+{
+    wg_maxpool_backward_cuda(g, x, dy, dx, ctx_of(ctx)->stream);
+}
+
+/* ---- float32 ---- */
+
+static wg_gemm_ctx gemm_ctx(const wg_cuda_ctx *c) { return (wg_gemm_ctx){c->lt, c->d_workspace, WG_CUDA_GEMM_WORKSPACE}; }
+
+static void cuda_conv_f32_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                  wg_tensor *y, wg_conv_ws *ws)
+{
+    (void)ws; /* the CPU's scratch; this backend's is the arena */
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_gemm_ctx gc = gemm_ctx(c);
+    wg_conv_f32_forward_cuda(g, (const float *)x->data, (const float *)w->data, (float *)y->data,
+                             arena(c, wg_conv_f32_scratch(g)), &gc, c->stream);
+}
+
+static void cuda_conv_f32_backward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                                   const wg_tensor *dy, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
+{
+    (void)ws;
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_gemm_ctx gc = gemm_ctx(c);
+    wg_conv_f32_backward_cuda(g, (const float *)x->data, (const float *)w->data, (const float *)dy->data,
+                              dx ? (float *)dx->data : NULL, (float *)dw->data, arena(c, wg_conv_f32_scratch(g)), &gc,
+                              c->stream);
+}
+
+static void cuda_bn_f32_moments(void *ctx, const wg_tensor *x, double *mean, double *var)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_bn_f32_moments_cuda(x, mean, var, arena(c, wg_bn_f32_scratch(x->shape[3])), c->stream);
+}
+
+static void cuda_bn_f32_normalize(void *ctx, const wg_tensor *x, const double *mean, const double *inv,
+                                  const wg_tensor *gamma, const wg_tensor *beta, wg_tensor *xhat, wg_tensor *y)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_bn_f32_normalize_cuda(x, mean, inv, gamma, beta, xhat, y, arena(c, wg_bn_f32_scratch(x->shape[3])), c->stream);
+}
+
+static void cuda_bn_f32_bwd_sums(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, double *sb, double *sg)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_bn_f32_bwd_sums_cuda(dy, xhat, sb, sg, arena(c, wg_bn_f32_scratch(dy->shape[3])), c->stream);
+}
+
+static void cuda_bn_f32_bwd_dx(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, const wg_tensor *gamma,
+                               const wg_tensor *inv_std, const double *mb, const double *mg, wg_tensor *dx)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    wg_bn_f32_bwd_dx_cuda(dy, xhat, gamma, inv_std, mb, mg, dx, arena(c, wg_bn_f32_scratch(dy->shape[3])), c->stream);
+}
+
+static void cuda_relu_f32(void *ctx, const wg_tensor *y, const wg_tensor *src, wg_tensor *dst)
+{
+    wg_relu_f32_cuda(y, src, dst, ctx_of(ctx)->stream);
+}
+
+static void cuda_add_f32(void *ctx, const wg_tensor *a, const wg_tensor *b, wg_tensor *out)
+{
+    wg_add_f32_cuda(a, b, out, ctx_of(ctx)->stream);
+}
+
+static void cuda_gap_f32_forward(void *ctx, const wg_tensor *a, wg_tensor *out)
+{
+    wg_gap_f32_forward_cuda(a, out, ctx_of(ctx)->stream);
+}
+
+static void cuda_gap_f32_backward(void *ctx, const wg_tensor *dout, wg_tensor *da)
+{
+    wg_gap_f32_backward_cuda(dout, da, ctx_of(ctx)->stream);
+}
+
+static void cuda_sgd_f32_step(void *ctx, wg_tensor *w, wg_tensor *v, const wg_tensor *g, float mu, float lr, float wd)
+{
+    wg_sgd_f32_step_cuda(w, v, g, mu, lr, wd, ctx_of(ctx)->stream);
+}
+
+static void cuda_fixed_to_f32(void *ctx, const wg_tensor *src, wg_tensor *dst)
+{
+    wg_fixed_to_f32_cuda(src, dst, ctx_of(ctx)->stream);
+}
+
+static float cuda_f32_max_abs(void *ctx, const wg_tensor *x, int64_t *nonfinite)
+{
+    wg_cuda_ctx *c = ctx_of(ctx);
+    return wg_f32_max_abs_cuda(x, nonfinite, (unsigned long long *)arena(c, 2 * sizeof(unsigned long long)), c->stream);
+}
+
+static void cuda_f32_to_fixed(void *ctx, const wg_tensor *src, wg_tensor *dst, int e)
+{
+    wg_f32_to_fixed_cuda(src, dst, e, ctx_of(ctx)->stream);
+}
+
 static const struct wg_backend_i wg_backend_cuda_iface = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -291,6 +395,22 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .bn_bwd_dx = cuda_bn_bwd_dx,
     .bn_relu_mask = cuda_bn_relu_mask,
     .conv_s8_backward = cuda_conv_s8_backward,
+    .maxpool_forward = cuda_maxpool_forward,
+    .maxpool_backward = cuda_maxpool_backward,
+    .conv_f32_forward = cuda_conv_f32_forward,
+    .conv_f32_backward = cuda_conv_f32_backward,
+    .bn_f32_moments = cuda_bn_f32_moments,
+    .bn_f32_normalize = cuda_bn_f32_normalize,
+    .bn_f32_bwd_sums = cuda_bn_f32_bwd_sums,
+    .bn_f32_bwd_dx = cuda_bn_f32_bwd_dx,
+    .relu_f32 = cuda_relu_f32,
+    .add_f32 = cuda_add_f32,
+    .gap_f32_forward = cuda_gap_f32_forward,
+    .gap_f32_backward = cuda_gap_f32_backward,
+    .sgd_f32_step = cuda_sgd_f32_step,
+    .fixed_to_f32 = cuda_fixed_to_f32,
+    .f32_max_abs = cuda_f32_max_abs,
+    .f32_to_fixed = cuda_f32_to_fixed,
 };
 
 wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen)

@@ -5,6 +5,7 @@
 #include "conv.cuh"
 #include "cuda_check.cuh"
 #include "gemm.cuh"
+#include "im2col.cuh"
 #include "launch.cuh"
 #include "wg_dtype.h"
 
@@ -29,24 +30,6 @@ size_t wg_conv_s8_forward_scratch(const wg_conv_geom *g)
     size_t filt = kp == g->kdim && op == g->o ? 0 : wg_round256((size_t)(op * kp));
     size_t out = op == g->o ? 0 : wg_round256((size_t)(g->rows * op) * sizeof(int32_t));
     return col + filt + out;
-}
-
-/* col[r][k] for the output pixel r = (n, oy, ox) and the column k = (i, j, ch) of the
- * kernel window (k < kdim; zero past it and in the padding). */
-__global__ void im2col_kernel(const int8_t *x, int8_t *col, wg_conv_geom g, int64_t kp)
-{
-    WG_GRID_STRIDE_LOOP(t, g.rows * kp)
-    {
-        int64_t r = t / kp, k = t % kp;
-        int8_t v = 0;
-        if (k < g.kdim) {
-            int64_t ch = k % g.c, j = (k / g.c) % g.kw, i = k / (g.c * g.kw);
-            int64_t ox = r % g.ow, oy = (r / g.ow) % g.oh, n = r / (g.ow * g.oh);
-            int64_t iy = oy * g.stride - g.pad + i, ix = ox * g.stride - g.pad + j;
-            if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) v = x[((n * g.h + iy) * g.w + ix) * g.c + ch];
-        }
-        col[t] = v;
-    }
 }
 
 /* dst (dst_rows x ld) = src (rows x cols, rows packed) with zeros around it: the
@@ -81,7 +64,7 @@ void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_
     char *s = (char *)scratch;
     if (!direct(g)) {
         int8_t *col = (int8_t *)s;
-        im2col_kernel<<<wg_grid_for(g->rows * kp), WG_CUDA_BLOCK, 0, stream>>>(x, col, *g, kp);
+        im2col_kernel<int8_t><<<wg_grid_for(g->rows * kp), WG_CUDA_BLOCK, 0, stream>>>(x, col, *g, kp);
         WG_CUDA_CHECK_LAUNCH("im2col_kernel");
         a = col;
         s += wg_round256((size_t)(g->rows * kp));
@@ -234,7 +217,7 @@ void wg_conv_s8_backward_cuda(const wg_conv_geom *g, const int8_t *x, const int8
         WG_CUDA_CHECK_LAUNCH("col2im_kernel");
     }
     /* backward-weight: E_p^T col, K = the rows, in chunks exact in int32 */
-    im2col_kernel<<<wg_grid_for(g->rows * kp), WG_CUDA_BLOCK, 0, stream>>>(x, s.col, *g, kp);
+    im2col_kernel<int8_t><<<wg_grid_for(g->rows * kp), WG_CUDA_BLOCK, 0, stream>>>(x, s.col, *g, kp);
     WG_CUDA_CHECK_LAUNCH("im2col_kernel");
     transpose_s8(s.col, g->rows, kp, kp, s.colt, kp, rp, stream);
     for (int p = 0; p < nparts; p++) transpose_s8(err[p], g->rows, g->o, g->o, s.et[p], g->o, rp, stream);

@@ -1,4 +1,4 @@
-/* conv.cuh: the int8 forward convolution on the GPU (conv.cu), backend.h's
+/* conv.cuh: the convolutions on the GPU. The int8 forward (conv.cu), backend.h's
  * conv_s8_forward: im2col into the context's scratch, with the columns padded to a
  * multiple of 4 (zeros, which add nothing: the stem's 9 columns of one channel become
  * 12) and the filters padded alike where needed, then cuBLASLt's int8 GEMM (gemm.cuh)
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "conv.h"
+#include "gemm.cuh"
 #include "wg_dtype.h"
 
 /* Bytes of scratch conv_s8_forward_cuda needs for g (0: none). */
@@ -35,5 +36,13 @@ size_t wg_conv_s8_backward_scratch(const wg_conv_geom *g, int nparts);
 void wg_conv_s8_backward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_t *w, const int8_t *const *err,
                               const int *shift, int nparts, void *dx, wg_dtype t_dx, int64_t *dw, void *scratch,
                               cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, cudaStream_t stream);
+
+/* The fp32 mode's float convolutions (conv_f32.cu): im2col, cuBLASLt's SGEMM and a
+ * gathering col2im. dx: NULL (none). scratch: wg_conv_f32_scratch(g) bytes. */
+size_t wg_conv_f32_scratch(const wg_conv_geom *g);
+void wg_conv_f32_forward_cuda(const wg_conv_geom *g, const float *x, const float *w, float *y, void *scratch,
+                              const wg_gemm_ctx *gc, cudaStream_t stream);
+void wg_conv_f32_backward_cuda(const wg_conv_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                               float *dw, void *scratch, const wg_gemm_ctx *gc, cudaStream_t stream);
 
 #endif

@@ -1,4 +1,4 @@
-/* gemm.cu: the int8 GEMM through cuBLASLt (see gemm.cuh). Every call is checked and a
+/* gemm.cu: the int8 and float GEMMs through cuBLASLt (see gemm.cuh). Every call is checked and a
  * refusal names the shape. The descriptors are made per call: a few microseconds, small
  * against a convolution's product. */
 #include <stdio.h>
@@ -49,5 +49,46 @@ void wg_gemm_s8_nt_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_b
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+    WG_CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+}
+
+void wg_gemm_f32_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, bool ta, bool tb, int64_t M,
+                      int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                      int64_t ldc, cudaStream_t stream)
+{
+    if (M <= 0 || N <= 0) return;
+    WG_ASSERT(K > 0 && lda >= (ta ? M : K) && ldb >= (tb ? K : N) && ldc >= N,
+              "float GEMM %lld x %lld x %lld (lda %lld, ldb %lld, ldc %lld)", (long long)M, (long long)N, (long long)K,
+              (long long)lda, (long long)ldb, (long long)ldc);
+    /* Column-major, the row-major product is C^T (N x M) = op(B)^T op(A)^T: cuBLASLt's
+     * first operand is our B, its second our A. A row-major r x c matrix is stored as a
+     * column-major c x r one, so op(B)^T is B's storage as it is (no transpose) unless tb. */
+    cublasLtMatmulDesc_t op;
+    WG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t tx = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ty = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    WG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tx, sizeof(tx)));
+    WG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &ty, sizeof(ty)));
+    cublasLtMatrixLayout_t lx, ly, lc;
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lx, CUDA_R_32F, tb ? (uint64_t)K : (uint64_t)N,
+                                               tb ? (uint64_t)N : (uint64_t)K, ldb));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ly, CUDA_R_32F, ta ? (uint64_t)M : (uint64_t)K,
+                                               ta ? (uint64_t)K : (uint64_t)M, lda));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, (uint64_t)N, (uint64_t)M, ldc));
+    cublasLtMatmulPreference_t pref;
+    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                         &workspace_bytes, sizeof(workspace_bytes)));
+    cublasLtMatmulHeuristicResult_t algo;
+    int found = 0;
+    WG_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, lx, ly, lc, lc, pref, 1, &algo, &found));
+    WG_ASSERT(found == 1, "cuBLASLt has no float algorithm for %lld x %lld x %lld", (long long)M, (long long)N,
+              (long long)K);
+    const float one = 1.0f, zero = 0.0f;
+    WG_CUBLAS_CHECK(cublasLtMatmul(lt, op, &one, B, lx, A, ly, &zero, C, lc, C, lc, &algo.algo, workspace,
+                                   workspace_bytes, stream));
+    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ly));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lx));
     WG_CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
 }

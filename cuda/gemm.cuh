@@ -13,11 +13,26 @@
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* The context's cuBLASLt handle and workspace (workspace_bytes, allocated once). */
 void wg_gemm_s8_nt_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, int64_t M, int64_t N, int64_t K,
                         const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb, int32_t *C, int64_t ldc,
                         cudaStream_t stream);
+
+/* A context's cuBLASLt handle and workspace, for the callers that pass them on. */
+typedef struct wg_gemm_ctx {
+    cublasLtHandle_t lt;
+    void *workspace;
+    size_t workspace_bytes;
+} wg_gemm_ctx;
+
+/* The float GEMM of the fp32 mode: C[M][N] = op(A) op(B), row-major, op(A) = A (M x K,
+ * lda) or, with ta, the transpose of A stored K x M; op(B) alike (K x N, or N x K with
+ * tb). cuBLASLt's SGEMM with CUBLAS_COMPUTE_32F: float products and sums, no TF32. */
+void wg_gemm_f32_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, bool ta, bool tb, int64_t M,
+                      int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                      int64_t ldc, cudaStream_t stream);
 
 #endif

@@ -85,17 +85,20 @@ void wg_cpu_relu_mask(void *ctx, const wg_tensor *y, wg_tensor *de)
 void wg_relu_f32_forward(const wg_tensor *y, wg_tensor *a)
 {
     WG_ASSERT(y->dtype == WG_F32 && a->dtype == WG_F32 && wg_tensor_numel(y) == wg_tensor_numel(a), "ReLU");
-    const float *v = y->data;
-    float *o = a->data;
-    int64_t n = wg_tensor_numel(y);
-    for (int64_t i = 0; i < n; i++) o[i] = v[i] > 0.0f ? v[i] : 0.0f;
+    WG_BACKEND_OP(y, relu_f32)(y->backend->ctx, y, y, a);
 }
 
 void wg_relu_f32_backward(const wg_tensor *y, wg_tensor *de)
 {
     WG_ASSERT(y->dtype == WG_F32 && de->dtype == WG_F32 && wg_tensor_numel(y) == wg_tensor_numel(de), "ReLU backward");
-    const float *v = y->data;
-    float *d = de->data;
+    WG_BACKEND_OP(y, relu_f32)(y->backend->ctx, y, de, de);
+}
+
+void wg_cpu_relu_f32(void *ctx, const wg_tensor *y, const wg_tensor *src, wg_tensor *dst)
+{
+    (void)ctx;
+    const float *v = y->data, *s = src->data;
+    float *d = dst->data;
     int64_t n = wg_tensor_numel(y);
-    for (int64_t i = 0; i < n; i++) d[i] = v[i] > 0.0f ? d[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) d[i] = v[i] > 0.0f ? s[i] : 0.0f;
 }

@@ -26,6 +26,7 @@
 
 struct wg_conv_geom; /* conv.h */
 struct wg_conv_ws;
+struct wg_maxpool_geom; /* pool.h */
 
 #ifdef __cplusplus
 extern "C" {
@@ -159,6 +160,53 @@ struct wg_backend_i {
     uint64_t (*conv_s8_backward)(void *ctx, const struct wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
                                  const wg_tensor *const *err, int nparts, int e_min, wg_tensor *dx, wg_tensor *dw,
                                  struct wg_conv_ws *ws);
+
+    /* Max pooling (pool.h) of any container: int8 mode's integers or float32. forward:
+     * y (x's dtype) = each window's maximum. backward: dx = at each position, the errors
+     * of the windows whose first arg-max it is: for integer x, dx int64, the exact sum
+     * (clamped to +-INT64_MAX); for float x, dx float32, summed in (oy, ox) order from 0,
+     * so that this path too gives the same bits on every backend. */
+    void (*maxpool_forward)(void *ctx, const struct wg_maxpool_geom *g, const wg_tensor *x, wg_tensor *y);
+    void (*maxpool_backward)(void *ctx, const struct wg_maxpool_geom *g, const wg_tensor *x, const wg_tensor *dy,
+                             wg_tensor *dx);
+
+    /* ---- float32: the fp32 mode and the reference preset's float layers ----------------
+     * Not bit-exact across backends where they sum many terms (the GEMMs run cuBLAS's
+     * SGEMM, TF32 off; the per-channel sums go in the backend's order); the elementwise
+     * ones and the conversions are exact. */
+
+    /* conv.h's float convolutions: y = conv(x, w); backward dx (NULL: none) and dw. */
+    void (*conv_f32_forward)(void *ctx, const struct wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                             wg_tensor *y, struct wg_conv_ws *ws);
+    void (*conv_f32_backward)(void *ctx, const struct wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                              const wg_tensor *dy, wg_tensor *dx, wg_tensor *dw, struct wg_conv_ws *ws);
+    /* Float BN's passes (bn_f32.c makes the per-channel decisions on the host): the mean
+     * and biased variance of each channel of NHWC x, in double, into host arrays of C;
+     * xhat (NULL: not kept) = (x - mean) inv and y = gamma xhat + beta (mean, inv: host
+     * arrays; gamma, beta: the backend's [C] tensors); backward sums sb = sum dy and sg =
+     * sum dy xhat per channel (double, host arrays), and dx = gamma inv_std (dy - mb -
+     * xhat mg) with the host means mb, mg. */
+    void (*bn_f32_moments)(void *ctx, const wg_tensor *x, double *mean, double *var);
+    void (*bn_f32_normalize)(void *ctx, const wg_tensor *x, const double *mean, const double *inv,
+                             const wg_tensor *gamma, const wg_tensor *beta, wg_tensor *xhat, wg_tensor *y);
+    void (*bn_f32_bwd_sums)(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, double *sb, double *sg);
+    void (*bn_f32_bwd_dx)(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, const wg_tensor *gamma,
+                          const wg_tensor *inv_std, const double *mb, const double *mg, wg_tensor *dx);
+    /* dst[i] = y[i] > 0 ? src[i] : 0: the forward ReLU with src = y, its backward with
+     * src = dst = the error. */
+    void (*relu_f32)(void *ctx, const wg_tensor *y, const wg_tensor *src, wg_tensor *dst);
+    void (*add_f32)(void *ctx, const wg_tensor *a, const wg_tensor *b, wg_tensor *out);
+    /* pool.h's float global average pooling, its forward and backward. */
+    void (*gap_f32_forward)(void *ctx, const wg_tensor *a, wg_tensor *out);
+    void (*gap_f32_backward)(void *ctx, const wg_tensor *dout, wg_tensor *da);
+    /* Momentum SGD in float, in place: v = mu v + g + wd w, then w -= lr v. */
+    void (*sgd_f32_step)(void *ctx, wg_tensor *w, wg_tensor *v, const wg_tensor *g, float mu, float lr, float wd);
+    /* convert.h's conversions: dst (f32) = src 2^(src->exp), each rounded once; the
+     * largest |x| of a float tensor (NaNs left out) and how many of its values are not
+     * finite; dst (int32 or int64) = RNE(src 2^-e). */
+    void (*fixed_to_f32)(void *ctx, const wg_tensor *src, wg_tensor *dst);
+    float (*f32_max_abs)(void *ctx, const wg_tensor *x, int64_t *nonfinite);
+    void (*f32_to_fixed)(void *ctx, const wg_tensor *src, wg_tensor *dst, int e);
 };
 
 struct wg_backend {

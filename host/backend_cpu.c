@@ -379,6 +379,22 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
     .bn_bwd_dx = wg_cpu_bn_bwd_dx,
     .bn_relu_mask = wg_cpu_bn_relu_mask,
     .conv_s8_backward = wg_cpu_conv_s8_backward,
+    .maxpool_forward = wg_cpu_maxpool_forward,
+    .maxpool_backward = wg_cpu_maxpool_backward,
+    .conv_f32_forward = wg_cpu_conv_f32_forward,
+    .conv_f32_backward = wg_cpu_conv_f32_backward,
+    .bn_f32_moments = wg_cpu_bn_f32_moments,
+    .bn_f32_normalize = wg_cpu_bn_f32_normalize,
+    .bn_f32_bwd_sums = wg_cpu_bn_f32_bwd_sums,
+    .bn_f32_bwd_dx = wg_cpu_bn_f32_bwd_dx,
+    .relu_f32 = wg_cpu_relu_f32,
+    .add_f32 = wg_cpu_add_f32,
+    .gap_f32_forward = wg_cpu_gap_f32_forward,
+    .gap_f32_backward = wg_cpu_gap_f32_backward,
+    .sgd_f32_step = wg_cpu_sgd_f32_step,
+    .fixed_to_f32 = wg_cpu_fixed_to_f32,
+    .f32_max_abs = wg_cpu_f32_max_abs,
+    .f32_to_fixed = wg_cpu_f32_to_fixed,
 };
 
 wg_backend *wg_backend_cpu_init(void)

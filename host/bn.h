@@ -2,10 +2,10 @@
  *
  * Training-mode BN normalizes each channel over its N*H*W values (wageubn.md, "BN";
  * docs/numerics.md, sections 7.3 and 7.5 for the integer contract). Evaluation uses
- * running statistics. The CPU backend runs fused passes (bn_int.c, bn_int_bwd.c,
- * bn_f32.c); integer BN also runs on the other backends (bn_int_generic.c: elementwise
- * passes of the backend, the per-channel decisions on the host, the same bits). The
- * float BN is CPU-only for now.
+ * running statistics. The CPU backend runs fused passes (bn_int.c, bn_int_bwd.c);
+ * integer BN also runs on the other backends (bn_int_generic.c: elementwise passes of
+ * the backend, the per-channel decisions on the host, the same bits). Float BN
+ * (bn_f32.c) runs the backend's passes on every backend, the CPU's included.
  *
  * Dimension legend: x, y, dy, dx are NHWC [N][H][W][C] (channels innermost); per-
  * channel tensors are PLAIN [C]. count = N*H*W.

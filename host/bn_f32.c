@@ -1,5 +1,6 @@
-/* bn_f32.c: float batch normalization for the fp32 baseline mode (bn.h), on the CPU
- * backend.
+/* bn_f32.c: float batch normalization for the fp32 baseline mode (bn.h): the per-channel
+ * arithmetic on the host, the passes over the activations on the tensors' backend
+ * (backend.h's bn_f32_* entries; the CPU's are at the end of this file).
  *
  * Training: mean and biased variance per channel over count = N*H*W values, summed in
  * double (two passes: the mean, then the squared deviations), xhat = (x - mean) *
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu_ops.h"
 #include "check.h"
 
 static void *xmalloc(size_t nbytes)
@@ -29,8 +31,6 @@ static void *xmalloc(size_t nbytes)
 static void check_f32(const wg_tensor *t, const char *what)
 {
     WG_ASSERT(t->data != NULL, "%s is an empty tensor", what);
-    WG_ASSERT(wg_backend_is_cpu(t->backend), "%s is on backend %s; bn_f32.c runs on the CPU",
-              what, wg_backend_name(t->backend));
     WG_ASSERT(t->dtype == WG_F32, "%s is %s, expected f32", what, wg_dtype_name(t->dtype));
 }
 
@@ -90,32 +90,13 @@ void wg_bn_f32_running_free(wg_bn_f32_running *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Per channel mean and biased variance, in double. */
-static void pass_moments(const float *x, int64_t m, int64_t c, double *mean, double *var)
-{
-    for (int64_t ch = 0; ch < c; ch++) mean[ch] = var[ch] = 0.0;
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t ch = 0; ch < c; ch++) mean[ch] += x[i * c + ch];
-    for (int64_t ch = 0; ch < c; ch++) mean[ch] /= (double)m;
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            double d = x[i * c + ch] - mean[ch];
-            var[ch] += d * d;
-        }
-    for (int64_t ch = 0; ch < c; ch++) var[ch] /= (double)m;
-}
+/* ---- the passes, through the backend ---- */
 
-/* Elementwise: xhat (when wanted) and y from per-channel mean and inv_std. */
-static void pass_normalize(const float *x, int64_t m, int64_t c, const double *mean, const double *inv_std,
-                           const float *gamma, const float *beta, float *xhat, float *y)
+/* A [C] vector's host values (from wg_tensor_host_copy) back to its backend. */
+static void vec_upload_free(wg_tensor *t, float *host)
 {
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            int64_t k = i * c + ch;
-            float h = (float)((x[k] - mean[ch]) * inv_std[ch]);
-            if (xhat) xhat[k] = h;
-            y[k] = gamma[ch] * h + beta[ch];
-        }
+    wg_tensor_upload(t, host);
+    free(host);
 }
 
 void wg_bn_f32_forward_train(const wg_tensor *x, const wg_tensor *gamma, const wg_tensor *beta, float eps,
@@ -128,19 +109,21 @@ void wg_bn_f32_forward_train(const wg_tensor *x, const wg_tensor *gamma, const w
     check_vec(gamma, c, "gamma");
     check_vec(beta, c, "beta");
     WG_ASSERT(eps > 0.0f && decay >= 0.0f && decay <= 1.0f, "eps %g, decay %g", (double)eps, (double)decay);
+    void *ctx = x->backend->ctx;
     double *mean = xmalloc((size_t)c * sizeof *mean), *var = xmalloc((size_t)c * sizeof *var);
     double *inv = xmalloc((size_t)c * sizeof *inv);
-    pass_moments(x->data, count, c, mean, var);
-    float *inv_std = saved->inv_std.data;
+    float *inv_std = xmalloc((size_t)c * sizeof *inv_std);
+    WG_BACKEND_OP(x, bn_f32_moments)(ctx, x, mean, var);
     for (int64_t ch = 0; ch < c; ch++) {
         inv_std[ch] = (float)(1.0 / sqrt(var[ch] + (double)eps));
         inv[ch] = inv_std[ch]; /* the backward pass sees the same float value */
     }
-    pass_normalize(x->data, count, c, mean, inv, gamma->data, beta->data, saved->xhat.data, y->data);
+    vec_upload_free(&saved->inv_std, inv_std);
+    WG_BACKEND_OP(x, bn_f32_normalize)(ctx, x, mean, inv, gamma, beta, &saved->xhat, y);
     if (running) {
         check_vec(&running->mean, c, "running mean");
         check_vec(&running->var, c, "running var");
-        float *rm = running->mean.data, *rv = running->var.data;
+        float *rm = wg_tensor_host_copy(&running->mean), *rv = wg_tensor_host_copy(&running->var);
         for (int64_t ch = 0; ch < c; ch++) {
             double unbiased = count > 1 ? var[ch] * (double)count / (double)(count - 1) : var[ch];
             rm[ch] = running->initialized ? (float)(decay * (double)rm[ch] + (1.0 - decay) * mean[ch])
@@ -148,6 +131,8 @@ void wg_bn_f32_forward_train(const wg_tensor *x, const wg_tensor *gamma, const w
             rv[ch] = running->initialized ? (float)(decay * (double)rv[ch] + (1.0 - decay) * unbiased)
                                           : (float)unbiased;
         }
+        vec_upload_free(&running->mean, rm);
+        vec_upload_free(&running->var, rv);
         running->initialized = true;
     }
     free(mean);
@@ -166,12 +151,14 @@ void wg_bn_f32_forward_eval(const wg_tensor *x, const wg_tensor *gamma, const wg
     check_vec(&running->var, c, "running var");
     WG_ASSERT(eps > 0.0f, "eps %g", (double)eps);
     double *mean = xmalloc((size_t)c * sizeof *mean), *inv = xmalloc((size_t)c * sizeof *inv);
-    const float *rm = running->mean.data, *rv = running->var.data;
+    float *rm = wg_tensor_host_copy(&running->mean), *rv = wg_tensor_host_copy(&running->var);
     for (int64_t ch = 0; ch < c; ch++) {
         mean[ch] = rm[ch];
         inv[ch] = 1.0 / sqrt((double)rv[ch] + (double)eps);
     }
-    pass_normalize(x->data, count, c, mean, inv, gamma->data, beta->data, NULL, y->data);
+    WG_BACKEND_OP(x, bn_f32_normalize)(x->backend->ctx, x, mean, inv, gamma, beta, NULL, y);
+    free(rm);
+    free(rv);
     free(mean);
     free(inv);
 }
@@ -186,26 +173,82 @@ void wg_bn_f32_backward(const wg_tensor *dy, const wg_tensor *gamma, const wg_bn
     check_vec(gamma, c, "gamma");
     check_vec(dgamma, c, "dgamma");
     check_vec(dbeta, c, "dbeta");
-    const float *d = dy->data, *h = saved->xhat.data, *g = gamma->data, *inv = saved->inv_std.data;
+    void *ctx = dy->backend->ctx;
     double *sb = xmalloc((size_t)c * sizeof *sb), *sg = xmalloc((size_t)c * sizeof *sg);
-    for (int64_t ch = 0; ch < c; ch++) sb[ch] = sg[ch] = 0.0;
-    for (int64_t i = 0; i < count; i++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            sb[ch] += d[i * c + ch];
-            sg[ch] += (double)d[i * c + ch] * h[i * c + ch];
-        }
-    float *out = dx->data, *dg = dgamma->data, *db = dbeta->data;
+    float *dg = xmalloc((size_t)c * sizeof *dg), *db = xmalloc((size_t)c * sizeof *db);
+    WG_BACKEND_OP(dy, bn_f32_bwd_sums)(ctx, dy, &saved->xhat, sb, sg);
     for (int64_t ch = 0; ch < c; ch++) {
         db[ch] = (float)sb[ch];
         dg[ch] = (float)sg[ch];
         sb[ch] /= (double)count; /* now the means the formula subtracts */
         sg[ch] /= (double)count;
     }
-    for (int64_t i = 0; i < count; i++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            int64_t k = i * c + ch;
-            out[k] = (float)((double)g[ch] * inv[ch] * (d[k] - sb[ch] - h[k] * sg[ch]));
-        }
+    vec_upload_free(dbeta, db);
+    vec_upload_free(dgamma, dg);
+    WG_BACKEND_OP(dy, bn_f32_bwd_dx)(ctx, dy, &saved->xhat, gamma, &saved->inv_std, sb, sg, dx);
     free(sb);
     free(sg);
+}
+
+/* ---- the CPU backend's passes (backend.h) ---- */
+
+/* Per channel mean and biased variance, in double. */
+void wg_cpu_bn_f32_moments(void *ctx, const wg_tensor *x, double *mean, double *var)
+{
+    (void)ctx;
+    const float *xd = x->data;
+    int64_t c = x->shape[3], m = wg_tensor_numel(x) / c;
+    for (int64_t ch = 0; ch < c; ch++) mean[ch] = var[ch] = 0.0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t ch = 0; ch < c; ch++) mean[ch] += xd[i * c + ch];
+    for (int64_t ch = 0; ch < c; ch++) mean[ch] /= (double)m;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            double d = xd[i * c + ch] - mean[ch];
+            var[ch] += d * d;
+        }
+    for (int64_t ch = 0; ch < c; ch++) var[ch] /= (double)m;
+}
+
+void wg_cpu_bn_f32_normalize(void *ctx, const wg_tensor *x, const double *mean, const double *inv,
+                             const wg_tensor *gamma, const wg_tensor *beta, wg_tensor *xhat, wg_tensor *y)
+{
+    (void)ctx;
+    const float *xd = x->data, *gd = gamma->data, *bd = beta->data;
+    float *hd = xhat ? xhat->data : NULL, *yd = y->data;
+    int64_t c = x->shape[3], m = wg_tensor_numel(x) / c;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            int64_t k = i * c + ch;
+            float h = (float)((xd[k] - mean[ch]) * inv[ch]);
+            if (hd) hd[k] = h;
+            yd[k] = gd[ch] * h + bd[ch];
+        }
+}
+
+void wg_cpu_bn_f32_bwd_sums(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, double *sb, double *sg)
+{
+    (void)ctx;
+    const float *d = dy->data, *h = xhat->data;
+    int64_t c = dy->shape[3], m = wg_tensor_numel(dy) / c;
+    for (int64_t ch = 0; ch < c; ch++) sb[ch] = sg[ch] = 0.0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            sb[ch] += d[i * c + ch];
+            sg[ch] += (double)d[i * c + ch] * h[i * c + ch];
+        }
+}
+
+void wg_cpu_bn_f32_bwd_dx(void *ctx, const wg_tensor *dy, const wg_tensor *xhat, const wg_tensor *gamma,
+                          const wg_tensor *inv_std, const double *mb, const double *mg, wg_tensor *dx)
+{
+    (void)ctx;
+    const float *d = dy->data, *h = xhat->data, *g = gamma->data, *inv = inv_std->data;
+    float *out = dx->data;
+    int64_t c = dy->shape[3], m = wg_tensor_numel(dy) / c;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            int64_t k = i * c + ch;
+            out[k] = (float)((double)g[ch] * inv[ch] * (d[k] - mb[ch] - h[k] * mg[ch]));
+        }
 }

@@ -190,6 +190,25 @@ void wg_conv_f32_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
 {
     conv_check_geom(g, x, w, WG_F32, WG_F32);
     WG_ASSERT(y->dtype == WG_F32 && wg_tensor_numel(y) == g->rows * g->o, "convolution output");
+    WG_BACKEND_OP(x, conv_f32_forward)(x->backend->ctx, g, x, w, y, ws);
+}
+
+void wg_conv_f32_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, const wg_tensor *dy,
+                          wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
+{
+    conv_check_geom(g, x, w, WG_F32, WG_F32);
+    WG_ASSERT(dy->dtype == WG_F32 && wg_tensor_numel(dy) == g->rows * g->o, "convolution dy");
+    WG_ASSERT(dx == NULL || (dx->dtype == WG_F32 && wg_tensor_numel(dx) == wg_tensor_numel(x)), "convolution dx");
+    WG_ASSERT(dw->dtype == WG_F32 && wg_tensor_numel(dw) == wg_tensor_numel(w), "convolution dw");
+    WG_BACKEND_OP(x, conv_f32_backward)(x->backend->ctx, g, x, w, dy, dx, dw, ws);
+}
+
+/* The CPU backend's float convolutions (backend.h's conv_f32_forward and
+ * conv_f32_backward). */
+void wg_cpu_conv_f32_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, wg_tensor *y,
+                             wg_conv_ws *ws)
+{
+    (void)ctx;
     size_t cb = col_bytes(g, sizeof(float));
     const float *col = im2col_of(g, x, ws, sizeof(float), (size_t)g->kdim * (size_t)g->o * sizeof(float));
     float *wt = (float *)((char *)ws->buf + cb), *wsrc = w->data; /* W^T [kdim][o] */
@@ -199,16 +218,14 @@ void wg_conv_f32_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_ten
     wg_gemm_f32_nn(g->rows, g->o, g->kdim, col, g->kdim, wt, g->o, y->data, g->o);
 }
 
-void wg_conv_f32_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w, const wg_tensor *dy,
-                          wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
+void wg_cpu_conv_f32_backward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                              const wg_tensor *dy, wg_tensor *dx, wg_tensor *dw, wg_conv_ws *ws)
 {
-    conv_check_geom(g, x, w, WG_F32, WG_F32);
-    WG_ASSERT(dy->dtype == WG_F32 && wg_tensor_numel(dy) == g->rows * g->o, "convolution dy");
+    (void)ctx;
     size_t cb = col_bytes(g, sizeof(float));
     const float *col = im2col_of(g, x, ws, sizeof(float), (size_t)g->rows * (size_t)g->kdim * sizeof(float));
     float *dcol = (float *)((char *)ws->buf + cb);
     if (dx != NULL) {
-        WG_ASSERT(dx->dtype == WG_F32 && wg_tensor_numel(dx) == wg_tensor_numel(x), "convolution dx");
         memset(dx->data, 0, wg_tensor_nbytes(dx));
         if (is_pointwise(g)) {
             wg_gemm_f32_nn(g->rows, g->kdim, g->o, dy->data, g->o, w->data, g->kdim, dx->data, g->kdim);
@@ -218,7 +235,6 @@ void wg_conv_f32_backward(const wg_conv_geom *g, const wg_tensor *x, const wg_te
             conv_col2im_add_f32(g, dcol, dx->data);
         }
     }
-    WG_ASSERT(dw->dtype == WG_F32 && wg_tensor_numel(dw) == wg_tensor_numel(w), "convolution dw");
     memset(dw->data, 0, wg_tensor_nbytes(dw));
     wg_gemm_f32_tn(g->o, g->kdim, g->rows, dy->data, g->o, col, g->kdim, dw->data, g->kdim);
 }

@@ -12,13 +12,21 @@
 #ifndef WG_CONVERT_H
 #define WG_CONVERT_H
 
+#include <float.h>
+#include <stdbool.h>
+
 #include "tensor.h"
+#include "wg_hd.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define WG_F32_FIXED_BITS 30
+
+/* Whether 2^e is a normal float: the conversion to float then multiplies by it (exact);
+ * the far exponents of tiny errors (2^-127 and below) scale with ldexpf instead. */
+WG_HD bool wg_f32_scale_is_normal(int e) { return e >= FLT_MIN_EXP - 1 && e < FLT_MAX_EXP; }
 
 /* dst (f32) = src (any integer container) * 2^src->exp; same element count. */
 void wg_fixed_to_f32(const wg_tensor *src, wg_tensor *dst);

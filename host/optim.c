@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu_ops.h"
 #include "check.h"
 #include "wg_intmath.h"
 
@@ -93,14 +94,24 @@ static void step_int8(wg_param *p, const wg_optim_step_args *a, int64_t wd_q, wg
  * layer of the reference preset, updated with the recipe's momentum but unquantized). */
 static void step_f32(wg_param *p, const wg_optim_step_args *a, double momentum)
 {
-    int64_t n = wg_tensor_numel(&p->master);
-    float *w = p->master.data, *v = p->momentum.data;
-    const float *g = p->grad.data;
-    float mu = (float)momentum, lr = (float)a->lr;
     float wd = p->kind == WG_PARAM_WEIGHT ? (float)a->weight_decay : 0.0f;
+    WG_BACKEND_OP(&p->master, sgd_f32_step)(p->master.backend->ctx, &p->master, &p->momentum, &p->grad,
+                                             (float)momentum, (float)a->lr, wd);
+}
+
+/* The CPU backend's float step (backend.h's sgd_f32_step). */
+void wg_cpu_sgd_f32_step(void *ctx, wg_tensor *w, wg_tensor *v, const wg_tensor *g, float mu, float lr, float wd)
+{
+    (void)ctx;
+    int64_t n = wg_tensor_numel(w);
+    WG_ASSERT(w->dtype == WG_F32 && v->dtype == WG_F32 && g->dtype == WG_F32 && wg_tensor_numel(v) == n &&
+                  wg_tensor_numel(g) == n,
+              "float SGD step on %s weights", wg_dtype_name(w->dtype));
+    float *wt = w->data, *vt = v->data;
+    const float *gt = g->data;
     for (int64_t i = 0; i < n; i++) {
-        v[i] = mu * v[i] + g[i] + wd * w[i];
-        w[i] -= lr * v[i];
+        vt[i] = mu * vt[i] + gt[i] + wd * wt[i];
+        wt[i] -= lr * vt[i];
     }
 }
 

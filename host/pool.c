@@ -72,6 +72,22 @@ void wg_cpu_gap_s8_backward(void *ctx, const wg_tensor *dout, wg_tensor *da)
 void wg_gap_f32_forward(const wg_tensor *a, wg_tensor *out)
 {
     check_gap(a, out);
+    WG_ASSERT(a->dtype == WG_F32 && out->dtype == WG_F32, "float pooling");
+    WG_BACKEND_OP(a, gap_f32_forward)(a->backend->ctx, a, out);
+}
+
+void wg_gap_f32_backward(const wg_tensor *dout, const wg_tensor *a, wg_tensor *da)
+{
+    check_gap(a, dout);
+    WG_ASSERT(dout->dtype == WG_F32 && da->dtype == WG_F32 && da->layout == WG_LAYOUT_NHWC &&
+                  wg_tensor_numel(da) == wg_tensor_numel(a) && da->shape[3] == a->shape[3],
+              "float pooling backward");
+    WG_BACKEND_OP(da, gap_f32_backward)(da->backend->ctx, dout, da);
+}
+
+void wg_cpu_gap_f32_forward(void *ctx, const wg_tensor *a, wg_tensor *out)
+{
+    (void)ctx;
     int64_t n = a->shape[0], hw = a->shape[1] * a->shape[2], c = a->shape[3];
     const float *x = a->data;
     float *y = out->data;
@@ -83,10 +99,10 @@ void wg_gap_f32_forward(const wg_tensor *a, wg_tensor *out)
         }
 }
 
-void wg_gap_f32_backward(const wg_tensor *dout, const wg_tensor *a, wg_tensor *da)
+void wg_cpu_gap_f32_backward(void *ctx, const wg_tensor *dout, wg_tensor *da)
 {
-    check_gap(a, dout);
-    int64_t n = a->shape[0], hw = a->shape[1] * a->shape[2], c = a->shape[3];
+    (void)ctx;
+    int64_t n = da->shape[0], hw = da->shape[1] * da->shape[2], c = da->shape[3];
     const float *d = dout->data;
     float *dx = da->data;
     for (int64_t b = 0; b < n; b++)
@@ -127,16 +143,6 @@ bool wg_maxpool_geom_init(wg_maxpool_geom *g, int64_t n, int64_t h, int64_t w, i
     return true;
 }
 
-/* The real positions of window o along a dimension of size n: [*lo, *hi), never empty
- * (pad < K). Walking the clipped rectangle row by row is the row-major window order
- * with the padded positions left out. */
-static inline void mp_span(int64_t o, int stride, int pad, int k, int64_t n, int64_t *lo, int64_t *hi)
-{
-    int64_t a = o * stride - pad, b = a + k;
-    *lo = a < 0 ? 0 : a;
-    *hi = b > n ? n : b;
-}
-
 static void check_nhwc(const wg_tensor *t, int64_t n, int64_t h, int64_t w, int64_t c, const char *what)
 {
     WG_ASSERT(t->layout == WG_LAYOUT_NHWC && t->ndim == 4 && t->shape[0] == n && t->shape[1] == h &&
@@ -166,10 +172,10 @@ static void check_maxpool(const wg_maxpool_geom *g, const wg_tensor *x, const wg
     static void mp_fwd_row_##sfx(const wg_maxpool_geom *g, const T *x, T *y, int64_t b, int64_t oy)           \
     {                                                                                                         \
         int64_t y0, y1, c = g->c;                                                                             \
-        mp_span(oy, g->stride, g->pad, g->k, g->h, &y0, &y1);                                                 \
+        wg_maxpool_span(oy, g->stride, g->pad, g->k, g->h, &y0, &y1);                                         \
         for (int64_t ox = 0; ox < g->ow; ox++) {                                                              \
             int64_t x0, x1;                                                                                   \
-            mp_span(ox, g->stride, g->pad, g->k, g->w, &x0, &x1);                                             \
+            wg_maxpool_span(ox, g->stride, g->pad, g->k, g->w, &x0, &x1);                                     \
             T *yo = y + ((b * g->oh + oy) * g->ow + ox) * c;                                                  \
             memcpy(yo, x + ((b * g->h + y0) * g->w + x0) * c, (size_t)c * sizeof(T));                         \
             for (int64_t iy = y0; iy < y1; iy++)                                                              \
@@ -183,12 +189,12 @@ static void check_maxpool(const wg_maxpool_geom *g, const wg_tensor *x, const wg
                                     int64_t c1, int64_t *idx)                                                 \
     {                                                                                                         \
         int64_t y0, y1, c = g->c, nc = c1 - c0;                                                               \
-        mp_span(oy, g->stride, g->pad, g->k, g->h, &y0, &y1);                                                 \
+        wg_maxpool_span(oy, g->stride, g->pad, g->k, g->h, &y0, &y1);                                         \
         const T *xb = x + b * g->h * g->w * c + c0;                                                           \
         T best[WG_MAXPOOL_CBLOCK];                                                                            \
         for (int64_t ox = 0; ox < g->ow; ox++) {                                                              \
             int64_t x0, x1, *id = idx + ox * nc;                                                              \
-            mp_span(ox, g->stride, g->pad, g->k, g->w, &x0, &x1);                                             \
+            wg_maxpool_span(ox, g->stride, g->pad, g->k, g->w, &x0, &x1);                                     \
             for (int64_t j = 0; j < nc; j++) best[j] = xb[(y0 * g->w + x0) * c + j], id[j] = y0 * g->w + x0;  \
             for (int64_t iy = y0; iy < y1; iy++)                                                              \
                 for (int64_t ix = (iy == y0 ? x0 + 1 : x0); ix < x1; ix++) {                                  \
@@ -232,8 +238,9 @@ static void mp_argmax_row(const wg_maxpool_geom *g, const wg_tensor *x, int64_t 
     }
 }
 
-static void mp_forward(const wg_maxpool_geom *g, const wg_tensor *x, wg_tensor *y)
+void wg_cpu_maxpool_forward(void *ctx, const wg_maxpool_geom *g, const wg_tensor *x, wg_tensor *y)
 {
+    (void)ctx;
     int64_t rows = g->n * g->oh;
 #pragma omp parallel for schedule(static) if (g->n * g->h * g->w * g->c >= WG_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) mp_fwd_row(g, x, y, r / g->oh, r % g->oh);
@@ -245,7 +252,7 @@ void wg_maxpool_int_forward(const wg_maxpool_geom *g, const wg_tensor *x, wg_ten
     WG_ASSERT(wg_dtype_is_int(x->dtype) && y->dtype == x->dtype,
               "max pool: the input (%s) and the output (%s) must be the same integer container",
               wg_dtype_name(x->dtype), wg_dtype_name(y->dtype));
-    mp_forward(g, x, y);
+    WG_BACKEND_OP(x, maxpool_forward)(x->backend->ctx, g, x, y);
     y->exp = x->exp;
 }
 
@@ -254,7 +261,7 @@ void wg_maxpool_f32_forward(const wg_maxpool_geom *g, const wg_tensor *x, wg_ten
     check_maxpool(g, x, y, "the output");
     WG_ASSERT(x->dtype == WG_F32 && y->dtype == WG_F32, "max pool f32: float32 tensors (%s, %s)",
               wg_dtype_name(x->dtype), wg_dtype_name(y->dtype));
-    mp_forward(g, x, y);
+    WG_BACKEND_OP(x, maxpool_forward)(x->backend->ctx, g, x, y);
 }
 
 /* The most windows that share one input position: ceil(K / stride) per dimension. */
@@ -321,8 +328,10 @@ static void mp_f32_backward_task(const wg_maxpool_geom *g, const wg_tensor *x, c
     }
 }
 
-static void mp_backward(const wg_maxpool_geom *g, const wg_tensor *x, const wg_tensor *dy, wg_tensor *dx)
+void wg_cpu_maxpool_backward(void *ctx, const wg_maxpool_geom *g, const wg_tensor *x, const wg_tensor *dy,
+                             wg_tensor *dx)
 {
+    (void)ctx;
     int64_t nblk = (g->c + WG_MAXPOOL_CBLOCK - 1) / WG_MAXPOOL_CBLOCK, tasks = g->n * nblk;
 #pragma omp parallel if (g->n * g->h * g->w * g->c >= WG_PAR_MIN)
     {
@@ -346,7 +355,7 @@ void wg_maxpool_int_backward(const wg_maxpool_geom *g, const wg_tensor *x, const
     WG_ASSERT(wg_dtype_is_int(x->dtype) && wg_dtype_is_int(dy->dtype) && dx->dtype == WG_I64,
               "max pool backward: integer input (%s) and output error (%s), int64 input error (%s)",
               wg_dtype_name(x->dtype), wg_dtype_name(dy->dtype), wg_dtype_name(dx->dtype));
-    mp_backward(g, x, dy, dx);
+    WG_BACKEND_OP(x, maxpool_backward)(x->backend->ctx, g, x, dy, dx);
     dx->exp = dy->exp;
 }
 
@@ -357,5 +366,5 @@ void wg_maxpool_f32_backward(const wg_maxpool_geom *g, const wg_tensor *x, const
     WG_ASSERT(x->dtype == WG_F32 && dy->dtype == WG_F32 && dx->dtype == WG_F32,
               "max pool f32 backward: float32 tensors (%s, %s, %s)", wg_dtype_name(x->dtype),
               wg_dtype_name(dy->dtype), wg_dtype_name(dx->dtype));
-    mp_backward(g, x, dy, dx);
+    WG_BACKEND_OP(x, maxpool_backward)(x->backend->ctx, g, x, dy, dx);
 }

@@ -63,7 +63,7 @@ void wg_add_f32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out)
 {
     int64_t n = wg_tensor_numel(a);
     WG_ASSERT(wg_tensor_numel(b) == n && wg_tensor_numel(out) == n, "float add sizes");
-    const float *x = a->data, *y = b->data;
-    float *o = out->data;
-    for (int64_t i = 0; i < n; i++) o[i] = x[i] + y[i];
+    WG_ASSERT(a->dtype == WG_F32 && b->dtype == WG_F32 && out->dtype == WG_F32, "float add of %s and %s into %s",
+              wg_dtype_name(a->dtype), wg_dtype_name(b->dtype), wg_dtype_name(out->dtype));
+    WG_BACKEND_OP(out, add_f32)(out->backend->ctx, a, b, out);
 }

@@ -107,3 +107,12 @@ uint64_t wg_cpu_accumulate(void *ctx, wg_tensor *acc, int sa, const wg_tensor *a
     }
     return mx;
 }
+
+void wg_cpu_add_f32(void *ctx, const wg_tensor *a, const wg_tensor *b, wg_tensor *out)
+{
+    (void)ctx;
+    int64_t n = wg_tensor_numel(a);
+    const float *x = a->data, *y = b->data;
+    float *o = out->data;
+    for (int64_t i = 0; i < n; i++) o[i] = x[i] + y[i];
+}

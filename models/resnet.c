@@ -281,15 +281,6 @@ wg_net *wg_net_create(const wg_net_opts *o, wg_backend *b, char *err, size_t err
                              : "");
         return NULL;
     }
-    /* what runs only on the CPU so far (the CUDA backend covers the int8 layers) */
-    const char *cpu_only = !o->int8 ? "the fp32 mode" : o->float_ends ? "the reference preset's float layers"
-                           : ar->maxpool ? "the ImageNet ResNets' max pool" : NULL;
-    if (!wg_backend_is_cpu(b) && cpu_only != NULL) {
-        snprintf(err, errlen, "%s runs on the CPU backend only for now, not on %s (train with [train] device = cpu; "
-                              "on %s: [train] mode = int8, [quant] preset = full, a CIFAR-style model)",
-                 cpu_only, wg_backend_name(b), wg_backend_name(b));
-        return NULL;
-    }
     wg_net *net = calloc(1, sizeof(*net));
     WG_ASSERT(net != NULL, "out of memory for the network");
     net->o = *o;
