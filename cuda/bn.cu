@@ -1,7 +1,8 @@
-/* bn.cu: integer BN's elementwise forward passes on the GPU (see bn.cuh). Sums and
- * maxima are integers (sums modulo 2^64, exact), so the order of the atomics does not
- * matter: the CPU's numbers, bit for bit. These kernels aim at being right, not fast: the
- * sums take one global atomic an element. */
+/* bn.cu: integer BN's elementwise passes on the GPU (see bn.cuh). Sums and maxima are
+ * integers (sums modulo 2^64, exact), so neither the split of the rows among threads nor
+ * the order of the atomics matters: the CPU's numbers, bit for bit. The per-channel
+ * reductions walk columns (channel_columns): each thread sums its channel over many
+ * rows in registers and adds the result with one atomic. */
 #include <stdlib.h>
 
 #include "bn.cuh"
@@ -13,14 +14,49 @@
 
 size_t wg_bn_sums_scratch(int64_t c) { return wg_round256(2 * (size_t)c * sizeof(unsigned long long)); }
 
-__global__ void bn_sums_kernel(const int16_t *x, int64_t n, int64_t c, unsigned long long *s1, unsigned long long *s2)
+/* Blocks of the per-channel reductions: enough to fill the GPU, each thread then
+ * summing many rows of its channel. */
+#define WG_BN_COLUMN_BLOCKS 1024
+
+static unsigned column_grid(int64_t rows)
 {
-    WG_GRID_STRIDE_LOOP(i, n)
-    {
-        int64_t v = x[i];
-        atomicAdd(&s1[i % c], (unsigned long long)v); /* two's complement: the int64 sum, modulo 2^64 */
-        atomicAdd(&s2[i % c], (unsigned long long)(v * v));
+    int64_t b = rows / 16 + 1;
+    return (unsigned)(b < WG_BN_COLUMN_BLOCKS ? b : WG_BN_COLUMN_BLOCKS);
+}
+
+/* The column walk of the reductions over [rows][c]: the block's threads take a tile of
+ * up to blockDim channels at a time (consecutive threads, consecutive channels: the
+ * loads of a row coalesce), lanes = blockDim / tile rows at once, and the blocks stride
+ * over the rows. visit(k, ch) for every element k = row * c + ch of the thread's
+ * column, then flush(ch) once per tile (threads without a column call neither). */
+template <typename Visit, typename Flush>
+static __device__ void channel_columns(int64_t rows, int64_t c, Visit visit, Flush flush)
+{
+    for (int64_t c0 = 0; c0 < c; c0 += blockDim.x) {
+        int64_t ncols = c - c0 < blockDim.x ? c - c0 : blockDim.x, lanes = blockDim.x / ncols;
+        int64_t lane = threadIdx.x / ncols, ch = c0 + threadIdx.x % ncols;
+        if (lane >= lanes) continue;
+        for (int64_t r = blockIdx.x * lanes + lane; r < rows; r += gridDim.x * lanes) visit(r * c + ch, ch);
+        flush(ch);
     }
+}
+
+__global__ void bn_sums_kernel(const int16_t *x, int64_t rows, int64_t c, unsigned long long *s1,
+                               unsigned long long *s2)
+{
+    unsigned long long a1 = 0, a2 = 0; /* two's complement: the int64 sums, modulo 2^64 */
+    channel_columns(
+        rows, c,
+        [&](int64_t k, int64_t) {
+            int64_t v = x[k];
+            a1 += (unsigned long long)v;
+            a2 += (unsigned long long)(v * v);
+        },
+        [&](int64_t ch) {
+            atomicAdd(&s1[ch], a1);
+            atomicAdd(&s2[ch], a2);
+            a1 = a2 = 0;
+        });
 }
 
 void wg_bn_sums_cuda(const wg_tensor *x16, int64_t *s1, int64_t *s2, void *scratch, cudaStream_t stream)
@@ -29,7 +65,8 @@ void wg_bn_sums_cuda(const wg_tensor *x16, int64_t *s1, int64_t *s2, void *scrat
     unsigned long long *d = (unsigned long long *)scratch;
     WG_CUDA_CHECK(cudaMemsetAsync(d, 0, 2 * (size_t)c * sizeof(*d), stream));
     if (n > 0) {
-        bn_sums_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>((const int16_t *)x16->data, n, c, d, d + c);
+        bn_sums_kernel<<<column_grid(n / c), WG_CUDA_BLOCK, 0, stream>>>((const int16_t *)x16->data, n / c, c, d,
+                                                                          d + c);
         WG_CUDA_CHECK_LAUNCH("bn_sums_kernel");
     }
     WG_CUDA_CHECK(cudaMemcpyAsync(s1, d, (size_t)c * sizeof(*s1), cudaMemcpyDeviceToHost, stream));
@@ -120,17 +157,27 @@ size_t wg_bn_bwd_scratch(int64_t c)
            wg_round256(2 * (size_t)c * sizeof(int32_t)) + 256;
 }
 
-__global__ void bn_bwd_sums_kernel(const void *dy, wg_dtype t, const int16_t *h, int64_t n, int64_t c,
+__global__ void bn_bwd_sums_kernel(const void *dy, wg_dtype t, const int16_t *h, int64_t rows, int64_t c,
                                    unsigned long long *acc)
 {
-    WG_GRID_STRIDE_LOOP(i, n)
-    {
-        int64_t d = wg_load_i64(dy, t, i), ch = i % c;
-        atomicAdd(&acc[ch], (unsigned long long)d); /* two's complement: the int64 sums, modulo 2^64 */
-        atomicAdd(&acc[c + ch], (unsigned long long)(d * h[i]));
-        atomicMax(&acc[2 * c + ch], (unsigned long long)wg_abs_u64(d));
-        atomicMax(&acc[3 * c + ch], (unsigned long long)wg_abs_u64(h[i]));
-    }
+    unsigned long long sb = 0, sg = 0, md = 0, mh = 0; /* sums modulo 2^64: the int64 sums */
+    channel_columns(
+        rows, c,
+        [&](int64_t k, int64_t) {
+            int64_t d = wg_load_i64(dy, t, k);
+            unsigned long long ad = wg_abs_u64(d), ah = wg_abs_u64(h[k]);
+            sb += (unsigned long long)d;
+            sg += (unsigned long long)(d * h[k]);
+            md = ad > md ? ad : md;
+            mh = ah > mh ? ah : mh;
+        },
+        [&](int64_t ch) {
+            atomicAdd(&acc[ch], sb);
+            atomicAdd(&acc[c + ch], sg);
+            atomicMax(&acc[2 * c + ch], md);
+            atomicMax(&acc[3 * c + ch], mh);
+            sb = sg = md = mh = 0;
+        });
 }
 
 void wg_bn_bwd_sums_cuda(const wg_tensor *dy, const wg_tensor *xhat, int64_t *b, int64_t *g, uint64_t *dmax,
@@ -140,8 +187,8 @@ void wg_bn_bwd_sums_cuda(const wg_tensor *dy, const wg_tensor *xhat, int64_t *b,
     unsigned long long *d = (unsigned long long *)scratch;
     WG_CUDA_CHECK(cudaMemsetAsync(d, 0, 4 * (size_t)c * sizeof(*d), stream));
     if (n > 0) {
-        bn_bwd_sums_kernel<<<wg_grid_for(n), WG_CUDA_BLOCK, 0, stream>>>(dy->data, dy->dtype,
-                                                                         (const int16_t *)xhat->data, n, c, d);
+        bn_bwd_sums_kernel<<<column_grid(n / c), WG_CUDA_BLOCK, 0, stream>>>(dy->data, dy->dtype,
+                                                                             (const int16_t *)xhat->data, n / c, c, d);
         WG_CUDA_CHECK_LAUNCH("bn_bwd_sums_kernel");
     }
     int64_t *out[4] = {b, g, (int64_t *)dmax, (int64_t *)hmax};

@@ -168,18 +168,11 @@ __global__ void col2im_kernel(const int32_t *d0, const int32_t *d1, int s0, int 
 {
     WG_GRID_STRIDE_LOOP(t, g.n * g.h * g.w * g.c)
     {
-        int64_t ch = t % g.c, ix = (t / g.c) % g.w, iy = (t / (g.c * g.w)) % g.h, n = t / (g.c * g.w * g.h);
         int64_t sum = 0;
-        for (int64_t i = 0; i < g.kh; i++)
-            for (int64_t j = 0; j < g.kw; j++) {
-                int64_t ty = iy + g.pad - i, tx = ix + g.pad - j;
-                if (ty < 0 || tx < 0 || ty % g.stride != 0 || tx % g.stride != 0) continue;
-                int64_t oy = ty / g.stride, ox = tx / g.stride;
-                if (oy >= g.oh || ox >= g.ow) continue;
-                int64_t r = (n * g.oh + oy) * g.ow + ox, k = (i * g.kw + j) * g.c + ch;
-                sum += (int64_t)d0[r * kp + k] * ((int64_t)1 << s0);
-                if (d1 != NULL) sum += (int64_t)d1[r * kp + k] * ((int64_t)1 << s1);
-            }
+        col2im_terms(g, t, [&](int64_t r, int64_t k) {
+            sum += (int64_t)d0[r * kp + k] * ((int64_t)1 << s0);
+            if (d1 != NULL) sum += (int64_t)d1[r * kp + k] * ((int64_t)1 << s1);
+        });
         wg_store_i64(dx, t_dx, t, sum);
     }
 }

@@ -43,16 +43,8 @@ __global__ void col2im_f32_kernel(const float *dcol, wg_conv_geom g, float *dx)
 {
     WG_GRID_STRIDE_LOOP(t, g.n * g.h * g.w * g.c)
     {
-        int64_t ch = t % g.c, ix = (t / g.c) % g.w, iy = (t / (g.c * g.w)) % g.h, n = t / (g.c * g.w * g.h);
         float sum = 0.0f;
-        for (int64_t i = 0; i < g.kh; i++)
-            for (int64_t j = 0; j < g.kw; j++) {
-                int64_t ty = iy + g.pad - i, tx = ix + g.pad - j;
-                if (ty < 0 || tx < 0 || ty % g.stride != 0 || tx % g.stride != 0) continue;
-                int64_t oy = ty / g.stride, ox = tx / g.stride;
-                if (oy >= g.oh || ox >= g.ow) continue;
-                sum += dcol[((n * g.oh + oy) * g.ow + ox) * g.kdim + (i * g.kw + j) * g.c + ch];
-            }
+        col2im_terms(g, t, [&](int64_t r, int64_t k) { sum += dcol[r * g.kdim + k]; });
         dx[t] = sum;
     }
 }

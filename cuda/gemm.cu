@@ -12,6 +12,31 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 static bool mult4(int64_t x) { return (x & 3) == 0; } /* (WG_ASSERT prints its test: no % there) */
 
+/* C = alpha op(X) op(Y) + beta C with cuBLASLt's first heuristic choice, then the
+ * descriptors destroyed. what and M, N, K name the product in a refusal. */
+static void lt_matmul(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t lx, const void *X,
+                      cublasLtMatrixLayout_t ly, const void *Y, cublasLtMatrixLayout_t lc, void *C, const void *alpha,
+                      const void *beta, void *workspace, size_t workspace_bytes, cudaStream_t stream, const char *what,
+                      int64_t M, int64_t N, int64_t K)
+{
+    cublasLtMatmulPreference_t pref;
+    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                         &workspace_bytes, sizeof(workspace_bytes)));
+    cublasLtMatmulHeuristicResult_t algo;
+    int found = 0;
+    WG_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, lx, ly, lc, lc, pref, 1, &algo, &found));
+    WG_ASSERT(found == 1, "cuBLASLt has no %s algorithm for %lld x %lld x %lld", what, (long long)M, (long long)N,
+              (long long)K);
+    WG_CUBLAS_CHECK(cublasLtMatmul(lt, op, alpha, X, lx, Y, ly, beta, C, lc, C, lc, &algo.algo, workspace,
+                                   workspace_bytes, stream));
+    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ly));
+    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lx));
+    WG_CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+}
+
 void wg_gemm_s8_nt_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, int64_t M, int64_t N, int64_t K,
                         const int8_t *A, int64_t lda, const int8_t *B, int64_t ldb, int32_t *C, int64_t ldc,
                         cudaStream_t stream)
@@ -33,23 +58,8 @@ void wg_gemm_s8_nt_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_b
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, (uint64_t)K, (uint64_t)N, ldb));
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, (uint64_t)K, (uint64_t)M, lda));
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32I, (uint64_t)N, (uint64_t)M, ldc));
-    cublasLtMatmulPreference_t pref;
-    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                         &workspace_bytes, sizeof(workspace_bytes)));
-    cublasLtMatmulHeuristicResult_t algo;
-    int found = 0;
-    WG_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &algo, &found));
-    WG_ASSERT(found == 1, "cuBLASLt has no int8 algorithm for %lld x %lld x %lld", (long long)M, (long long)N,
-              (long long)K);
     const int32_t one = 1, zero = 0;
-    WG_CUBLAS_CHECK(cublasLtMatmul(lt, op, &one, B, la, A, lb, &zero, C, lc, C, lc, &algo.algo, workspace,
-                                   workspace_bytes, stream));
-    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
-    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-    WG_CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+    lt_matmul(lt, op, la, B, lb, A, lc, C, &one, &zero, workspace, workspace_bytes, stream, "int8", M, N, K);
 }
 
 void wg_gemm_f32_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_bytes, bool ta, bool tb, int64_t M,
@@ -74,21 +84,6 @@ void wg_gemm_f32_cuda(cublasLtHandle_t lt, void *workspace, size_t workspace_byt
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ly, CUDA_R_32F, ta ? (uint64_t)M : (uint64_t)K,
                                                ta ? (uint64_t)K : (uint64_t)M, lda));
     WG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, (uint64_t)N, (uint64_t)M, ldc));
-    cublasLtMatmulPreference_t pref;
-    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                         &workspace_bytes, sizeof(workspace_bytes)));
-    cublasLtMatmulHeuristicResult_t algo;
-    int found = 0;
-    WG_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, lx, ly, lc, lc, pref, 1, &algo, &found));
-    WG_ASSERT(found == 1, "cuBLASLt has no float algorithm for %lld x %lld x %lld", (long long)M, (long long)N,
-              (long long)K);
     const float one = 1.0f, zero = 0.0f;
-    WG_CUBLAS_CHECK(cublasLtMatmul(lt, op, &one, B, lx, A, ly, &zero, C, lc, C, lc, &algo.algo, workspace,
-                                   workspace_bytes, stream));
-    WG_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
-    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ly));
-    WG_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lx));
-    WG_CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+    lt_matmul(lt, op, lx, B, ly, A, lc, C, &one, &zero, workspace, workspace_bytes, stream, "float", M, N, K);
 }

@@ -1,5 +1,5 @@
-/* im2col.cuh: the im2col kernel that the int8 (conv.cu) and the float (conv_f32.cu)
- * convolutions share. */
+/* im2col.cuh: what the int8 (conv.cu) and the float (conv_f32.cu) convolutions share:
+ * the im2col kernel and the window walk of the gathering col2im kernels. */
 #ifndef WG_IM2COL_CUH
 #define WG_IM2COL_CUH
 
@@ -23,6 +23,23 @@ __global__ void im2col_kernel(const T *x, T *col, wg_conv_geom g, int64_t kp)
         }
         col[t] = v;
     }
+}
+
+/* col2im's gather for the input element t = (n, iy, ix, ch): visit(r, k) for every
+ * column-matrix entry [r][k] that the element fed, the windows in (i, j) order (r the
+ * output pixel, k = (i, j, ch) its column). */
+template <typename Visit>
+static __device__ void col2im_terms(const wg_conv_geom &g, int64_t t, Visit visit)
+{
+    int64_t ch = t % g.c, ix = (t / g.c) % g.w, iy = (t / (g.c * g.w)) % g.h, n = t / (g.c * g.w * g.h);
+    for (int64_t i = 0; i < g.kh; i++)
+        for (int64_t j = 0; j < g.kw; j++) {
+            int64_t ty = iy + g.pad - i, tx = ix + g.pad - j;
+            if (ty < 0 || tx < 0 || ty % g.stride != 0 || tx % g.stride != 0) continue;
+            int64_t oy = ty / g.stride, ox = tx / g.stride;
+            if (oy >= g.oh || ox >= g.ow) continue;
+            visit((n * g.oh + oy) * g.ow + ox, (i * g.kw + j) * g.c + ch);
+        }
 }
 
 #endif

@@ -23,6 +23,7 @@
 
 #include "act.h"
 #include "backend.h"
+#include "conv.h"
 #include "optim.h"
 #include "quant.h"
 #include "softmax.h"
@@ -80,6 +81,15 @@ typedef struct wg_net_state {
 /* The running statistics of every BN layer, in a fixed order: up to max entries into
  * out; returns how many the network has. */
 int wg_net_bn_state(wg_net *net, wg_net_state *out, int max);
+/* The network's convolutions in forward order (the stem, each block's, its projection,
+ * the FC as a 1x1 convolution), with the geometry of a full batch and the weight's
+ * name: up to max into out; returns how many the network has. For benchmarks. */
+typedef struct wg_net_conv {
+    const char *name;
+    wg_conv_geom g;
+} wg_net_conv;
+int wg_net_convs(const wg_net *net, wg_net_conv *out, int max);
+
 int64_t wg_net_param_scalars(const wg_net *net);
 const char *wg_net_name(const wg_net *net);
 

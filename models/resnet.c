@@ -374,6 +374,29 @@ int wg_net_bn_state(wg_net *net, wg_net_state *out, int max)
     return point_state(&net->head, net->o.int8, out, at, max);
 }
 
+/* One convolution into the list of wg_net_convs. */
+static int conv_entry(const wg_net *net, const conv_unit *u, wg_net_conv *out, int at, int max)
+{
+    if (at < max) {
+        out[at].name = u->w->name;
+        WG_ASSERT(wg_conv_geom_init(&out[at].g, net->o.batch, u->ih, u->iw, u->cin, u->cout, u->k, u->k,
+                                    (int)u->stride, (int)u->pad),
+                  "convolution geometry of %s", u->w->name);
+    }
+    return at + 1;
+}
+
+int wg_net_convs(const wg_net *net, wg_net_conv *out, int max)
+{
+    int at = conv_entry(net, &net->stem, out, 0, max);
+    for (int i = 0; i < net->nblocks; i++) {
+        const block *bl = &net->blocks[i];
+        for (int k = 0; k < bl->nconv; k++) at = conv_entry(net, &bl->c[k], out, at, max);
+        if (bl->proj) at = conv_entry(net, &bl->cp, out, at, max);
+    }
+    return conv_entry(net, &net->fc, out, at, max);
+}
+
 wg_param *wg_net_params(wg_net *net, int *count)
 {
     *count = net->nparams;

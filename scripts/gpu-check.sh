@@ -2,8 +2,9 @@
 # gpu-check.sh: build and run the GPU tests on a machine with a GPU and no internet.
 #
 # Builds with CMake for the local GPU, runs every test (the "gpu" label compares the
-# CUDA backend with the CPU backend bit for bit), and writes the logs under $OUT
-# (default ./gpu-results). Such a machine may have no apt: bring cmocka along first
+# CUDA backend with the CPU backend bit for bit), then the GPU benchmark beside PyTorch
+# (bench/gpu.sh; BENCH=0 skips it), and writes the logs under $OUT (default
+# ./gpu-results): summary.txt first. Such a machine may have no apt: bring cmocka along first
 # with `scripts/fetch-deps.sh` here (it unpacks Debian's .debs of cmocka, libinih and cJSON into .deps/),
 # then carry .deps to the GPU machine.
 set -euo pipefail
@@ -33,6 +34,18 @@ echo "build: $(( $(date +%s) - start )) s" | tee "$OUT/summary.txt"
 
 status=0
 export WG_REQUIRE_GPU=1 # here a skipped GPU test is a failure
-ctest --test-dir "$BUILD" --output-on-failure 2>&1 | tee "$OUT/ctest.log" || status=$?
+# the GPU suite alone first, its output kept (the trainings print their weight hashes)
+(cd "$BUILD/tests" && ./test_cuda) >"$OUT/test_cuda.log" 2>&1 || status=$?
+grep -E "weights|PASSED|FAILED|\[  FAILED|error" "$OUT/test_cuda.log" | tee -a "$OUT/summary.txt" || true
+ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)" -E '^test_cuda$' 2>&1 | tee "$OUT/ctest.log" || status=$?
 grep -E "tests passed|tests failed|Skipped|\*\*\*" "$OUT/ctest.log" | tee -a "$OUT/summary.txt" || true
+echo "tests done: $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+
+if [ "${BENCH:-1}" = 1 ]; then
+    bench/gpu.sh -b "$BUILD" -o "$OUT/bench" -B "${BENCH_BATCH:-128}" -s "${BENCH_STEPS:-10}" >"$OUT/bench.log" 2>&1 ||
+        echo "bench/gpu.sh failed (exit $?): see bench.log" | tee -a "$OUT/summary.txt"
+    cat "$OUT/bench/summary.txt" >>"$OUT/summary.txt" 2>/dev/null || true
+    grep -E "^result" "$OUT/bench.log" >>"$OUT/summary.txt" || true
+    echo "bench done: $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+fi
 exit $status

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# gpu.sh: the CUDA backend beside PyTorch on the same GPU, in one run.
+#
+# Runs bench_gpu (int8 GEMM TOPS, the per-layer times of ResNet-18 and ResNet-50, whole
+# int8 training steps) and bench/gpu_torch.py (the same networks in PyTorch, bf16
+# autocast, channels_last), then prints the training images/s side by side with their
+# ratio. Writes the two logs and results.txt (every "result" line) into OUT.
+#
+#   bench/gpu.sh [-b BUILD] [-o OUT] [-B BATCH] [-s STEPS] [-p PYTHON]
+set -euo pipefail
+build=build
+out=gpu-bench
+batch=128
+steps=10
+py=python3
+usage="usage: $0 [-b BUILD] [-o OUT] [-B BATCH] [-s STEPS] [-p PYTHON]"
+while getopts "b:o:B:s:p:" opt; do
+  case $opt in
+    b) build=$OPTARG ;;
+    o) out=$OPTARG ;;
+    B) batch=$OPTARG ;;
+    s) steps=$OPTARG ;;
+    p) py=$OPTARG ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+[ -x "$build/bench_gpu" ] || { echo "gpu.sh: $build/bench_gpu is not built (configure with -DWG_CUDA=ON)" >&2; exit 2; }
+
+status=0
+"$build/bench_gpu" --batch "$batch" --steps "$steps" 2>&1 | tee "$out/bench_gpu.log" || status=$?
+"$py" "$here/gpu_torch.py" --batch "$batch" --steps "$steps" 2>&1 | tee "$out/gpu_torch.log" || status=$?
+grep -h '^result ' "$out/bench_gpu.log" "$out/gpu_torch.log" | cut -d' ' -f2- >"$out/results.txt" || true
+
+echo
+printf '%-10s %14s %14s %10s\n' model "wageubn img/s" "torch img/s" ratio | tee "$out/summary.txt"
+for m in resnet18 resnet50; do
+  ours=$(awk -v k="${m}_train_img_per_s" '$1 == k {print $2}' "$out/results.txt")
+  peer=$(awk -v k="torch_${m}_train_img_per_s" '$1 == k {print $2}' "$out/results.txt")
+  ratio=$(awk -v a="${ours:-0}" -v b="${peer:-0}" 'BEGIN {if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-"}')
+  printf '%-10s %14s %14s %10s\n' "$m" "${ours:--}" "${peer:--}" "$ratio" | tee -a "$out/summary.txt"
+done
+exit $status
