@@ -1,13 +1,17 @@
 /* bench_gpu.c: the CUDA backend's speed (docs/performance.md, "GPU"): int8 GEMM TOPS
- * against the GPU's dense int8 peak, the forward and backward time of every
- * convolution of ResNet-18 and ResNet-50 at 224x224, and whole training steps
- * (synthetic data, int8 full preset) in images/s. bench/gpu.sh runs it beside PyTorch
- * (bench/gpu_torch.py) on the same GPU.
+ * against the GPU's dense int8 peak; for every convolution of ResNet-18 and ResNet-50 at
+ * 224x224, the forward and backward time of the implicit-GEMM kernels (conv_igemm.cuh)
+ * and of the im2col + cuBLASLt path, beside cuBLASLt on the equivalent GEMMs alone (no
+ * im2col, no transposes); whole training steps (synthetic data, int8 full preset) in
+ * images/s on each path, and the GPU memory they hold. bench/gpu.sh runs it beside
+ * PyTorch (bench/gpu_torch.py) on the same GPU.
  *
- *   bench_gpu [--batch N] [--steps S] [--peak TOPS] [--models resnet18,resnet50] [--cpu]
+ *   bench_gpu [--batch N] [--steps S] [--peak TOPS] [--models resnet18,resnet50]
+ *             [--layers-only] [--cpu]
  *
  * --cpu runs the same code on the CPU backend with the small GEMMs only: a check of the
  * benchmark itself where no GPU is (ctest runs it at batch 2), not a measurement.
+ *
  * Each figure is the median of several timed repetitions after a warm-up; the GPU work
  * is waited for (wg_backend_synchronize) before the clock stops. Lines starting with
  * "result" are the machine-readable summary (bench/gpu.sh collects them). */
@@ -29,7 +33,7 @@ typedef struct bench_opts {
     int64_t batch;
     int steps;
     double peak_tops; /* dense int8 peak of the GPU: H100/H200 SXM 1979 */
-    bool cpu;
+    bool cpu, layers_only;
     char models[128];
 } bench_opts;
 
@@ -135,17 +139,73 @@ static void conv_case_free(conv_case *c)
     wg_conv_ws_free(&c->ws);
 }
 
-/* Per layer, then the sums; the time of the network's convolutions in one step. */
+/* The convolution paths of the CUDA backend (a no-op on the CPU backend). */
+static void set_igemm(wg_backend *b, bool on)
+{
+    if (strcmp(wg_backend_name(b), "cuda") == 0) wg_cuda_set_igemm(b, on);
+}
+
+static void run_conv_backward_weight(void *arg)
+{
+    conv_case *c = arg;
+    const wg_tensor *parts[2] = {&c->e[0], &c->e[1]};
+    wg_conv_s8_backward(c->g, &c->x, &c->w, parts, 2, NULL, &c->dw, &c->ws);
+}
+
+static int64_t round4(int64_t x) { return (x + 3) / 4 * 4; }
+
+/* cuBLASLt alone on the GEMMs a convolution amounts to, reps of them (operands already
+ * in place: no im2col, no transposes; K and N padded to 4 as that path pads them). */
+static double equiv_time(wg_backend *b, int64_t m, int64_t n, int64_t k, int reps)
+{
+    gemm_case g = {.b = b, .m = m, .n = round4(n), .k = round4(k)};
+    if (!wg_tensor_init(&g.a, b, WG_I8, WG_LAYOUT_PLAIN, 1, (int64_t[]){g.m * g.k}, 0) ||
+        !wg_tensor_init(&g.bt, b, WG_I8, WG_LAYOUT_PLAIN, 1, (int64_t[]){g.n * g.k}, 0) ||
+        !wg_tensor_init(&g.c, b, WG_I32, WG_LAYOUT_PLAIN, 1, (int64_t[]){g.m * g.n}, 0))
+        return 0;
+    wg_tensor_zero(&g.a), wg_tensor_zero(&g.bt);
+    double t = reps * median_time(b, run_gemm, &g);
+    wg_tensor_free(&g.a), wg_tensor_free(&g.bt), wg_tensor_free(&g.c);
+    return t;
+}
+
+typedef struct layer_times {
+    double fwd[2], bwd[2], bwd_w[2]; /* [0] implicit GEMM, [1] im2col + cuBLASLt */
+    double gemm_fwd, gemm_bwd_data, gemm_bwd_w;
+} layer_times;
+
+static layer_times time_layer(wg_backend *b, conv_case *c, bool stem)
+{
+    const wg_conv_geom *g = c->g;
+    layer_times t = {0};
+    for (int path = 0; path < 2; path++) {
+        set_igemm(b, path == 0);
+        t.fwd[path] = median_time(b, run_conv_forward, c);
+        t.bwd[path] = median_time(b, run_conv_backward, c);
+        t.bwd_w[path] = median_time(b, run_conv_backward_weight, c);
+    }
+    set_igemm(b, true);
+    t.gemm_fwd = equiv_time(b, g->rows, g->o, g->kdim, 1);
+    t.gemm_bwd_data = stem ? 0 : equiv_time(b, g->rows, g->kdim, g->o, 2);  /* per E2 part */
+    t.gemm_bwd_w = equiv_time(b, g->o, g->kdim, g->rows, 2);
+    return t;
+}
+
+/* Per layer, then the sums: each path's time, and the implicit-GEMM kernels' rate as a
+ * fraction of cuBLASLt's on the equivalent GEMMs (> 1: faster than those GEMMs alone). */
 static void bench_layers(wg_backend *b, wg_net *net, const bench_opts *o)
 {
     wg_net_conv convs[MAX_CONVS];
     int n = wg_net_convs(net, convs, MAX_CONVS);
     WG_ASSERT(n <= MAX_CONVS, "%d convolutions", n);
-    printf("\n%s convolutions at batch %lld, median of %d (backward: E2's two parts, dx and dw)\n", wg_net_name(net),
-           (long long)o->batch, REPS);
-    printf("%-14s %5s %5s %5s %3s %2s %10s %10s %10s\n", "layer", "HxW", "C", "O", "k", "s", "fwd ms", "bwd ms",
-           "fwd TOPS");
-    double fwd = 0, bwd = 0, ops = 0;
+    printf("\n%s convolutions at batch %lld, ms, median of %d (backward: E2's two parts, dx and dw; ig = implicit "
+           "GEMM, lt = im2col + cuBLASLt, gemm = cuBLASLt on the equivalent GEMMs alone)\n",
+           wg_net_name(net), (long long)o->batch, REPS);
+    printf("%-14s %4s %5s %5s %2s %2s | %8s %8s %8s %5s | %8s %8s %8s %5s | %8s %8s %8s %5s\n", "layer", "HxW", "C",
+           "O", "k", "s", "fwd ig", "fwd lt", "gemm", "ratio", "bwd-d ig", "bwd-d lt", "gemm", "ratio", "bwd-w ig",
+           "bwd-w lt", "gemm", "ratio");
+    layer_times sum = {0};
+    double ops = 0;
     for (int i = 0; i < n; i++) {
         const wg_conv_geom *g = &convs[i].g;
         conv_case c;
@@ -154,16 +214,32 @@ static void bench_layers(wg_backend *b, wg_net *net, const bench_opts *o)
             conv_case_free(&c);
             continue;
         }
-        double tf = median_time(b, run_conv_forward, &c), tb = median_time(b, run_conv_backward, &c);
-        double op = 2.0 * (double)g->rows * (double)g->o * (double)g->kdim;
-        printf("%-14s %5lld %5lld %5lld %3lld %2d %10.3f %10.3f %10.1f\n", convs[i].name, (long long)g->h,
-               (long long)g->c, (long long)g->o, (long long)g->kh, g->stride, tf * 1e3, tb * 1e3, op / tf / 1e12);
-        fwd += tf, bwd += tb, ops += op;
+        layer_times t = time_layer(b, &c, i == 0);
+        double dd[2] = {t.bwd[0] - t.bwd_w[0], t.bwd[1] - t.bwd_w[1]};
+        printf("%-14s %4lld %5lld %5lld %2lld %2d | %8.3f %8.3f %8.3f %5.2f | %8.3f %8.3f %8.3f %5.2f | %8.3f %8.3f "
+               "%8.3f %5.2f\n",
+               convs[i].name, (long long)g->h, (long long)g->c, (long long)g->o, (long long)g->kh, g->stride,
+               t.fwd[0] * 1e3, t.fwd[1] * 1e3, t.gemm_fwd * 1e3, t.gemm_fwd / t.fwd[0], dd[0] * 1e3, dd[1] * 1e3,
+               t.gemm_bwd_data * 1e3, dd[0] > 0 ? t.gemm_bwd_data / dd[0] : 0, t.bwd_w[0] * 1e3, t.bwd_w[1] * 1e3,
+               t.gemm_bwd_w * 1e3, t.gemm_bwd_w / t.bwd_w[0]);
+        for (int p = 0; p < 2; p++) sum.fwd[p] += t.fwd[p], sum.bwd[p] += t.bwd[p], sum.bwd_w[p] += t.bwd_w[p];
+        sum.gemm_fwd += t.gemm_fwd, sum.gemm_bwd_data += t.gemm_bwd_data, sum.gemm_bwd_w += t.gemm_bwd_w;
+        ops += 2.0 * (double)g->rows * (double)g->o * (double)g->kdim;
         conv_case_free(&c);
     }
-    printf("%-14s %30s %10.2f %10.2f %10.1f\n", "all", "", fwd * 1e3, bwd * 1e3, ops / fwd / 1e12);
-    printf("result %s_conv_fwd_ms %.2f\nresult %s_conv_bwd_ms %.2f\nresult %s_conv_fwd_tops %.1f\n", wg_net_name(net),
-           fwd * 1e3, wg_net_name(net), bwd * 1e3, wg_net_name(net), ops / fwd / 1e12);
+    double dd[2] = {sum.bwd[0] - sum.bwd_w[0], sum.bwd[1] - sum.bwd_w[1]};
+    printf("%-14s %20s | %8.2f %8.2f %8.2f %5.2f | %8.2f %8.2f %8.2f %5.2f | %8.2f %8.2f %8.2f %5.2f\n", "all", "",
+           sum.fwd[0] * 1e3, sum.fwd[1] * 1e3, sum.gemm_fwd * 1e3, sum.gemm_fwd / sum.fwd[0], dd[0] * 1e3, dd[1] * 1e3,
+           sum.gemm_bwd_data * 1e3, sum.gemm_bwd_data / dd[0], sum.bwd_w[0] * 1e3, sum.bwd_w[1] * 1e3,
+           sum.gemm_bwd_w * 1e3, sum.gemm_bwd_w / sum.bwd_w[0]);
+    const char *m = wg_net_name(net);
+    long long bt = (long long)o->batch;
+    printf("result %s_b%lld_conv_fwd_ig_tops %.1f\n", m, bt, ops / sum.fwd[0] / 1e12);
+    printf("result %s_b%lld_conv_fwd_ratio_to_gemm %.2f\n", m, bt, sum.gemm_fwd / sum.fwd[0]);
+    printf("result %s_b%lld_conv_bwd_data_ratio_to_gemm %.2f\n", m, bt, sum.gemm_bwd_data / dd[0]);
+    printf("result %s_b%lld_conv_bwd_weight_ratio_to_gemm %.2f\n", m, bt, sum.gemm_bwd_w / sum.bwd_w[0]);
+    printf("result %s_b%lld_conv_ms_ig %.2f\nresult %s_b%lld_conv_ms_lt %.2f\n", m, bt, (sum.fwd[0] + sum.bwd[0]) * 1e3,
+           m, bt, (sum.fwd[1] + sum.bwd[1]) * 1e3);
 }
 
 /* ---- whole training steps ---- */
@@ -190,38 +266,55 @@ static void run_step(void *arg)
     wg_optim_step(t->params, t->nparams, &a);
 }
 
+static double train_median(wg_backend *b, train_case *t, int steps)
+{
+    double times[64];
+    run_step(t); /* warm-up */
+    wg_backend_synchronize(b);
+    for (int i = 0; i < steps; i++) {
+        double t0 = now_s();
+        run_step(t);
+        wg_backend_synchronize(b);
+        times[i] = now_s() - t0;
+    }
+    qsort(times, (size_t)steps, sizeof(double), cmp_double);
+    return times[steps / 2];
+}
+
 static void bench_train(wg_backend *b, wg_net *net, const bench_opts *o)
 {
     int64_t pix = o->batch * 224 * 224 * 3;
-    train_case t = {.net = net, .batch = o->batch, .x = malloc((size_t)pix), .labels = malloc((size_t)o->batch * sizeof(int32_t)),
-                    .bits = wg_quant_bits_reference()};
+    train_case t = {.net = net, .batch = o->batch, .x = malloc((size_t)pix),
+                    .labels = malloc((size_t)o->batch * sizeof(int32_t)), .bits = wg_quant_bits_reference()};
     WG_ASSERT(t.x != NULL && t.labels != NULL, "out of host memory for a batch");
     uint64_t s = 1;
     for (int64_t i = 0; i < pix; i++) t.x[i] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 57) - 64;
     for (int64_t i = 0; i < o->batch; i++) t.labels[i] = (int32_t)(i * 37 % 1000);
     t.params = wg_net_params(net, &t.nparams);
-    double times[64];
     int steps = o->steps < 64 ? o->steps : 64;
-    run_step(&t); /* warm-up */
-    wg_backend_synchronize(b);
-    for (int i = 0; i < steps; i++) {
-        double t0 = now_s();
-        run_step(&t);
-        wg_backend_synchronize(b);
-        times[i] = now_s() - t0;
+    const char *m = wg_net_name(net);
+    for (int p = 0; p < 2; p++) {
+        set_igemm(b, p == 0);
+        double med = train_median(b, &t, steps);
+        printf("\n%s training step (int8 full preset, batch %lld, 224x224, synthetic, convolutions: %s): %.1f ms, "
+               "%.0f images/s (median of %d)\n",
+               m, (long long)o->batch, p == 0 ? "implicit GEMM" : "im2col + cuBLASLt", med * 1e3,
+               (double)o->batch / med, steps);
+        printf("result %s_train_img_per_s%s %.1f\n", m, p == 0 ? "" : "_lt", (double)o->batch / med);
     }
-    qsort(times, (size_t)steps, sizeof(double), cmp_double);
-    double med = times[steps / 2];
-    printf("\n%s training step (int8 full preset, batch %lld, 224x224, synthetic): %.1f ms, %.0f images/s "
-           "(median of %d)\n",
-           wg_net_name(net), (long long)o->batch, med * 1e3, (double)o->batch / med, steps);
-    printf("result %s_train_img_per_s %.1f\n", wg_net_name(net), (double)o->batch / med);
+    set_igemm(b, true);
+    if (!o->cpu) {
+        double gib = (double)wg_cuda_memory_in_use(b) / (double)(1 << 30);
+        printf("%s: %.2f GiB of GPU memory in use after training (cudaMemGetInfo)\nresult %s_gpu_mem_gib %.2f\n", m,
+               gib, m, gib);
+    }
     free(t.x), free(t.labels);
 }
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_gpu [--batch N] [--steps S] [--peak TOPS] [--models resnet18,resnet50] [--cpu]\n");
+    fprintf(stderr, "usage: bench_gpu [--batch N] [--steps S] [--peak TOPS] [--models resnet18,resnet50] "
+                    "[--layers-only] [--cpu]\n");
     exit(2);
 }
 
@@ -232,6 +325,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--cpu")) {
             o.cpu = true;
+            continue;
+        }
+        if (!strcmp(argv[i], "--layers-only")) {
+            o.layers_only = true;
             continue;
         }
         if (i + 1 >= argc) usage();
@@ -250,7 +347,7 @@ int main(int argc, char **argv)
     }
     if (o.cpu) printf("bench_gpu --cpu: the CPU backend, a check of this program, not a measurement\n");
     else wg_cuda_print_info(stdout);
-    bench_gemm(b, &o);
+    if (!o.layers_only) bench_gemm(b, &o);
     for (char *m = strtok(o.models, ","); m != NULL; m = strtok(NULL, ",")) {
         wg_net_opts no = {.model = m, .int8 = true, .bits = wg_quant_bits_reference(), .act = WG_ACT_FIT,
                           .e2 = WG_E2_FLAG, .batch = o.batch, .h = 224, .w = 224, .c = 3, .classes = 1000, .seed = 1};
@@ -260,7 +357,7 @@ int main(int argc, char **argv)
             continue;
         }
         bench_layers(b, net, &o);
-        bench_train(b, net, &o);
+        if (!o.layers_only) bench_train(b, net, &o);
         wg_net_free(net);
     }
     wg_backend_free(b);

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # gpu.sh: the CUDA backend beside PyTorch on the same GPU, in one run.
 #
-# Runs bench_gpu (int8 GEMM TOPS, the per-layer times of ResNet-18 and ResNet-50, whole
-# int8 training steps) and bench/gpu_torch.py (the same networks in PyTorch, bf16
-# autocast, channels_last), then prints the training images/s side by side with their
-# ratio. Writes the two logs and results.txt (every "result" line) into OUT.
+# Runs bench_gpu (int8 GEMM TOPS; the per-layer times of ResNet-18 and ResNet-50 on the
+# implicit-GEMM kernels, on im2col + cuBLASLt and of cuBLASLt on the equivalent GEMMs;
+# whole int8 training steps on each path and their GPU memory), then its layers again at
+# twice the batch, and bench/gpu_torch.py (the same networks in PyTorch, bf16 autocast,
+# channels_last), then prints the training images/s side by side with their ratio.
+# Writes the logs and results.txt (every "result" line) into OUT.
 #
 #   bench/gpu.sh [-b BUILD] [-o OUT] [-B BATCH] [-s STEPS] [-p PYTHON]
 set -euo pipefail
@@ -30,15 +32,17 @@ mkdir -p "$out"
 
 status=0
 "$build/bench_gpu" --batch "$batch" --steps "$steps" 2>&1 | tee "$out/bench_gpu.log" || status=$?
+"$build/bench_gpu" --batch $((2 * batch)) --layers-only 2>&1 | tee "$out/bench_gpu_layers2.log" || status=$?
 "$py" "$here/gpu_torch.py" --batch "$batch" --steps "$steps" 2>&1 | tee "$out/gpu_torch.log" || status=$?
-grep -h '^result ' "$out/bench_gpu.log" "$out/gpu_torch.log" | cut -d' ' -f2- >"$out/results.txt" || true
+grep -h '^result ' "$out/bench_gpu.log" "$out/bench_gpu_layers2.log" "$out/gpu_torch.log" | cut -d' ' -f2- >"$out/results.txt" || true
 
 echo
-printf '%-10s %14s %14s %10s\n' model "wageubn img/s" "torch img/s" ratio | tee "$out/summary.txt"
+printf '%-10s %14s %14s %10s %16s\n' model "wageubn img/s" "torch img/s" ratio "cuBLASLt path" | tee "$out/summary.txt"
 for m in resnet18 resnet50; do
   ours=$(awk -v k="${m}_train_img_per_s" '$1 == k {print $2}' "$out/results.txt")
   peer=$(awk -v k="torch_${m}_train_img_per_s" '$1 == k {print $2}' "$out/results.txt")
+  lt=$(awk -v k="${m}_train_img_per_s_lt" '$1 == k {print $2}' "$out/results.txt")
   ratio=$(awk -v a="${ours:-0}" -v b="${peer:-0}" 'BEGIN {if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-"}')
-  printf '%-10s %14s %14s %10s\n' "$m" "${ours:--}" "${peer:--}" "$ratio" | tee -a "$out/summary.txt"
+  printf '%-10s %14s %14s %10s %16s\n' "$m" "${ours:--}" "${peer:--}" "$ratio" "${lt:--}" | tee -a "$out/summary.txt"
 done
 exit $status

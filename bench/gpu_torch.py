@@ -8,7 +8,8 @@ with momentum 0.9 and weight decay 1e-4. Synthetic data already on the GPU, as
 bench_gpu's: one training step is forward, cross-entropy, backward and the update.
 After --warmup untimed steps, each of --steps steps is timed alone (CUDA synchronized
 before the clock stops); prints the median as images/s, one "result" line per model
-in the format of bench_gpu ("result torch_resnet18_train_img_per_s N").
+in the format of bench_gpu ("result torch_resnet18_train_img_per_s N"), and the peak
+of the GPU memory its caching allocator reserved over the timed steps.
 
 Needs torch and torchvision with CUDA (the device machine's Python has both)."""
 import argparse
@@ -42,6 +43,7 @@ def time_model(name, batch, warmup, steps):
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -52,6 +54,9 @@ def time_model(name, batch, warmup, steps):
     print(f"torch {name} bf16 autocast channels_last, batch {batch}: {med * 1e3:.1f} ms, "
           f"{batch / med:.0f} images/s (median of {steps})")
     print(f"result torch_{name}_train_img_per_s {batch / med:.1f}")
+    gib = torch.cuda.max_memory_reserved() / 2**30
+    print(f"torch {name}: {gib:.2f} GiB of GPU memory reserved at the peak of the timed steps")
+    print(f"result torch_{name}_gpu_mem_gib {gib:.2f}")
     del model, opt, x, y
     torch.cuda.empty_cache()
 

@@ -7,11 +7,13 @@
  * download returns finished results. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "act.cuh"
 #include "backend_cuda.h"
 #include "bn.cuh"
 #include "conv.cuh"
+#include "conv_igemm.cuh"
 #include "cuda_check.cuh"
 #include "f32.cuh"
 #include "gemm.cuh"
@@ -33,6 +35,7 @@ typedef struct wg_cuda_ctx {
     void *d_workspace; /* cuBLASLt's, WG_CUDA_GEMM_WORKSPACE bytes */
     void *d_arena;     /* the ops' scratch (im2col): arena_bytes, grown on demand, never shrunk */
     size_t arena_bytes;
+    bool igemm; /* the implicit-GEMM convolutions where they apply (conv_igemm.cuh) */
 } wg_cuda_ctx;
 
 /* cuBLASLt's workspace: allocated with the context, so no GEMM allocates. */
@@ -200,6 +203,9 @@ static uint64_t cuda_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_
 {
     (void)ws; /* the CPU's scratch; this backend's is the arena */
     wg_cuda_ctx *c = ctx_of(ctx);
+    if (c->igemm && wg_conv_igemm_forward_ok(g) && wg_conv_igemm_aligned(x->data) && wg_conv_igemm_aligned(w->data))
+        return wg_conv_s8_forward_igemm(g, (const int8_t *)x->data, (const int8_t *)w->data, (int32_t *)y->data,
+                                        c->d_scratch, c->stream);
     void *s = arena(c, wg_conv_s8_forward_scratch(g));
     wg_conv_s8_forward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, (int32_t *)y->data, s, c->lt,
                             c->d_workspace, WG_CUDA_GEMM_WORKSPACE, c->stream);
@@ -243,6 +249,14 @@ static void cuda_bn_relu_mask(void *ctx, wg_tensor *dy, const wg_tensor *xhat, c
     wg_bn_relu_mask_cuda(dy, xhat, gamma, beta, arena(c, wg_bn_bwd_scratch(xhat->shape[3])), c->stream);
 }
 
+/* Whether the implicit-GEMM kernels take both operands of a pass (aligned pieces). */
+static bool igemm_operands(const void *a, const int8_t *const *err, int nparts)
+{
+    bool ok = wg_conv_igemm_aligned(a);
+    for (int p = 0; p < nparts; p++) ok = ok && wg_conv_igemm_aligned(err[p]);
+    return ok;
+}
+
 static uint64_t cuda_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
                                       const wg_tensor *const *err, int nparts, int e_min, wg_tensor *dx, wg_tensor *dw,
                                       wg_conv_ws *ws)
@@ -255,10 +269,23 @@ static uint64_t cuda_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg
         parts[p] = (const int8_t *)err[p]->data;
         shift[p] = err[p]->exp - e_min;
     }
-    void *s = arena(c, wg_conv_s8_backward_scratch(g, nparts));
-    wg_conv_s8_backward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, parts, shift, nparts,
-                             dx ? dx->data : NULL, dx ? dx->dtype : WG_I64, (int64_t *)dw->data, s, c->lt,
-                             c->d_workspace, WG_CUDA_GEMM_WORKSPACE, c->stream);
+    bool ig_data = c->igemm && dx != NULL && wg_conv_igemm_backward_data_ok(g) &&
+                   igemm_operands(w->data, parts, nparts) && wg_conv_igemm_aligned(dx->data);
+    bool ig_weight = c->igemm && wg_conv_igemm_backward_weight_ok(g) && igemm_operands(x->data, parts, nparts);
+    bool lt_data = dx != NULL && !ig_data;
+    if (lt_data || !ig_weight) { /* cuBLASLt's path for what the kernels do not take */
+        void *s = arena(c, wg_conv_s8_backward_scratch(g, nparts));
+        wg_conv_s8_backward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, parts, shift, nparts,
+                                 lt_data ? dx->data : NULL, lt_data ? dx->dtype : WG_I64,
+                                 ig_weight ? NULL : (int64_t *)dw->data, s, c->lt, c->d_workspace,
+                                 WG_CUDA_GEMM_WORKSPACE, c->stream);
+    }
+    if (ig_weight)
+        wg_conv_s8_backward_weight_igemm(g, (const int8_t *)x->data, parts, shift, nparts, (int64_t *)dw->data,
+                                         c->stream);
+    if (ig_data)
+        return wg_conv_s8_backward_data_igemm(g, (const int8_t *)w->data, parts, shift, nparts, dx->data, dx->dtype,
+                                              arena(c, wg_conv_igemm_backward_scratch(g)), c->d_scratch, c->stream);
     return dx ? wg_max_abs_cuda(dx, c->d_scratch, c->stream) : WG_QUANT_MAX_UNKNOWN;
 }
 
@@ -452,9 +479,17 @@ wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
                  device, prop.name, prop.major, prop.minor, WG_CUDA_MIN_MAJOR);
         return NULL;
     }
+    const char *conv = getenv("WG_CUDA_CONV");
+    if (conv != NULL && strcmp(conv, "igemm") != 0 && strcmp(conv, "cublaslt") != 0) {
+        snprintf(err, errlen, "WG_CUDA_CONV = '%s': expected igemm (the implicit-GEMM convolutions where they apply, "
+                              "the default) or cublaslt (im2col and cuBLASLt's GEMMs everywhere)",
+                 conv);
+        return NULL;
+    }
     wg_cuda_ctx *c = (wg_cuda_ctx *)calloc(1, sizeof(*c));
     WG_ASSERT(c != NULL, "out of host memory for the CUDA backend");
     c->device = device;
+    c->igemm = conv == NULL || strcmp(conv, "igemm") == 0;
     WG_CUDA_CHECK(cudaSetDevice(device));
     WG_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     WG_CUBLAS_CHECK(cublasLtCreate(&c->lt));
@@ -465,6 +500,23 @@ wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
     b->iface = &wg_backend_cuda_iface;
     b->ctx = c;
     return b;
+}
+
+void wg_cuda_set_igemm(wg_backend *b, bool on)
+{
+    WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_set_igemm on backend %s", wg_backend_name(b));
+    wg_cuda_ctx *c = ctx_of(b->ctx);
+    WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    c->igemm = on;
+}
+
+size_t wg_cuda_memory_in_use(wg_backend *b)
+{
+    WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_memory_in_use on backend %s", wg_backend_name(b));
+    ctx_of(b->ctx);
+    size_t free_b = 0, total = 0;
+    WG_CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+    return total - free_b;
 }
 
 void wg_cuda_print_info(FILE *out)

@@ -7,6 +7,7 @@
 #ifndef WG_BACKEND_CUDA_H
 #define WG_BACKEND_CUDA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -32,6 +33,15 @@ wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen);
  * device cannot be used (no GPU, no driver, a broken driver, a bad index, or a GPU
  * older than compute capability 8.0, the oldest this build has kernels for). */
 wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen);
+
+/* Which int8 convolutions the backend runs: the implicit-GEMM kernels (conv_igemm.cuh)
+ * where they apply (on, the default; the environment's WG_CUDA_CONV = igemm | cublaslt
+ * sets it when the backend starts), or im2col and cuBLASLt's GEMMs everywhere (off).
+ * Both give the same bits; tests compare each with the CPU. */
+void wg_cuda_set_igemm(wg_backend *b, bool on);
+
+/* Bytes of the GPU's memory in use (cudaMemGetInfo: this process's and any other's). */
+size_t wg_cuda_memory_in_use(wg_backend *b);
 
 /* Print the CUDA runtime, driver, cuBLASLt and NCCL versions and the devices. */
 void wg_cuda_print_info(FILE *out);

@@ -209,6 +209,7 @@ void wg_conv_s8_backward_cuda(const wg_conv_geom *g, const int8_t *x, const int8
             s.dcol[0], nparts > 1 ? s.dcol[1] : NULL, shift[0], nparts > 1 ? shift[1] : 0, *g, kp, dx, t_dx);
         WG_CUDA_CHECK_LAUNCH("col2im_kernel");
     }
+    if (dw == NULL) return; /* the implicit-GEMM kernel takes it */
     /* backward-weight: E_p^T col, K = the rows, in chunks exact in int32 */
     im2col_kernel<int8_t><<<wg_grid_for(g->rows * kp), WG_CUDA_BLOCK, 0, stream>>>(x, s.col, *g, kp);
     WG_CUDA_CHECK_LAUNCH("im2col_kernel");

@@ -31,7 +31,8 @@ void wg_conv_s8_forward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_
  * (cuBLASLt, K = O) and a gathering col2im that adds the parts, each shifted up by
  * shift[p]; backward-weight as E_p^T col(x) in chunks of rows whose int32 sums are
  * exact, added into dw (int64) with the part's shift. dx: NULL (none), int32 or int64
- * (t_dx). scratch: wg_conv_s8_backward_scratch(g, nparts) bytes. */
+ * (t_dx); dw: NULL (another kernel computes it). scratch: wg_conv_s8_backward_scratch(g,
+ * nparts) bytes. */
 size_t wg_conv_s8_backward_scratch(const wg_conv_geom *g, int nparts);
 void wg_conv_s8_backward_cuda(const wg_conv_geom *g, const int8_t *x, const int8_t *w, const int8_t *const *err,
                               const int *shift, int nparts, void *dx, wg_dtype t_dx, int64_t *dw, void *scratch,

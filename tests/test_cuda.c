@@ -562,40 +562,66 @@ static void test_gemm_s8_nt(void **state)
     }
 }
 
-/* The convolutions' geometries: n, h, w, c, o, kh, kw, stride, pad (the last two with
- * output channels that are not a multiple of 4: the FC's 10 classes, as a 1x1 convolution). */
-static const int64_t conv_geoms[][9] = {{3, 28, 28, 1, 16, 3, 3, 1, 1}, {4, 14, 14, 16, 32, 3, 3, 2, 1},
-                                        {3, 7, 7, 64, 64, 3, 3, 1, 1},  {2, 8, 8, 16, 32, 1, 1, 1, 0},
-                                        {4, 8, 8, 16, 32, 1, 1, 2, 0},  {1, 5, 6, 3, 8, 3, 3, 1, 0},
-                                        {128, 1, 1, 64, 10, 1, 1, 1, 0}, {2, 6, 6, 4, 6, 3, 3, 1, 1}};
+/* The convolutions' geometries: n, h, w, c, o, kh, kw, stride, pad. Two have output
+ * channels that are not a multiple of 4 (the FC's 10 classes, as a 1x1 convolution), and
+ * several have channels that are not a multiple of 16, which the implicit-GEMM kernels
+ * leave to cuBLASLt's path. The last four take those kernels over several tiles of M and
+ * N with ragged edges (80 and 48 outputs against tiles of 64, 144 against 128), a 7x7
+ * stride-2 stem-like layer, and a backward-weight whose 62720 output pixels split over
+ * many blocks. */
+static const int64_t conv_geoms[][9] = {{3, 28, 28, 1, 16, 3, 3, 1, 1},   {4, 14, 14, 16, 32, 3, 3, 2, 1},
+                                        {3, 7, 7, 64, 64, 3, 3, 1, 1},    {2, 8, 8, 16, 32, 1, 1, 1, 0},
+                                        {4, 8, 8, 16, 32, 1, 1, 2, 0},    {1, 5, 6, 3, 8, 3, 3, 1, 0},
+                                        {128, 1, 1, 64, 10, 1, 1, 1, 0},  {2, 6, 6, 4, 6, 3, 3, 1, 1},
+                                        {3, 17, 19, 32, 80, 3, 3, 1, 1},  {2, 30, 30, 64, 48, 3, 3, 2, 1},
+                                        {1, 23, 23, 16, 144, 7, 7, 2, 3}, {20, 56, 56, 16, 16, 1, 1, 1, 0}};
+
+/* The convolution paths of the GPU: the implicit-GEMM kernels where they apply (with
+ * cuBLASLt's path for the others), then cuBLASLt's everywhere. The harness's CPU
+ * backend has one path. */
+static int conv_paths(const gpu_fixture *f) { return strcmp(wg_backend_name(f->gpu), "cuda") == 0 ? 2 : 1; }
+
+static void set_conv_path(gpu_fixture *f, int path)
+{
+    if (strcmp(wg_backend_name(f->gpu), "cuda") == 0) wg_cuda_set_igemm(f->gpu, path == 0);
+}
 
 /* The int8 forward convolution: the Fashion-MNIST stem (one channel: 9 columns, padded
  * to 12), 3x3 stride 1 and 2, a pointwise one (x multiplied as it is) and a strided 1x1
- * projection; y and its exponent identical, and max |y| where the CPU takes it. */
+ * projection; y and its exponent identical, and max |y| where the CPU takes it. Both GPU
+ * paths: the implicit-GEMM kernels (cuBLASLt's path for the layers they leave), then
+ * cuBLASLt's path everywhere. */
+static void conv_forward_case(gpu_fixture *f, size_t k)
+{
+    const int64_t *q = conv_geoms[k];
+    wg_conv_geom g;
+    assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
+    const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, ys[4] = {g.n, g.oh, g.ow, g.o};
+    void *hx = random_host(WG_I8, g.n * g.h * g.w * g.c, 9950 + k);
+    void *hw = random_host(WG_I8, g.o * g.kdim, 9970 + k);
+    wg_tensor xc, xg, wc, wgt, yc, yg;
+    make_nhwc_pair(f, &xc, &xg, WG_I8, xs, -4, hx);
+    make_shaped_pair(f, &wc, &wgt, WG_I8, WG_LAYOUT_OHWI, 4, ws, -7, hw);
+    make_nhwc_pair(f, &yc, &yg, WG_I32, ys, 0, NULL);
+    wg_conv_ws wsc = {0}, wsg = {0};
+    uint64_t mc = wg_conv_s8_forward(&g, &xc, &wc, &yc, &wsc), mg = wg_conv_s8_forward(&g, &xg, &wgt, &yg, &wsg);
+    if (mc != WG_QUANT_MAX_UNKNOWN) assert_int_equal(mc, mg);
+    expect_identical(&yc, &yg, "int8 forward convolution");
+    wg_conv_ws_free(&wsc);
+    wg_conv_ws_free(&wsg);
+    wg_tensor_free(&xc), wg_tensor_free(&xg), wg_tensor_free(&wc), wg_tensor_free(&wgt);
+    free(hx), free(hw);
+}
+
 static void test_conv_forward(void **state)
 {
     gpu_fixture *f = *state;
     REQUIRE_GPU(f);
-    for (size_t k = 0; k < sizeof(conv_geoms) / sizeof(conv_geoms[0]); k++) {
-        const int64_t *q = conv_geoms[k];
-        wg_conv_geom g;
-        assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
-        const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, ys[4] = {g.n, g.oh, g.ow, g.o};
-        void *hx = random_host(WG_I8, g.n * g.h * g.w * g.c, 9950 + k);
-        void *hw = random_host(WG_I8, g.o * g.kdim, 9970 + k);
-        wg_tensor xc, xg, wc, wgt, yc, yg;
-        make_nhwc_pair(f, &xc, &xg, WG_I8, xs, -4, hx);
-        make_shaped_pair(f, &wc, &wgt, WG_I8, WG_LAYOUT_OHWI, 4, ws, -7, hw);
-        make_nhwc_pair(f, &yc, &yg, WG_I32, ys, 0, NULL);
-        wg_conv_ws wsc = {0}, wsg = {0};
-        uint64_t mc = wg_conv_s8_forward(&g, &xc, &wc, &yc, &wsc), mg = wg_conv_s8_forward(&g, &xg, &wgt, &yg, &wsg);
-        if (mc != WG_QUANT_MAX_UNKNOWN) assert_int_equal(mc, mg);
-        expect_identical(&yc, &yg, "int8 forward convolution");
-        wg_conv_ws_free(&wsc);
-        wg_conv_ws_free(&wsg);
-        wg_tensor_free(&xc), wg_tensor_free(&xg), wg_tensor_free(&wc), wg_tensor_free(&wgt);
-        free(hx), free(hw);
+    for (int path = 0; path < conv_paths(f); path++) {
+        set_conv_path(f, path);
+        for (size_t k = 0; k < sizeof(conv_geoms) / sizeof(conv_geoms[0]); k++) conv_forward_case(f, k);
     }
+    set_conv_path(f, 0);
 }
 
 /* Integer BN's forward pass: two training steps (the running averages' first copy and
@@ -726,41 +752,49 @@ static void test_bn_backward(void **state)
 
 /* The int8 convolution's backward pass: one error part and two (E2's, 7 grids apart),
  * dx in int64 and in int32 where it fits, and none (the stem), over the geometries of
- * test_conv_forward; dx, dw and their exponents identical, max |dx| where the CPU takes it. */
+ * test_conv_forward and both GPU paths; dx, dw and their exponents identical, max |dx|
+ * where the CPU takes it. */
+static void conv_backward_case(gpu_fixture *f, size_t k, int nparts)
+{
+    const int64_t *q = conv_geoms[k];
+    wg_conv_geom g;
+    assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
+    const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, es[4] = {g.n, g.oh, g.ow, g.o};
+    uint64_t seed = 12000 + k * 8 + (uint64_t)nparts;
+    void *hx = random_host(WG_I8, g.n * g.h * g.w * g.c, seed);
+    void *hw = random_host(WG_I8, g.o * g.kdim, seed + 1);
+    void *he[2] = {random_host(WG_I8, g.rows * g.o, seed + 2), random_host(WG_I8, g.rows * g.o, seed + 3)};
+    wg_tensor xc, xg, wc, wgt, ec[2], eg[2], dxc, dxg, dwc, dwg;
+    make_nhwc_pair(f, &xc, &xg, WG_I8, xs, -4, hx);
+    make_shaped_pair(f, &wc, &wgt, WG_I8, WG_LAYOUT_OHWI, 4, ws, -7, hw);
+    for (int p = 0; p < nparts; p++) make_nhwc_pair(f, &ec[p], &eg[p], WG_I8, es, -20 + 7 * p, he[p]);
+    bool none = k == 0, narrow = !none && k % 2 == 1 && wg_conv_s8_dx_fits_s32(&g, nparts == 2 ? 7 : 0);
+    make_nhwc_pair(f, &dxc, &dxg, narrow ? WG_I32 : WG_I64, xs, 0, NULL);
+    make_shaped_pair(f, &dwc, &dwg, WG_I64, WG_LAYOUT_OHWI, 4, ws, 0, NULL);
+    const wg_tensor *pc[2] = {&ec[0], &ec[1]}, *pg[2] = {&eg[0], &eg[1]};
+    wg_conv_ws wsc = {0}, wsg = {0};
+    uint64_t mc = wg_conv_s8_backward(&g, &xc, &wc, pc, nparts, none ? NULL : &dxc, &dwc, &wsc);
+    uint64_t mg = wg_conv_s8_backward(&g, &xg, &wgt, pg, nparts, none ? NULL : &dxg, &dwg, &wsg);
+    if (mc != WG_QUANT_MAX_UNKNOWN) assert_int_equal(mc, mg);
+    if (!none) expect_same(&dxc, &dxg, "convolution backward-data");
+    expect_same(&dwc, &dwg, "convolution backward-weight");
+    wg_conv_ws_free(&wsc), wg_conv_ws_free(&wsg);
+    wg_tensor *ts[] = {&xc, &xg, &wc, &wgt, &dxc, &dxg, &dwc, &dwg};
+    for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) wg_tensor_free(ts[i]);
+    for (int p = 0; p < nparts; p++) wg_tensor_free(&ec[p]), wg_tensor_free(&eg[p]);
+    free(hx), free(hw), free(he[0]), free(he[1]);
+}
+
 static void test_conv_backward(void **state)
 {
     gpu_fixture *f = *state;
     REQUIRE_GPU(f);
-    for (size_t k = 0; k < sizeof(conv_geoms) / sizeof(conv_geoms[0]); k++)
-        for (int nparts = 1; nparts <= 2; nparts++) {
-            const int64_t *q = conv_geoms[k];
-            wg_conv_geom g;
-            assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
-            const int64_t xs[4] = {g.n, g.h, g.w, g.c}, ws[4] = {g.o, g.kh, g.kw, g.c}, es[4] = {g.n, g.oh, g.ow, g.o};
-            uint64_t seed = 12000 + k * 8 + (uint64_t)nparts;
-            void *hx = random_host(WG_I8, g.n * g.h * g.w * g.c, seed);
-            void *hw = random_host(WG_I8, g.o * g.kdim, seed + 1);
-            void *he[2] = {random_host(WG_I8, g.rows * g.o, seed + 2), random_host(WG_I8, g.rows * g.o, seed + 3)};
-            wg_tensor xc, xg, wc, wgt, ec[2], eg[2], dxc, dxg, dwc, dwg;
-            make_nhwc_pair(f, &xc, &xg, WG_I8, xs, -4, hx);
-            make_shaped_pair(f, &wc, &wgt, WG_I8, WG_LAYOUT_OHWI, 4, ws, -7, hw);
-            for (int p = 0; p < nparts; p++) make_nhwc_pair(f, &ec[p], &eg[p], WG_I8, es, -20 + 7 * p, he[p]);
-            bool none = k == 0, narrow = !none && k % 2 == 1 && wg_conv_s8_dx_fits_s32(&g, nparts == 2 ? 7 : 0);
-            make_nhwc_pair(f, &dxc, &dxg, narrow ? WG_I32 : WG_I64, xs, 0, NULL);
-            make_shaped_pair(f, &dwc, &dwg, WG_I64, WG_LAYOUT_OHWI, 4, ws, 0, NULL);
-            const wg_tensor *pc[2] = {&ec[0], &ec[1]}, *pg[2] = {&eg[0], &eg[1]};
-            wg_conv_ws wsc = {0}, wsg = {0};
-            uint64_t mc = wg_conv_s8_backward(&g, &xc, &wc, pc, nparts, none ? NULL : &dxc, &dwc, &wsc);
-            uint64_t mg = wg_conv_s8_backward(&g, &xg, &wgt, pg, nparts, none ? NULL : &dxg, &dwg, &wsg);
-            if (mc != WG_QUANT_MAX_UNKNOWN) assert_int_equal(mc, mg);
-            if (!none) expect_same(&dxc, &dxg, "convolution backward-data");
-            expect_same(&dwc, &dwg, "convolution backward-weight");
-            wg_conv_ws_free(&wsc), wg_conv_ws_free(&wsg);
-            wg_tensor *ts[] = {&xc, &xg, &wc, &wgt, &dxc, &dxg, &dwc, &dwg};
-            for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) wg_tensor_free(ts[i]);
-            for (int p = 0; p < nparts; p++) wg_tensor_free(&ec[p]), wg_tensor_free(&eg[p]);
-            free(hx), free(hw), free(he[0]), free(he[1]);
-        }
+    for (int path = 0; path < conv_paths(f); path++) {
+        set_conv_path(f, path);
+        for (size_t k = 0; k < sizeof(conv_geoms) / sizeof(conv_geoms[0]); k++)
+            for (int nparts = 1; nparts <= 2; nparts++) conv_backward_case(f, k, nparts);
+    }
+    set_conv_path(f, 0);
 }
 
 /* ---- max pooling and the float ops ---------------------------------------------- */

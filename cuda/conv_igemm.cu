@@ -1,0 +1,95 @@
+/* conv_igemm.cu: the int8 convolutions as implicit GEMMs on the tensor cores (see
+ * conv_igemm.cuh; the GEMM each pass is and where its pieces lie: wg_conv_igemm.h; the
+ * kernel: igemm.cuh). Every sum is exact, so the results are the CPU backend's bits,
+ * whatever the tiles, the split of K or the order of the atomics. */
+#include "check.h"
+#include "conv_igemm.cuh"
+#include "conv_igemm_ops.cuh"
+#include "cuda_check.cuh"
+#include "gemm.h"
+#include "launch.cuh"
+
+bool wg_conv_igemm_aligned(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+bool wg_conv_igemm_forward_ok(const wg_conv_geom *g) { return wg_igemm_forward_ok(g); }
+
+bool wg_conv_igemm_backward_data_ok(const wg_conv_geom *g)
+{
+    return wg_igemm_backward_data_ok(g) && g->kh * g->kw * g->o <= WG_GEMM_S8_MAX_K;
+}
+
+bool wg_conv_igemm_backward_weight_ok(const wg_conv_geom *g) { return wg_igemm_backward_weight_ok(g); }
+
+/* The grid of an op: tiles of C, and blockIdx.z over K. */
+static dim3 ig_grid(int64_t M, int64_t N, int64_t K, int64_t k_split)
+{
+    int64_t z = (K + k_split - 1) / k_split;
+    WG_ASSERT((M + IG_BM - 1) / IG_BM < INT32_MAX && (N + IG_BN - 1) / IG_BN <= 65535 && z <= 65535,
+              "implicit GEMM %lld x %lld x %lld: grid too large", (long long)M, (long long)N, (long long)K);
+    return dim3((unsigned)((M + IG_BM - 1) / IG_BM), (unsigned)((N + IG_BN - 1) / IG_BN), (unsigned)(z > 0 ? z : 1));
+}
+
+template <class Op>
+static void ig_launch(const Op &op, const char *name, cudaStream_t stream)
+{
+    if (op.M <= 0 || op.N <= 0) return;
+    ig_kernel<Op><<<ig_grid(op.M, op.N, op.K, op.k_split), IG_THREADS, ig_smem_bytes<Op>(), stream>>>(op);
+    WG_CUDA_CHECK_LAUNCH(name);
+}
+
+uint64_t wg_conv_s8_forward_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y,
+                                  unsigned long long *d_max, cudaStream_t stream)
+{
+    WG_ASSERT(wg_conv_igemm_forward_ok(g), "implicit-GEMM forward of %lld channels", (long long)g->c);
+    ig_fwd_op op = {*g, g->rows, g->o, g->kdim, g->kdim, x, w, y, d_max};
+    wg_max_reset(d_max, stream);
+    ig_launch(op, "ig_kernel<forward>", stream);
+    return wg_max_read(d_max, stream);
+}
+
+/* wt[ch][i][j][o] = w[o][i][j][ch]: backward-data's B, rows along K. */
+__global__ void igemm_wt_kernel(const int8_t *w, int8_t *wt, wg_conv_geom g)
+{
+    WG_GRID_STRIDE_LOOP(t, g.o * g.kdim) { wt[t] = w[wg_igemm_wt_source(&g, t)]; }
+}
+
+size_t wg_conv_igemm_backward_scratch(const wg_conv_geom *g) { return wg_round256((size_t)(g->o * g->kdim)); }
+
+uint64_t wg_conv_s8_backward_data_igemm(const wg_conv_geom *g, const int8_t *w, const int8_t *const *err,
+                                        const int *shift, int nparts, void *dx, wg_dtype t_dx, void *scratch,
+                                        unsigned long long *d_max, cudaStream_t stream)
+{
+    WG_ASSERT(wg_conv_igemm_backward_data_ok(g) && nparts >= 1 && nparts <= 2,
+              "implicit-GEMM backward-data of %lld output channels, %d parts", (long long)g->o, nparts);
+    int8_t *wt = (int8_t *)scratch;
+    igemm_wt_kernel<<<wg_grid_for(g->o * g->kdim), WG_CUDA_BLOCK, 0, stream>>>(w, wt, *g);
+    WG_CUDA_CHECK_LAUNCH("igemm_wt_kernel");
+    int64_t M = g->n * g->h * g->w, K = g->kh * g->kw * g->o;
+    wg_max_reset(d_max, stream);
+    if (nparts == 1) {
+        ig_bwd_data_op<1> op = {*g, M, g->c, K, K, {err[0], err[0]}, wt, {shift[0], 0}, dx, t_dx, d_max};
+        ig_launch(op, "ig_kernel<backward-data>", stream);
+    } else {
+        ig_bwd_data_op<2> op = {*g, M, g->c, K, K, {err[0], err[1]}, wt, {shift[0], shift[1]}, dx, t_dx, d_max};
+        ig_launch(op, "ig_kernel<backward-data>", stream);
+    }
+    return wg_max_read(d_max, stream);
+}
+
+
+void wg_conv_s8_backward_weight_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *const *err,
+                                      const int *shift, int nparts, int64_t *dw, cudaStream_t stream)
+{
+    WG_ASSERT(wg_conv_igemm_backward_weight_ok(g) && nparts >= 1 && nparts <= 2,
+              "implicit-GEMM backward-weight of %lld and %lld channels, %d parts", (long long)g->c, (long long)g->o,
+              nparts);
+    WG_CUDA_CHECK(cudaMemsetAsync(dw, 0, (size_t)(g->o * g->kdim) * sizeof(*dw), stream));
+    int64_t split = ig_dw_split(g);
+    if (nparts == 1) {
+        ig_bwd_weight_op<1> op = {*g, g->o, g->kdim, g->rows, split, {err[0], err[0]}, x, {shift[0], 0}, dw};
+        ig_launch(op, "ig_kernel<backward-weight>", stream);
+    } else {
+        ig_bwd_weight_op<2> op = {*g, g->o, g->kdim, g->rows, split, {err[0], err[1]}, x, {shift[0], shift[1]}, dw};
+        ig_launch(op, "ig_kernel<backward-weight>", stream);
+    }
+}

@@ -1,0 +1,136 @@
+/* conv_igemm_ops.cuh: the three convolutions as ops of the implicit-GEMM kernel
+ * (igemm.cuh): where each GEMM's pieces come from (wg_conv_igemm.h) and what its
+ * epilogue does with the exact int32 accumulators. conv_igemm.cu launches them on the
+ * GPU; tests/test_igemm_emu.cc runs the same kernel and ops on the CPU under an
+ * emulation of the warp instructions. */
+#ifndef WG_CONV_IGEMM_OPS_CUH
+#define WG_CONV_IGEMM_OPS_CUH
+
+#include <stdint.h>
+
+#include "igemm.cuh"
+#include "wg_conv_igemm.h"
+#include "wg_dtype.h"
+#include "wg_intmath.h"
+
+/* Rows of the output pixels one block of backward-weight sums (blockIdx.z splits the
+ * rest): at most 2^16 products of int8 (each below 2^14 in magnitude) keep an int32 sum
+ * below 2^30, so every block's accumulators are exact; the blocks add in int64. */
+#define IG_DW_MAX_SPLIT 65536
+
+/* ---- forward: y = x (*) w, and max |y| ---- */
+
+struct ig_fwd_op {
+    static constexpr bool A_KMAJOR = true, B_KMAJOR = true;
+    static constexpr int PARTS = 1;
+    wg_conv_geom g;
+    int64_t M, N, K, k_split;
+    const int8_t *x, *w;
+    int32_t *y;
+    unsigned long long *ymax;
+
+    __device__ void load_a(int, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
+    {
+        ig_load_kmajor<IG_BM>(tile, x, m0, k0, [&](int64_t m, int64_t k) -> int64_t {
+            return m < M && k < kend ? wg_igemm_fwd_a(&g, m, k) : -1;
+        });
+    }
+    __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
+    {
+        ig_load_kmajor<IG_BN>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+            return n < N && k < kend ? n * g.kdim + k : -1;
+        });
+    }
+    __device__ unsigned long long store(int64_t m, int64_t n, int32_t v, int32_t) const
+    {
+        if (m >= M || n >= N) return 0;
+        y[m * N + n] = v;
+        return wg_abs_u64(v);
+    }
+    __device__ void finish(unsigned long long mx) const { atomicMax(ymax, mx); }
+};
+
+/* ---- backward-data: dx = sum over the parts of (err_p (*) w^T) 2^shift_p, and max |dx| ---- */
+
+template <int P>
+struct ig_bwd_data_op {
+    static constexpr bool A_KMAJOR = true, B_KMAJOR = true;
+    static constexpr int PARTS = P;
+    wg_conv_geom g;
+    int64_t M, N, K, k_split;
+    const int8_t *err[2], *wt;
+    int shift[2];
+    void *dx;
+    wg_dtype t_dx;
+    unsigned long long *dmax;
+
+    __device__ void load_a(int p, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
+    {
+        ig_load_kmajor<IG_BM>(tile, err[p], m0, k0, [&](int64_t m, int64_t k) -> int64_t {
+            return m < M && k < kend ? wg_igemm_bwd_data_a(&g, m, k) : -1;
+        });
+    }
+    __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
+    {
+        ig_load_kmajor<IG_BN>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+            return n < N && k < kend ? wg_igemm_bwd_data_b(&g, n, k) : -1;
+        });
+    }
+    __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
+    {
+        if (m >= M || n >= N) return 0;
+        int64_t v = (int64_t)v0 * ((int64_t)1 << shift[0]);
+        if (P > 1) v += (int64_t)v1 * ((int64_t)1 << shift[1]);
+        wg_store_i64(dx, t_dx, m * N + n, v);
+        return wg_abs_u64(v);
+    }
+    __device__ void finish(unsigned long long mx) const { atomicMax(dmax, mx); }
+};
+
+/* ---- backward-weight: dw (int64, zeroed first) += sum over the parts of (err_p^T x) 2^shift_p ---- */
+
+template <int P>
+struct ig_bwd_weight_op {
+    static constexpr bool A_KMAJOR = false, B_KMAJOR = false;
+    static constexpr int PARTS = P;
+    wg_conv_geom g;
+    int64_t M, N, K, k_split;
+    const int8_t *err[2], *x;
+    int shift[2];
+    int64_t *dw;
+
+    __device__ void load_a(int p, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
+    {
+        ig_load_mmajor<IG_BM>(tile, err[p], m0, k0, [&](int64_t k, int64_t m) -> int64_t {
+            return k < kend && m < M ? wg_igemm_bwd_w_a(&g, k, m) : -1;
+        });
+    }
+    __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
+    {
+        ig_load_mmajor<IG_BN>(tile, x, n0, k0, [&](int64_t k, int64_t n) -> int64_t {
+            return k < kend && n < N ? wg_igemm_bwd_w_b(&g, k, n) : -1;
+        });
+    }
+    __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
+    {
+        if (m >= M || n >= N) return 0;
+        int64_t v = (int64_t)v0 * ((int64_t)1 << shift[0]);
+        if (P > 1) v += (int64_t)v1 * ((int64_t)1 << shift[1]);
+        if (v != 0) atomicAdd((unsigned long long *)&dw[m * N + n], (unsigned long long)v); /* two's complement */
+        return 0;
+    }
+    __device__ void finish(unsigned long long) const {}
+};
+
+/* Rows of output pixels per block: enough blocks to fill the GPU (about 1024), at most
+ * IG_DW_MAX_SPLIT (exactness), a whole number of K steps. */
+static inline int64_t ig_dw_split(const wg_conv_geom *g)
+{
+    int64_t tiles = ((g->o + IG_BM - 1) / IG_BM) * ((g->kdim + IG_BN - 1) / IG_BN);
+    int64_t want = 1024 / tiles > 1 ? 1024 / tiles : 1, split = (g->rows + want - 1) / want;
+    split = (split + IG_BK - 1) / IG_BK * IG_BK;
+    if (split < 8 * IG_BK) split = 8 * IG_BK;
+    return split < IG_DW_MAX_SPLIT ? split : IG_DW_MAX_SPLIT;
+}
+
+#endif

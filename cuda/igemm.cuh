@@ -1,0 +1,257 @@
+/* igemm.cuh: the implicit-GEMM int8 tensor-core kernel that the three convolutions of
+ * conv_igemm.cu instantiate (host/wg_conv_igemm.h: which GEMM each is, and where its
+ * operands' pieces lie).
+ *
+ * C[M][N] = sum over k of A(m, k) B(n, k), int8 x int8 -> int32, with
+ * mma.sync.m16n8k32.s32.s8.s8.s32 (sm_80 and later, Hopper included). A block of 4 warps
+ * computes a 128 x 64 tile of C (each warp 64 x 32: 4 x 4 MMAs of 16 x 8), stepping over
+ * its K range 32 at a time through a 3-stage ring of shared-memory tiles filled by
+ * cp.async (16 bytes a copy, zero-filled where the operand has no piece: padding, past
+ * the end), so the loads of the next two steps fly while the tensor cores work.
+ *
+ * An operand is stored in its tile one of two ways, as the op's pieces run:
+ * - K-major ([row][k], rows IG_KROW = 48 bytes apart: the 16 bytes of padding put the
+ *   8 rows that a fragment load touches in distinct banks): each fragment register is
+ *   one 32-bit load;
+ * - M-major ([k][row], k rows R + 16 bytes apart), for backward-weight, whose operands
+ *   run along M and N with K (the output pixels) outermost: each fragment register
+ *   gathers its 4 bytes from 4 k rows.
+ * Up to two A operands (E2's two error parts) share the B tile: two sets of
+ * accumulators, one pass over B.
+ *
+ * An op (conv_igemm.cu) is a struct with A_KMAJOR, B_KMAJOR, PARTS, the sizes M, N, K,
+ * k_split (the K range of one blockIdx.z) and the device members load_a(part, tile, m0,
+ * k0, kend), load_b(tile, n0, k0, kend) (each issues its share of the copies with the
+ * helpers below), store(m, n, acc0, acc1) -> a magnitude for the maximum, and
+ * finish(max). The accumulators are exact: the ops keep K (or k_split) within
+ * WG_GEMM_S8_MAX_K products. */
+#ifndef WG_IGEMM_CUH
+#define WG_IGEMM_CUH
+
+#include <stdint.h>
+
+#include "wg_conv_igemm.h"
+
+#define IG_BM 128
+#define IG_BN 64
+#define IG_BK 32
+#define IG_STAGES 3
+#define IG_WARPS_M 2
+#define IG_WARPS_N 2
+#define IG_THREADS (32 * IG_WARPS_M * IG_WARPS_N)
+#define IG_WM (IG_BM / IG_WARPS_M) /* a warp's rows of C: 64 */
+#define IG_WN (IG_BN / IG_WARPS_N) /* and columns: 32 */
+#define IG_MT (IG_WM / 16)         /* its MMAs along M: 4 */
+#define IG_NT (IG_WN / 8)          /* and along N: 4 */
+#define IG_KROW 48                 /* bytes from row to row of a K-major tile */
+#define IG_PIECES_PER_K (IG_BK / WG_IGEMM_PIECE)
+
+static_assert(IG_BK == 32, "one m16n8k32 MMA per K step");
+
+/* Bytes of one operand's tile. */
+#define IG_TILE_BYTES(kmajor, rows) ((kmajor) ? (rows) * IG_KROW : IG_BK * ((rows) + 16))
+
+template <class Op>
+__host__ __device__ constexpr int ig_stage_bytes()
+{
+    return Op::PARTS * IG_TILE_BYTES(Op::A_KMAJOR, IG_BM) + IG_TILE_BYTES(Op::B_KMAJOR, IG_BN);
+}
+
+template <class Op>
+__host__ __device__ constexpr int ig_smem_bytes()
+{
+    return IG_STAGES * ig_stage_bytes<Op>();
+}
+
+/* The warp-level instructions: the hardware's, or (IG_EMULATION, defined by
+ * tests/test_igemm_emu.cc with its own versions of these five) an emulation on the
+ * CPU that runs this kernel and its ops unchanged. */
+#ifndef IG_EMULATION
+#include <cuda_runtime.h>
+
+/* One 16-byte copy global -> shared, or 16 zero bytes where valid is false (src-size 0:
+ * nothing is read; src is then any address of the operand). */
+static __device__ __forceinline__ void ig_cp_async16(int8_t *dst, const int8_t *src, bool valid)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+}
+
+static __device__ __forceinline__ void ig_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+static __device__ __forceinline__ void ig_cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* c += a b for one 16 x 8 x 32 product: c0, c1 at row g, columns 2t, 2t + 1; c2, c3 at
+ * row g + 8. */
+static __device__ __forceinline__ void ig_mma(int32_t c[4], const uint32_t a[4], const uint32_t b[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* The largest of the warp's m, to lane 0. */
+static __device__ __forceinline__ unsigned long long ig_warp_max(unsigned long long m)
+{
+    for (int off = 16; off > 0; off /= 2) {
+        unsigned long long o = __shfl_down_sync(0xffffffffu, m, off);
+        m = o > m ? o : m;
+    }
+    return m;
+}
+
+#endif /* IG_EMULATION */
+
+/* A K-major tile of ROWS rows from row r0 and column k0: offset(row, k) gives the
+ * piece of row `row` at columns k.. in base (-1: zeros). */
+template <int ROWS, class Offset>
+static __device__ __forceinline__ void ig_load_kmajor(int8_t *tile, const int8_t *base, int64_t r0, int64_t k0,
+                                                      Offset offset)
+{
+    constexpr int PIECES = ROWS * IG_PIECES_PER_K;
+    for (int c = threadIdx.x; c < PIECES; c += IG_THREADS) {
+        int row = c / IG_PIECES_PER_K, q = c % IG_PIECES_PER_K;
+        int64_t off = offset(r0 + row, k0 + (int64_t)q * WG_IGEMM_PIECE);
+        ig_cp_async16(tile + row * IG_KROW + q * WG_IGEMM_PIECE, off >= 0 ? base + off : base, off >= 0);
+    }
+}
+
+/* An M-major tile: IG_BK k rows of ROWS bytes from k0, rows r0..; offset(k, r) gives
+ * the piece of k row k at rows r.. in base (-1: zeros). */
+template <int ROWS, class Offset>
+static __device__ __forceinline__ void ig_load_mmajor(int8_t *tile, const int8_t *base, int64_t r0, int64_t k0,
+                                                      Offset offset)
+{
+    constexpr int PER_K = ROWS / WG_IGEMM_PIECE, PIECES = IG_BK * PER_K;
+    for (int c = threadIdx.x; c < PIECES; c += IG_THREADS) {
+        int kk = c / PER_K, q = c % PER_K;
+        int64_t off = offset(k0 + kk, r0 + (int64_t)q * WG_IGEMM_PIECE);
+        ig_cp_async16(tile + kk * (ROWS + 16) + q * WG_IGEMM_PIECE, off >= 0 ? base + off : base, off >= 0);
+    }
+}
+
+/* 4 bytes, lowest address in the lowest bits (the fragments' element order). */
+static __device__ __forceinline__ uint32_t ig_pack4(const int8_t *p, int stride)
+{
+    return (uint32_t)(uint8_t)p[0] | (uint32_t)(uint8_t)p[stride] << 8 | (uint32_t)(uint8_t)p[2 * stride] << 16 |
+           (uint32_t)(uint8_t)p[3 * stride] << 24;
+}
+
+/* The A fragment of an m16n8k32 MMA whose 16 rows start at row r0 of the tile (ROWS
+ * rows): with g = lane / 4, t = lane % 4, a0 = row g, k 4t..4t+3; a1 = row g + 8; a2 and
+ * a3 the same rows at k + 16 (PTX ISA, "Matrix Fragments for mma.m16n8k32", .s8). */
+template <bool KMAJOR, int ROWS>
+static __device__ __forceinline__ void ig_frag_a(const int8_t *tile, int r0, int g, int t, uint32_t a[4])
+{
+    if (KMAJOR) {
+        const int8_t *p = tile + (r0 + g) * IG_KROW + 4 * t;
+        a[0] = *(const uint32_t *)p;
+        a[1] = *(const uint32_t *)(p + 8 * IG_KROW);
+        a[2] = *(const uint32_t *)(p + 16);
+        a[3] = *(const uint32_t *)(p + 8 * IG_KROW + 16);
+    } else {
+        constexpr int LD = ROWS + 16;
+        const int8_t *p = tile + 4 * t * LD + r0 + g;
+        a[0] = ig_pack4(p, LD);
+        a[1] = ig_pack4(p + 8, LD);
+        a[2] = ig_pack4(p + 16 * LD, LD);
+        a[3] = ig_pack4(p + 16 * LD + 8, LD);
+    }
+}
+
+/* The B fragment (32 x 8, "col"): b0 = column g, k 4t..4t+3; b1 the same at k + 16. */
+template <bool KMAJOR, int ROWS>
+static __device__ __forceinline__ void ig_frag_b(const int8_t *tile, int n0, int g, int t, uint32_t b[2])
+{
+    if (KMAJOR) {
+        const int8_t *p = tile + (n0 + g) * IG_KROW + 4 * t;
+        b[0] = *(const uint32_t *)p;
+        b[1] = *(const uint32_t *)(p + 16);
+    } else {
+        constexpr int LD = ROWS + 16;
+        const int8_t *p = tile + 4 * t * LD + n0 + g;
+        b[0] = ig_pack4(p, LD);
+        b[1] = ig_pack4(p + 16 * LD, LD);
+    }
+}
+
+template <class Op>
+__global__ void __launch_bounds__(IG_THREADS) ig_kernel(const Op op)
+{
+    extern __shared__ __align__(128) int8_t ig_smem[];
+    constexpr int A_BYTES = IG_TILE_BYTES(Op::A_KMAJOR, IG_BM), STAGE = ig_stage_bytes<Op>();
+    const int64_t m0 = (int64_t)blockIdx.x * IG_BM, n0 = (int64_t)blockIdx.y * IG_BN;
+    const int64_t kbeg = (int64_t)blockIdx.z * op.k_split;
+    const int64_t kend = op.K < kbeg + op.k_split ? op.K : kbeg + op.k_split;
+    const int ntiles = kend > kbeg ? (int)((kend - kbeg + IG_BK - 1) / IG_BK) : 0;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int wm = warp / IG_WARPS_N, wn = warp % IG_WARPS_N;
+    int32_t acc[Op::PARTS][IG_MT][IG_NT][4];
+#pragma unroll
+    for (int p = 0; p < Op::PARTS; p++)
+#pragma unroll
+        for (int mi = 0; mi < IG_MT; mi++)
+#pragma unroll
+            for (int ni = 0; ni < IG_NT; ni++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) acc[p][mi][ni][r] = 0;
+
+    auto load = [&](int tile, int stage) {
+        int8_t *s = ig_smem + stage * STAGE;
+        int64_t k0 = kbeg + (int64_t)tile * IG_BK;
+#pragma unroll
+        for (int p = 0; p < Op::PARTS; p++) op.load_a(p, s + p * A_BYTES, m0, k0, kend);
+        op.load_b(s + Op::PARTS * A_BYTES, n0, k0, kend);
+    };
+    /* the ring: tiles 0 .. STAGES-2 first; then at step kt, wait for tile kt, start tile
+     * kt + STAGES - 1 into the stage step kt - 1 read (every thread is past it: the
+     * barrier), and multiply tile kt. One commit per step keeps the group count right. */
+#pragma unroll
+    for (int s = 0; s < IG_STAGES - 1; s++) {
+        if (s < ntiles) load(s, s);
+        ig_cp_async_commit();
+    }
+    for (int kt = 0; kt < ntiles; kt++) {
+        ig_cp_async_wait<IG_STAGES - 2>();
+        __syncthreads();
+        int next = kt + IG_STAGES - 1;
+        if (next < ntiles) load(next, next % IG_STAGES);
+        ig_cp_async_commit();
+        const int8_t *s = ig_smem + (kt % IG_STAGES) * STAGE;
+        uint32_t b[IG_NT][2];
+#pragma unroll
+        for (int ni = 0; ni < IG_NT; ni++)
+            ig_frag_b<Op::B_KMAJOR, IG_BN>(s + Op::PARTS * A_BYTES, wn * IG_WN + ni * 8, g, t, b[ni]);
+#pragma unroll
+        for (int p = 0; p < Op::PARTS; p++)
+#pragma unroll
+            for (int mi = 0; mi < IG_MT; mi++) {
+                uint32_t a[4];
+                ig_frag_a<Op::A_KMAJOR, IG_BM>(s + p * A_BYTES, wm * IG_WM + mi * 16, g, t, a);
+#pragma unroll
+                for (int ni = 0; ni < IG_NT; ni++) ig_mma(acc[p][mi][ni], a, b[ni]);
+            }
+    }
+    ig_cp_async_wait<0>(); /* no copy outlives the block */
+    unsigned long long mx = 0;
+#pragma unroll
+    for (int mi = 0; mi < IG_MT; mi++)
+#pragma unroll
+        for (int ni = 0; ni < IG_NT; ni++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                int64_t m = m0 + wm * IG_WM + mi * 16 + g + (r >= 2 ? 8 : 0);
+                int64_t n = n0 + wn * IG_WN + ni * 8 + 2 * t + (r & 1);
+                unsigned long long v = op.store(m, n, acc[0][mi][ni][r], acc[Op::PARTS - 1][mi][ni][r]);
+                mx = v > mx ? v : mx;
+            }
+    mx = ig_warp_max(mx);
+    if (lane == 0) op.finish(mx);
+}
+
+#endif

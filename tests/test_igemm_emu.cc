@@ -1,0 +1,368 @@
+/* test_igemm_emu.cc: the implicit-GEMM convolution kernel (cuda/igemm.cuh) and its three
+ * ops (cuda/conv_igemm_ops.cuh), compiled as host C++ and run on the CPU under an
+ * emulation of the five warp-level helpers, against the CPU backend's convolutions, bit
+ * for bit. Where no GPU is, this is what checks the kernel's tiling, its shared-memory
+ * layouts, the fragments it builds, its ring of stages and its epilogues.
+ *
+ * The emulation: each of a block's 128 threads is a fiber (ucontext), run until it waits
+ * at a barrier; __syncthreads releases a block whose threads all wait there.
+ * - cp.async: each copy is queued with its group and made only at the cp.async.wait_group
+ *   that covers it, so a kernel that reads a stage before waiting for it, or overwrites
+ *   one still being read, reads stale bytes and fails.
+ * - mma.sync.m16n8k32: every lane hands in its registers; when the 32 lanes of a warp
+ *   are there, the matrices are rebuilt from the registers by the PTX ISA's fragment
+ *   layout for .s8 (written here independently of the kernel's loads: A row g for a0
+ *   and a2, g + 8 for a1 and a3, columns 4t.. and 16 + 4t..; B column g, rows 4t.. and
+ *   16 + 4t..; C rows g and g + 8, columns 2t, 2t + 1; g = lane / 4, t = lane % 4),
+ *   multiplied in int64 (an int32 overflow would fail), and handed back.
+ * - the warp maximum of the epilogue: the same meeting of the 32 lanes.
+ * A warp whose lanes meet at different instructions is reported as divergence.
+ *
+ * What it cannot check: the hardware's own timing and the PTX syntax (ptxas checks that
+ * at build time); scripts/gpu-check.sh runs the kernels on a GPU. */
+#define IG_EMULATION 1
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __align__(x)
+#define __shared__
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+extern "C" {
+#include <cmocka.h>
+}
+
+#include "backend.h"
+#include "conv.h"
+#include "tensor.h"
+
+struct emu_dim3 {
+    unsigned x, y, z;
+};
+static emu_dim3 threadIdx, blockIdx, gridDim, blockDim;
+alignas(128) int8_t ig_smem[64 * 1024];
+
+static void __syncthreads();
+static unsigned long long atomicMax(unsigned long long *p, unsigned long long v)
+{
+    unsigned long long o = *p;
+    *p = v > o ? v : o;
+    return o;
+}
+static unsigned long long atomicAdd(unsigned long long *p, unsigned long long v)
+{
+    unsigned long long o = *p;
+    *p = o + v;
+    return o;
+}
+
+/* ---- fibers ---- */
+
+enum fiber_state { RUNNABLE, WAIT_BLOCK, WAIT_MMA, WAIT_MAX, DONE };
+
+struct pending_copy {
+    int8_t *dst;
+    const int8_t *src; /* NULL: zeros */
+    int group;
+};
+
+struct fiber {
+    ucontext_t ctx;
+    std::vector<char> stack;
+    fiber_state state;
+    std::vector<pending_copy> copies;
+    int open_group, groups; /* the group copies join now; groups committed so far */
+    uint32_t a[4], b[2];
+    int32_t *c;
+    unsigned long long max_in, max_out;
+};
+
+enum { EMU_THREADS = 128, EMU_STACK = 256 * 1024 };
+static fiber fibers[EMU_THREADS];
+static fiber *cur;
+static ucontext_t sched_ctx;
+static std::function<void()> body;
+
+static void yield_as(fiber_state st)
+{
+    cur->state = st;
+    swapcontext(&cur->ctx, &sched_ctx);
+}
+
+static void __syncthreads() { yield_as(WAIT_BLOCK); }
+
+static void trampoline()
+{
+    body();
+    cur->state = DONE; /* uc_link returns to the scheduler */
+}
+
+/* ---- the five helpers of igemm.cuh ---- */
+
+static inline void ig_cp_async16(int8_t *dst, const int8_t *src, bool valid)
+{
+    cur->copies.push_back({dst, valid ? src : NULL, cur->groups});
+}
+
+static inline void ig_cp_async_commit() { cur->groups++; }
+
+/* Make the copies of every group but the newest N. */
+template <int N>
+static inline void ig_cp_async_wait()
+{
+    std::vector<pending_copy> keep;
+    for (const pending_copy &p : cur->copies) {
+        if (p.group < cur->groups - N) {
+            if (p.src) memcpy(p.dst, p.src, 16);
+            else memset(p.dst, 0, 16);
+        } else {
+            keep.push_back(p);
+        }
+    }
+    cur->copies.swap(keep);
+}
+
+static inline void ig_mma(int32_t c[4], const uint32_t a[4], const uint32_t b[2])
+{
+    memcpy(cur->a, a, sizeof(cur->a));
+    memcpy(cur->b, b, sizeof(cur->b));
+    cur->c = c;
+    yield_as(WAIT_MMA);
+}
+
+static inline unsigned long long ig_warp_max(unsigned long long m)
+{
+    cur->max_in = m;
+    yield_as(WAIT_MAX);
+    return cur->max_out;
+}
+
+#include "conv_igemm_ops.cuh"
+
+/* byte e of register r */
+static int8_t reg_byte(uint32_t r, int e) { return (int8_t)(uint8_t)(r >> (8 * e)); }
+
+/* One m16n8k32 product of warp w from its lanes' registers (the PTX ISA's layout). */
+static void resolve_mma(int w)
+{
+    int8_t A[16][32], B[32][8];
+    int64_t C[16][8];
+    for (int l = 0; l < 32; l++) {
+        fiber &f = fibers[w * 32 + l];
+        int g = l / 4, t = l % 4;
+        for (int e = 0; e < 4; e++) {
+            A[g][4 * t + e] = reg_byte(f.a[0], e);
+            A[g + 8][4 * t + e] = reg_byte(f.a[1], e);
+            A[g][16 + 4 * t + e] = reg_byte(f.a[2], e);
+            A[g + 8][16 + 4 * t + e] = reg_byte(f.a[3], e);
+            B[4 * t + e][g] = reg_byte(f.b[0], e);
+            B[16 + 4 * t + e][g] = reg_byte(f.b[1], e);
+        }
+        C[g][2 * t] = f.c[0], C[g][2 * t + 1] = f.c[1], C[g + 8][2 * t] = f.c[2], C[g + 8][2 * t + 1] = f.c[3];
+    }
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 8; j++) {
+            for (int k = 0; k < 32; k++) C[i][j] += (int64_t)A[i][k] * B[k][j];
+            if (C[i][j] > INT32_MAX || C[i][j] < INT32_MIN) fail_msg("an int32 accumulator overflowed");
+        }
+    for (int l = 0; l < 32; l++) {
+        fiber &f = fibers[w * 32 + l];
+        int g = l / 4, t = l % 4;
+        f.c[0] = (int32_t)C[g][2 * t], f.c[1] = (int32_t)C[g][2 * t + 1];
+        f.c[2] = (int32_t)C[g + 8][2 * t], f.c[3] = (int32_t)C[g + 8][2 * t + 1];
+    }
+}
+
+/* Run one block: fibers until every thread is done, releasing the barriers. */
+static void run_block(const std::function<void()> &kernel)
+{
+    body = kernel;
+    for (int t = 0; t < EMU_THREADS; t++) {
+        fiber &f = fibers[t];
+        f.stack.resize(EMU_STACK);
+        f.copies.clear();
+        f.groups = 0;
+        f.state = RUNNABLE;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack.data();
+        f.ctx.uc_stack.ss_size = f.stack.size();
+        f.ctx.uc_link = &sched_ctx;
+        makecontext(&f.ctx, trampoline, 0);
+    }
+    for (;;) {
+        for (int t = 0; t < EMU_THREADS; t++)
+            if (fibers[t].state == RUNNABLE) {
+                cur = &fibers[t];
+                threadIdx = {(unsigned)t, 0, 0};
+                swapcontext(&sched_ctx, &fibers[t].ctx);
+            }
+        int done = 0, at_block = 0;
+        bool released = false;
+        for (int w = 0; w < EMU_THREADS / 32; w++) {
+            fiber_state s0 = fibers[w * 32].state;
+            for (int l = 1; l < 32; l++)
+                if (fibers[w * 32 + l].state != s0) fail_msg("warp %d diverged (lanes at different instructions)", w);
+            if (s0 == WAIT_MMA) resolve_mma(w);
+            if (s0 == WAIT_MAX) {
+                unsigned long long m = 0;
+                for (int l = 0; l < 32; l++) m = fibers[w * 32 + l].max_in > m ? fibers[w * 32 + l].max_in : m;
+                for (int l = 0; l < 32; l++) fibers[w * 32 + l].max_out = m;
+            }
+            if (s0 == WAIT_MMA || s0 == WAIT_MAX) {
+                for (int l = 0; l < 32; l++) fibers[w * 32 + l].state = RUNNABLE;
+                released = true;
+            }
+            done += s0 == DONE ? 32 : 0;
+            at_block += s0 == WAIT_BLOCK ? 32 : 0;
+        }
+        if (done == EMU_THREADS) return;
+        if (at_block == EMU_THREADS) {
+            for (int t = 0; t < EMU_THREADS; t++) fibers[t].state = RUNNABLE;
+            released = true;
+        }
+        if (!released) fail_msg("deadlock: %d threads at the barrier, %d done", at_block, done);
+    }
+}
+
+/* Every block of an op's grid, one after the other. */
+template <class Op>
+static void run_grid(const Op &op)
+{
+    gridDim = {(unsigned)((op.M + IG_BM - 1) / IG_BM), (unsigned)((op.N + IG_BN - 1) / IG_BN),
+               (unsigned)((op.K + op.k_split - 1) / op.k_split)};
+    blockDim = {IG_THREADS, 1, 1};
+    static_assert(IG_THREADS == EMU_THREADS, "one fiber per thread");
+    assert_true(ig_smem_bytes<Op>() <= (int)sizeof(ig_smem));
+    for (unsigned z = 0; z < gridDim.z; z++)
+        for (unsigned y = 0; y < gridDim.y; y++)
+            for (unsigned x = 0; x < gridDim.x; x++) {
+                blockIdx = {x, y, z};
+                run_block([&] { ig_kernel<Op>(op); });
+            }
+}
+
+/* ---- the test ---- */
+
+static uint64_t rng_state = 0x5eed;
+static int8_t rand_s8()
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (int8_t)((int)((rng_state >> 33) % 255) - 127);
+}
+
+static wg_tensor make(wg_backend *b, wg_dtype t, wg_layout lay, int64_t d0, int64_t d1, int64_t d2, int64_t d3, int e,
+                      bool fill)
+{
+    wg_tensor x;
+    const int64_t shape[4] = {d0, d1, d2, d3};
+    assert_true(wg_tensor_init(&x, b, t, lay, 4, shape, e));
+    if (fill)
+        for (int64_t i = 0; i < wg_tensor_numel(&x); i++) ((int8_t *)x.data)[i] = rand_s8();
+    return x;
+}
+
+static void expect_equal_i64(const void *got, wg_dtype tg, const wg_tensor *want, const char *what)
+{
+    for (int64_t i = 0; i < wg_tensor_numel(want); i++) {
+        int64_t a = wg_load_i64(got, tg, i), b = wg_load_i64(want->data, want->dtype, i);
+        if (a != b) fail_msg("%s: element %lld: kernel %lld, CPU %lld", what, (long long)i, (long long)a, (long long)b);
+    }
+}
+
+static void check_geometry(wg_backend *cpu, const int64_t q[9], int nparts)
+{
+    wg_conv_geom g;
+    assert_true(wg_conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], (int)q[7], (int)q[8]));
+    wg_tensor x = make(cpu, WG_I8, WG_LAYOUT_NHWC, g.n, g.h, g.w, g.c, -4, true);
+    wg_tensor w = make(cpu, WG_I8, WG_LAYOUT_OHWI, g.o, g.kh, g.kw, g.c, -7, true);
+    wg_tensor y = make(cpu, WG_I32, WG_LAYOUT_NHWC, g.n, g.oh, g.ow, g.o, 0, false);
+    wg_tensor e[2] = {make(cpu, WG_I8, WG_LAYOUT_NHWC, g.n, g.oh, g.ow, g.o, -20, true),
+                      make(cpu, WG_I8, WG_LAYOUT_NHWC, g.n, g.oh, g.ow, g.o, -13, true)};
+    wg_tensor dx = make(cpu, WG_I64, WG_LAYOUT_NHWC, g.n, g.h, g.w, g.c, 0, false);
+    wg_tensor dw = make(cpu, WG_I64, WG_LAYOUT_OHWI, g.o, g.kh, g.kw, g.c, 0, false);
+    wg_conv_ws ws = {0};
+    const wg_tensor *parts[2] = {&e[0], &e[1]};
+    wg_conv_s8_forward(&g, &x, &w, &y, &ws);
+    wg_conv_s8_backward(&g, &x, &w, parts, nparts, &dx, &dw, &ws);
+    const int8_t *xd = (const int8_t *)x.data, *wd = (const int8_t *)w.data;
+    const int8_t *ed[2] = {(const int8_t *)e[0].data, (const int8_t *)e[1].data};
+    int shift[2] = {0, 7}; /* e_min = -20: part 1 sits 7 grids up */
+    uint64_t ymax_want = 0, dmax_want = 0;
+    for (int64_t i = 0; i < wg_tensor_numel(&y); i++) ymax_want = std::max(ymax_want, wg_abs_u64(((int32_t *)y.data)[i]));
+    for (int64_t i = 0; i < wg_tensor_numel(&dx); i++)
+        dmax_want = std::max(dmax_want, wg_abs_u64(((int64_t *)dx.data)[i]));
+
+    std::vector<int32_t> ky((size_t)wg_tensor_numel(&y), INT32_MIN);
+    unsigned long long kmax = 0;
+    ig_fwd_op fop = {g, g.rows, g.o, g.kdim, g.kdim, xd, wd, ky.data(), &kmax};
+    run_grid(fop);
+    expect_equal_i64(ky.data(), WG_I32, &y, "forward y");
+    assert_int_equal(kmax, ymax_want);
+
+    std::vector<int8_t> wt((size_t)(g.o * g.kdim));
+    for (int64_t t = 0; t < g.o * g.kdim; t++) wt[(size_t)t] = wd[wg_igemm_wt_source(&g, t)];
+    std::vector<int64_t> kdx((size_t)wg_tensor_numel(&dx), INT64_MIN);
+    int64_t M = g.n * g.h * g.w, K = g.kh * g.kw * g.o;
+    kmax = 0;
+    if (nparts == 1) {
+        ig_bwd_data_op<1> op = {g, M, g.c, K, K, {ed[0], ed[0]}, wt.data(), {0, 0}, kdx.data(), WG_I64, &kmax};
+        run_grid(op);
+    } else {
+        ig_bwd_data_op<2> op = {g, M, g.c, K, K, {ed[0], ed[1]}, wt.data(), {shift[0], shift[1]}, kdx.data(), WG_I64,
+                                &kmax};
+        run_grid(op);
+    }
+    expect_equal_i64(kdx.data(), WG_I64, &dx, "backward-data dx");
+    assert_int_equal(kmax, dmax_want);
+
+    std::vector<int64_t> kdw((size_t)wg_tensor_numel(&dw), 0);
+    int64_t split = ig_dw_split(&g);
+    if (nparts == 1) {
+        ig_bwd_weight_op<1> op = {g, g.o, g.kdim, g.rows, split, {ed[0], ed[0]}, xd, {0, 0}, kdw.data()};
+        run_grid(op);
+    } else {
+        ig_bwd_weight_op<2> op = {g, g.o, g.kdim, g.rows, split, {ed[0], ed[1]}, xd, {shift[0], shift[1]}, kdw.data()};
+        run_grid(op);
+    }
+    expect_equal_i64(kdw.data(), WG_I64, &dw, "backward-weight dw");
+    print_message("n %lld %lldx%lld c %lld o %lld k %lldx%lld s %d p %d, %d part%s: forward, backward-data and "
+                  "backward-weight (split %lld) equal the CPU's\n",
+                  (long long)g.n, (long long)g.h, (long long)g.w, (long long)g.c, (long long)g.o, (long long)g.kh,
+                  (long long)g.kw, g.stride, g.pad, nparts, nparts > 1 ? "s" : "", (long long)split);
+    wg_conv_ws_free(&ws);
+    wg_tensor *ts[] = {&x, &w, &y, &e[0], &e[1], &dx, &dw};
+    for (wg_tensor *t : ts) wg_tensor_free(t);
+}
+
+/* Several tiles along M and N with ragged edges, K tails, strides 1 and 2, 1x1, 3x3 and
+ * 7x7 kernels, and a backward-weight split over several blocks. */
+static void test_igemm_emulated(void **state)
+{
+    (void)state;
+    static const int64_t geoms[][9] = {{2, 9, 11, 16, 16, 3, 3, 1, 1},  {3, 12, 12, 32, 80, 3, 3, 2, 1},
+                                       {1, 13, 13, 16, 144, 7, 7, 2, 3}, {4, 8, 8, 64, 32, 1, 1, 1, 0},
+                                       {2, 10, 10, 48, 16, 1, 1, 2, 0},  {9, 20, 20, 16, 16, 3, 3, 1, 1}};
+    wg_backend *cpu = wg_backend_cpu_init();
+    for (size_t k = 0; k < sizeof(geoms) / sizeof(geoms[0]); k++) check_geometry(cpu, geoms[k], 1 + (int)(k % 2));
+    wg_backend_free(cpu);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_igemm_emulated)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
