@@ -495,7 +495,7 @@ wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
     WG_CUBLAS_CHECK(cublasLtCreate(&c->lt));
     WG_CUDA_CHECK(cudaMalloc((void **)&c->d_scratch, sizeof(*c->d_scratch)));
     WG_CUDA_CHECK(cudaMalloc(&c->d_workspace, WG_CUDA_GEMM_WORKSPACE));
-    wg_backend *b = (wg_backend *)malloc(sizeof(*b));
+    wg_backend *b = (wg_backend *)calloc(1, sizeof(*b));
     WG_ASSERT(b != NULL, "out of host memory for the CUDA backend");
     b->iface = &wg_backend_cuda_iface;
     b->ctx = c;

@@ -14,7 +14,27 @@ void wg_backend_free(wg_backend *b)
 
 const char *wg_backend_name(const wg_backend *b) { return b->iface->name; }
 
-bool wg_backend_is_cpu(const wg_backend *b) { return strcmp(b->iface->name, "cpu") == 0; }
+bool wg_backend_is_cpu(const wg_backend *b) { return b->sync == NULL && strcmp(b->iface->name, "cpu") == 0; }
+
+void wg_backend_set_sync(wg_backend *b, const wg_batch_sync *sync) { b->sync = sync; }
+
+uint64_t wg_backend_sync_max(const wg_backend *b, uint64_t m)
+{
+    wg_backend_sync_max_n(b, &m, 1);
+    return m;
+}
+
+void wg_backend_sync_max_n(const wg_backend *b, uint64_t *v, size_t n)
+{
+    if (b->sync != NULL && n > 0) b->sync->max_u64(b->sync->ctx, v, n);
+}
+
+void wg_backend_sync_sum_n(const wg_backend *b, int64_t *v, size_t n)
+{
+    if (b->sync != NULL && n > 0) b->sync->sum_i64(b->sync->ctx, v, n);
+}
+
+int wg_backend_batch_ranks(const wg_backend *b) { return b->sync != NULL ? b->sync->ranks : 1; }
 
 void wg_backend_synchronize(wg_backend *b)
 {

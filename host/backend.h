@@ -209,9 +209,23 @@ struct wg_backend_i {
     void (*f32_to_fixed)(void *ctx, const wg_tensor *src, wg_tensor *dst, int e);
 };
 
+/* Data parallelism (dist/): with the batch split over ranks, every reduction over the
+ * batch that a decision rests on (the maxima that set exponents, BN's per-channel sums
+ * and counts, the loss's batch size) is taken over all ranks, so that each rank makes
+ * the decisions one process makes for the whole batch: [dist] allreduce = exact. The
+ * layers call wg_backend_sync_* on what their backend's entries return; without a sync
+ * (one process, or BN kept per rank) those are no-ops. */
+typedef struct wg_batch_sync {
+    void *ctx;
+    int ranks; /* the batch is split evenly over this many ranks */
+    void (*sum_i64)(void *ctx, int64_t *v, size_t n);
+    void (*max_u64)(void *ctx, uint64_t *v, size_t n);
+} wg_batch_sync;
+
 struct wg_backend {
     const struct wg_backend_i *iface;
     void *ctx;
+    const wg_batch_sync *sync; /* NULL: the batch is all here */
 };
 
 /* t's backend's entry op, or an internal error naming it when the backend has none. */
@@ -226,8 +240,18 @@ wg_backend *wg_backend_cpu_init(void);
 wg_backend *wg_backend_cpu_generic_init(void);
 void wg_backend_free(wg_backend *b);
 const char *wg_backend_name(const wg_backend *b);
-/* Whether b is the CPU backend itself (the layers with fused CPU passes take them there). */
+/* Whether b is the CPU backend itself (the layers with fused CPU passes take them there;
+ * not under a batch sync, whose reductions those passes do not expose). */
 bool wg_backend_is_cpu(const wg_backend *b);
+/* Make b's batch reductions global (NULL: local again). */
+void wg_backend_set_sync(wg_backend *b, const wg_batch_sync *sync);
+/* The reductions over all ranks, in place (identity without a sync). A maximum of
+ * WG_QUANT_MAX_UNKNOWN stays unknown: every rank takes the same path. */
+uint64_t wg_backend_sync_max(const wg_backend *b, uint64_t m);
+void wg_backend_sync_max_n(const wg_backend *b, uint64_t *v, size_t n);
+void wg_backend_sync_sum_n(const wg_backend *b, int64_t *v, size_t n);
+/* How many ranks share the batch (1 without a sync). */
+int wg_backend_batch_ranks(const wg_backend *b);
 void wg_backend_synchronize(wg_backend *b);
 
 #ifdef __cplusplus

@@ -399,7 +399,7 @@ static const struct wg_backend_i wg_backend_cpu_iface = {
 
 wg_backend *wg_backend_cpu_init(void)
 {
-    wg_backend *b = malloc(sizeof(*b));
+    wg_backend *b = calloc(1, sizeof(*b));
     WG_ASSERT(b != NULL, "out of host memory for the CPU backend");
     b->iface = &wg_backend_cpu_iface;
     b->ctx = NULL;
@@ -412,7 +412,7 @@ static void cpu_generic_free_ctx(void *ctx) { free(ctx); }
 wg_backend *wg_backend_cpu_generic_init(void)
 {
     struct wg_backend_i *iface = malloc(sizeof(*iface));
-    wg_backend *b = malloc(sizeof(*b));
+    wg_backend *b = calloc(1, sizeof(*b));
     WG_ASSERT(iface != NULL && b != NULL, "out of host memory for the CPU backend");
     *iface = wg_backend_cpu_iface;
     iface->name = "cpu-generic";

@@ -42,7 +42,7 @@ static int64_t check_forward(const wg_tensor *x, const wg_tensor *gamma16, const
     WG_ASSERT(x->layout == WG_LAYOUT_NHWC && wg_dtype_is_int(x->dtype), "the BN input: %s %s, expected an integer "
               "NHWC tensor", wg_layout_name(x->layout), wg_dtype_name(x->dtype));
     int64_t c = x->shape[3], n = wg_tensor_numel(x);
-    *count = n / c;
+    *count = n / c * wg_backend_batch_ranks(x->backend); /* the whole batch's, over the ranks */
     WG_ASSERT(*count <= WG_BN_COUNT_MAX, "the BN input: %lld values per channel (at most 2^32 - 1)",
               (long long)*count);
     check_like(y, x, WG_I32, n, "the BN output");
@@ -76,6 +76,8 @@ static uint64_t normalize(wg_bn_int_saved *work, int e_x, const int32_t *mu, con
     uint64_t relu_max;
     work->clamps =
         WG_BACKEND_OP(y, bn_normalize)(y->backend->ctx, &work->xhat, y, e_x, mu, sigma, g, b, &relu_max);
+    wg_backend_sync_sum_n(y->backend, &work->clamps, 1);
+    relu_max = wg_backend_sync_max(y->backend, relu_max);
     free(g), free(b);
     work->e_x = e_x;
     work->xhat.exp = WG_BN_XHAT_EXP;
@@ -95,6 +97,7 @@ uint64_t bn_generic_forward_train(const wg_tensor *x, uint64_t x_max, const wg_t
     int32_t *mu = calloc(2 * (size_t)c, sizeof *mu), *sigma = mu + c;
     WG_ASSERT(s1 != NULL && mu != NULL, "out of memory (%lld channels)", (long long)c);
     WG_BACKEND_OP(x, bn_sums)(x->backend->ctx, &saved->xhat, s1, s2);
+    wg_backend_sync_sum_n(x->backend, s1, 2 * (size_t)c); /* s1 and s2 of the whole batch */
     bn_pass_stats(s1, s2, count, c, e_x, mu, sigma);
     if (running) {
         check_like(&running->mean, x, WG_I64, c, "running mean");
@@ -138,7 +141,7 @@ static int64_t check_backward(const wg_tensor *dy, const wg_tensor *gamma16, con
     const wg_tensor *h = &saved->xhat;
     WG_ASSERT(h->layout == WG_LAYOUT_NHWC, "saved x-hat: layout %s, expected nhwc", wg_layout_name(h->layout));
     int64_t c = h->shape[3], n = wg_tensor_numel(h);
-    *count = n / c;
+    *count = n / c * wg_backend_batch_ranks(dy->backend);
     WG_ASSERT(wg_dtype_is_int(dy->dtype) && wg_tensor_numel(dy) == n, "the BN output error dy: %s of %lld elements",
               wg_dtype_name(dy->dtype), (long long)wg_tensor_numel(dy));
     check_like(h, dy, WG_I16, n, "saved x-hat");
@@ -166,6 +169,8 @@ uint64_t bn_generic_backward(const wg_tensor *dy, const wg_tensor *gamma16, cons
     uint64_t *dmax = calloc(2 * (size_t)c, sizeof *dmax), *hmax = dmax + c;
     WG_ASSERT(b != NULL && dmax != NULL, "out of memory (%lld channels)", (long long)c);
     WG_BACKEND_OP(dy, bn_bwd_sums)(dy->backend->ctx, dy, &saved->xhat, b, g, dmax, hmax);
+    wg_backend_sync_sum_n(dy->backend, b, 2 * (size_t)c); /* B and G of the whole batch: dbeta, dgamma too */
+    wg_backend_sync_max_n(dy->backend, dmax, 2 * (size_t)c);
     int16_t *gamma = wg_tensor_host_copy(gamma16);
     int32_t *sigma = wg_tensor_host_copy(&saved->sigma);
     int f = bn_bwd_exponent(gamma, sigma, count, c, b, g, dmax, hmax);
@@ -177,7 +182,7 @@ uint64_t bn_generic_backward(const wg_tensor *dy, const wg_tensor *gamma16, cons
     uint64_t dx_max = WG_BACKEND_OP(dy, bn_bwd_dx)(dy->backend->ctx, dy, &saved->xhat, dx, f, count, gamma, sigma, b,
                                                    g, dmax, hmax);
     free(b), free(dmax), free(gamma), free(sigma);
-    return dx_max;
+    return wg_backend_sync_max(dy->backend, dx_max);
 }
 
 /* The chain bn.h says wg_bn_int_backward_act gives the bits of: E1, ReLU's mask (y > 0

@@ -58,8 +58,10 @@ static const char *const k_schedules[] = {"piecewise", "step", "cosine", NULL};
 static const char *const k_presets[] = {"full", "reference", NULL};
 static const char *const k_act[] = {"fit", "fixed", NULL};
 static const char *const k_e2[] = {"flag", "shift", NULL};
-static const char *const k_sections[] = {"model", "data", "train", "quant", "output"};
-#define N_SECTIONS 5
+static const char *const k_allreduce[] = {"exact", "compressed", NULL};
+static const char *const k_bn_stats[] = {"sync", "local", NULL};
+static const char *const k_sections[] = {"model", "data", "train", "quant", "dist", "output"};
+#define N_SECTIONS 6
 
 #define AT(m) offsetof(wg_config, m), sizeof(((wg_config *)0)->m)
 #define INT(s, k, m, a, b, d, h) {s, k, T_INT, AT(m), d, .ilo = a, .ihi = b, .help = h}
@@ -98,7 +100,7 @@ static const key_def k_keys[] = {
         "training batches that re-estimate the BN running statistics before each evaluation (0: off)"),
     INT("train", "threads", train.threads, 0, 4096, "0", "CPU threads (0 = all cores)"),
     ENUM("train", "device", train.device, k_devices, "cpu",
-         "where to train: cpu, cuda (GPU 0; int8 mode, preset full) or auto (cuda when usable, else cpu)"),
+         "where to train: cpu, cuda (GPU 0; under mpirun, GPU local_rank) or auto (cuda when usable, else cpu)"),
     ENUM("quant", "preset", quant.preset, k_presets, "full", "full (every layer integer) or reference (first conv, last FC in float)"),
     ENUM("quant", "act_exponent", quant.act_exponent, k_act, "fit", "activation exponent: fit (floor -7) or fixed -7"),
     ENUM("quant", "e2", quant.e2, k_e2, "flag", "E2 at conv outputs: flag (two int8 parts) or shift (one)"),
@@ -115,6 +117,9 @@ static const key_def k_keys[] = {
     BITS("bits_momentum", momentum, 2, 32, "bits of the momentum"),
     BITS("bits_lr", lr, 2, 16, "bits of the learning rate"),
     BITS("momentum_shift", momentum_shift, 0, 8, "momentum factor 2^-shift (2: 1/4)"),
+    ENUM("dist", "allreduce", dist.allreduce, k_allreduce, "exact",
+         "mpirun: exact (one process's bits) or compressed (int8 gradients, exact sums)"),
+    ENUM("dist", "bn", dist.bn, k_bn_stats, "sync", "mpirun: BN statistics over all ranks (sync) or per rank (local)"),
     {"output", "dir", T_STR, AT(output.dir), "", .help = "output directory (empty: runs/<config file name>)"},
     INT("output", "keep_checkpoints", output.keep_checkpoints, 0, INT_MAX, "3",
         "step checkpoints kept in checkpoints/ (latest and best are kept apart)"),
@@ -635,6 +640,10 @@ static bool validate(const wg_config *cfg, const origins *o, outbuf e, outbuf w)
         return put(e, "%s[train] warmup_epochs = %s is above [train] epochs = %d",
                    origin(o, T, "warmup_epochs", at, sizeof at), x, cfg->train.epochs), false;
     }
+    if (cfg->dist.allreduce == WG_ALLREDUCE_EXACT && cfg->dist.bn == WG_BN_STATS_LOCAL)
+        return put(e, "%s[dist] bn = local: allreduce = exact takes every reduction over the whole batch, BN's "
+                      "statistics included (set bn = sync, or allreduce = compressed)",
+                   origin(o, "dist", "bn", at, sizeof at)), false;
     if (cfg->data.limit_train > 0 && cfg->data.val_split >= cfg->data.limit_train)
         return put(e, "%s[data] val_split = %" PRId64 " leaves no training images of [data] limit_train = %" PRId64,
                    origin(o, "data", "val_split", at, sizeof at), cfg->data.val_split, cfg->data.limit_train), false;

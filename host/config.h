@@ -60,6 +60,10 @@ typedef enum wg_train_mode { WG_MODE_INT8, WG_MODE_FP32 } wg_train_mode;
 typedef enum wg_device { WG_DEVICE_CPU, WG_DEVICE_CUDA, WG_DEVICE_AUTO } wg_device;
 typedef enum wg_lr_schedule { WG_LR_PIECEWISE, WG_LR_STEP, WG_LR_COSINE } wg_lr_schedule;
 typedef enum wg_quant_preset { WG_PRESET_FULL, WG_PRESET_REFERENCE } wg_quant_preset;
+/* [dist] (docs/distributed.md): how ranks under mpirun exchange gradients, and whether
+ * BN's statistics (with every other reduction over the batch) span all ranks. */
+typedef enum wg_allreduce_mode { WG_ALLREDUCE_EXACT, WG_ALLREDUCE_COMPRESSED } wg_allreduce_mode;
+typedef enum wg_bn_stats { WG_BN_STATS_SYNC, WG_BN_STATS_LOCAL } wg_bn_stats;
 
 /* A comma-separated list of numbers: v[0..n-1]. */
 typedef struct wg_config_list {
@@ -109,6 +113,10 @@ typedef struct wg_config {
          * value at epoch 0 (wg_config_g_scale_log2_at) */
         wg_quant_bits bits;
     } quant;
+    struct {
+        wg_allreduce_mode allreduce; /* exact: the ranks' bits are one process's */
+        wg_bn_stats bn;              /* sync (exact needs it) or local (per rank, as the reference) */
+    } dist;
     struct {
         char dir[WG_CONFIG_MAX_STR]; /* "" in the defaults; loading resolves it */
         int keep_checkpoints; /* step_<8 digits>.safetensors files kept in RUN_DIR/checkpoints */

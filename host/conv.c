@@ -149,7 +149,7 @@ uint64_t wg_conv_s8_forward(const wg_conv_geom *g, const wg_tensor *x, const wg_
     WG_ASSERT(g->kdim <= WG_GEMM_S8_MAX_K, "a dot product of %lld int8 products can overflow int32",
               (long long)g->kdim);
     y->exp = x->exp + w->exp;
-    return WG_BACKEND_OP(x, conv_s8_forward)(x->backend->ctx, g, x, w, y, ws);
+    return wg_backend_sync_max(x->backend, WG_BACKEND_OP(x, conv_s8_forward)(x->backend->ctx, g, x, w, y, ws));
 }
 
 /* The CPU backend's forward convolution (backend.h's conv_s8_forward). */

@@ -367,6 +367,7 @@ uint64_t wg_conv_s8_backward(const wg_conv_geom *g, const wg_tensor *x, const wg
                              wg_tensor_numel(dx) == wg_tensor_numel(x)),
               "convolution dx (%s)", wg_dtype_name(dx->dtype));
     uint64_t dx_max = WG_BACKEND_OP(x, conv_s8_backward)(x->backend->ctx, g, x, w, err, nparts, e_min, dx, dw, ws);
+    dx_max = wg_backend_sync_max(x->backend, dx_max);
     if (dx) dx->exp = w->exp + e_min;
     dw->exp = x->exp + e_min;
     return dx_max;

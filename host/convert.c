@@ -3,6 +3,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "backend.h"
 #include "backend_cpu_ops.h"
@@ -24,6 +25,14 @@ void wg_f32_to_fixed(const wg_tensor *src, wg_tensor *dst, const char *what)
               "from float: %s -> %s", wg_dtype_name(src->dtype), wg_dtype_name(dst->dtype));
     int64_t bad = 0;
     float amax = WG_BACKEND_OP(src, f32_max_abs)(src->backend->ctx, src, &bad);
+    if (wg_backend_batch_ranks(src->backend) > 1) { /* the whole batch's: non-negative floats order as their bits */
+        uint32_t bits;
+        memcpy(&bits, &amax, sizeof bits);
+        uint64_t m = wg_backend_sync_max(src->backend, bits);
+        bits = (uint32_t)m;
+        memcpy(&amax, &bits, sizeof amax);
+        wg_backend_sync_sum_n(src->backend, &bad, 1);
+    }
     if (bad > 0)
         wg_run_failed("%s has %lld non-finite float values (the float layer diverged: try a lower [train] lr)", what,
                       (long long)bad);

@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "dist.h"
 #include "quant.h"
 #include "checkpoint.h"
 #include "plot.h"
@@ -175,7 +176,7 @@ static bool load_config(const char *cmd, const cmd_args *a, wg_config *cfg)
 /* The backend [train] device names (NULL: the run makes its CPU backend itself), or NULL
  * with a message on stderr and *failed set. auto takes GPU 0 when it is usable and says
  * which it took. */
-static wg_backend *open_device(const char *cmd, wg_device d, bool *failed)
+static wg_backend *open_device(const char *cmd, wg_device d, int gpu, bool *failed)
 {
     *failed = false;
     if (d == WG_DEVICE_CPU) return NULL;
@@ -183,10 +184,15 @@ static wg_backend *open_device(const char *cmd, wg_device d, bool *failed)
     char why[512];
     int n = 0;
     wg_backend *b = NULL;
-    if (d == WG_DEVICE_CUDA || wg_cuda_probe(&n, why, sizeof(why)) == WG_CUDA_READY)
-        b = wg_backend_cuda_init(0, why, sizeof(why));
+    if (d == WG_DEVICE_CUDA || wg_cuda_probe(&n, why, sizeof(why)) == WG_CUDA_READY) {
+        if (gpu > 0 && wg_cuda_probe(&n, why, sizeof(why)) == WG_CUDA_READY && gpu >= n)
+            snprintf(why, sizeof(why), "local rank %d has no GPU of its own (this node has %d: run at most %d ranks "
+                                       "per node)", gpu, n, n);
+        else
+            b = wg_backend_cuda_init(gpu, why, sizeof(why));
+    }
     if (b != NULL) {
-        fprintf(stderr, "wageubn %s: on the GPU (CUDA device 0)\n", cmd);
+        fprintf(stderr, "wageubn %s: on the GPU (CUDA device %d)\n", cmd, gpu);
         return b;
     }
     if (d == WG_DEVICE_AUTO) {
@@ -196,6 +202,7 @@ static wg_backend *open_device(const char *cmd, wg_device d, bool *failed)
     fprintf(stderr, "wageubn %s: [train] device = cuda, but %s (wageubn devices lists what this machine has)\n", cmd,
             why);
 #else
+    (void)gpu;
     if (d == WG_DEVICE_AUTO) {
         fprintf(stderr, "wageubn %s: on the CPU (this build has no CUDA backend)\n", cmd);
         return NULL;
@@ -227,16 +234,24 @@ static int cmd_train(int argc, char **argv)
     }
     wg_config cfg;
     if (!load_config("train", &a, &cfg)) return WG_EXIT_USAGE;
-    printf("# wageubn %s: resolved configuration of %s\n", WG_VERSION, a.config);
-    wg_config_write(&cfg, stdout);
-    fflush(stdout);
+    /* under mpirun: the ranks, each its GPU (its local rank), rank 0 the one that writes */
+    wg_dist *d = wg_dist_init(NULL, NULL);
+    if (wg_dist_rank(d) == 0) {
+        printf("# wageubn %s: resolved configuration of %s\n", WG_VERSION, a.config);
+        wg_config_write(&cfg, stdout);
+        fflush(stdout);
+    }
     bool failed;
-    wg_backend *b = open_device("train", cfg.train.device, &failed);
-    if (failed) return WG_EXIT_USAGE;
-    wg_train_result res;
-    wg_train_opts opts = {.resume = a.resume, .overwrite = a.overwrite, .config_path = a.config, .backend = b};
-    int status = wg_train_run(&cfg, &opts, &res);
+    wg_backend *b = open_device("train", cfg.train.device, wg_dist_local_rank(d), &failed);
+    int status = WG_EXIT_USAGE;
+    if (!failed) {
+        wg_train_result res;
+        wg_train_opts opts = {.resume = a.resume, .overwrite = a.overwrite, .config_path = a.config, .backend = b,
+                              .dist = wg_dist_size(d) > 1 ? d : NULL};
+        status = wg_train_run(&cfg, &opts, &res);
+    }
     wg_backend_free(b);
+    wg_dist_finalize(d);
     return status;
 }
 
@@ -253,7 +268,7 @@ static int cmd_eval(int argc, char **argv)
     wg_config cfg;
     if (!load_config("eval", &a, &cfg)) return WG_EXIT_USAGE;
     bool failed;
-    wg_backend *b = open_device("eval", cfg.train.device, &failed);
+    wg_backend *b = open_device("eval", cfg.train.device, 0, &failed);
     if (failed) return WG_EXIT_USAGE;
     int status = wg_eval_run(&cfg, a.checkpoint, a.json, b);
     wg_backend_free(b);

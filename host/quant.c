@@ -57,7 +57,11 @@ static void check_holds(const wg_tensor *t, int64_t bound, const char *what)
               wg_dtype_name(t->dtype), (long long)bound);
 }
 
-static uint64_t max_abs(const wg_tensor *x) { return WG_BACKEND_OP(x, max_abs)(x->backend->ctx, x); }
+/* Over the whole batch where it is split over ranks (backend.h's wg_batch_sync). */
+static uint64_t max_abs(const wg_tensor *x)
+{
+    return wg_backend_sync_max(x->backend, WG_BACKEND_OP(x, max_abs)(x->backend->ctx, x));
+}
 
 /* The caller's max-abs, or the backend's when it has none. */
 static uint64_t known_max_abs(const wg_tensor *x, uint64_t known)

@@ -8,7 +8,12 @@
 #include "quant.h"
 #include "wg_par.h"
 
-static bool all_zero(const wg_tensor *t) { return WG_BACKEND_OP(t, max_abs)(t->backend->ctx, t) == 0; }
+/* (Each maximum here is the whole batch's where it is split over ranks: the ranks take
+ * the same branches.) */
+static bool all_zero(const wg_tensor *t)
+{
+    return wg_backend_sync_max(t->backend, WG_BACKEND_OP(t, max_abs)(t->backend->ctx, t)) == 0;
+}
 
 /* The exponents a and b are summed at (*ea, *eb; the sum's grid is the finer). The
  * exponent of an all-zero tensor says nothing, and it drifts freely (a layer whose
@@ -39,11 +44,12 @@ uint64_t wg_residual_add(const wg_tensor *a, const wg_tensor *b, wg_tensor *out,
      * the other way still reads). Otherwise the exact sums in tmp, then the fit rule. */
     bool alias = out->data == a->data || out->data == b->data;
     uint64_t m = alias ? 0 : WG_BACKEND_OP(out, shift_sum)(out->backend->ctx, out, a, sa, b, sb);
+    m = wg_backend_sync_max(out->backend, m);
     if (!alias && m <= (uint64_t)wg_dtype_bound(out->dtype)) {
         out->exp = e;
         return m;
     }
-    m = WG_BACKEND_OP(tmp, shift_sum)(tmp->backend->ctx, tmp, a, sa, b, sb);
+    m = wg_backend_sync_max(tmp->backend, WG_BACKEND_OP(tmp, shift_sum)(tmp->backend->ctx, tmp, a, sa, b, sb));
     wg_quant_fit_exp_max(out, tmp, e, m);
     return WG_QUANT_MAX_UNKNOWN;
 }
@@ -56,7 +62,7 @@ uint64_t wg_error_accumulate(wg_tensor *acc, const wg_tensor *add)
     int e = ea < eb ? ea : eb;
     uint64_t mx = WG_BACKEND_OP(acc, accumulate)(acc->backend->ctx, acc, ea - e, add, eb - e);
     acc->exp = e;
-    return mx;
+    return wg_backend_sync_max(acc->backend, mx);
 }
 
 void wg_add_f32(const wg_tensor *a, const wg_tensor *b, wg_tensor *out)

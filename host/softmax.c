@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "backend.h"
 #include "check.h"
 #include "wg_rational.h"
 #include "wg_softmax_elem.h"
@@ -55,6 +56,7 @@ void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
     WG_ASSERT(z->exp >= -26 && z->exp <= 30, "logit exponent %d outside [-26, 30]", z->exp);
     WG_ASSERT(dz == NULL || (dz->dtype == WG_I32 && wg_tensor_numel(dz) == n * k), "softmax gradient");
     int32_t *zq = wg_tensor_host_copy(z), *gh = dz ? wg_tensor_host_alloc(dz) : NULL;
+    int64_t n_all = n * wg_backend_batch_ranks(z->backend); /* the mean is over the whole batch */
     int64_t e[WG_MAX_CLASSES];
     double row[WG_MAX_CLASSES];
     for (int64_t b = 0; b < n; b++) {
@@ -73,7 +75,7 @@ void wg_softmax_ce_s32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
             for (int64_t j = 0; j < k; j++) {
                 int64_t p = wg_div_rne(e[j] * ((int64_t)1 << WG_SOFTMAX_PROB_BITS), sum);
                 int64_t diff = p - (j == label ? (int64_t)1 << WG_SOFTMAX_PROB_BITS : 0);
-                g[j] = (int32_t)wg_div_rne(diff * ((int64_t)1 << WG_SOFTMAX_GRAD_EXTRA), n);
+                g[j] = (int32_t)wg_div_rne(diff * ((int64_t)1 << WG_SOFTMAX_GRAD_EXTRA), n_all);
             }
         }
         for (int64_t j = 0; j < k; j++) row[j] = ldexp((double)r[j], z->exp);
@@ -90,6 +92,7 @@ void wg_softmax_ce_f32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
     WG_ASSERT(z->dtype == WG_F32 && k <= WG_MAX_CLASSES, "float softmax of %lld classes", (long long)k);
     WG_ASSERT(dz == NULL || (dz->dtype == WG_F32 && wg_tensor_numel(dz) == n * k), "softmax gradient");
     float *zf = wg_tensor_host_copy(z), *gh = dz ? wg_tensor_host_alloc(dz) : NULL;
+    double n_all = (double)(n * wg_backend_batch_ranks(z->backend));
     double row[WG_MAX_CLASSES];
     for (int64_t b = 0; b < n; b++) {
         int32_t label = labels[b];
@@ -104,7 +107,7 @@ void wg_softmax_ce_f32(const wg_tensor *z, const int32_t *labels, wg_tensor *dz,
             for (int64_t j = 0; j < k; j++) s += exp(row[j] - m);
             float *g = gh + b * k;
             for (int64_t j = 0; j < k; j++)
-                g[j] = (float)((exp(row[j] - m) / s - (j == label ? 1.0 : 0.0)) / (double)n);
+                g[j] = (float)((exp(row[j] - m) / s - (j == label ? 1.0 : 0.0)) / n_all);
         }
         report_row(row, k, label, st);
     }

@@ -73,6 +73,7 @@ static void restore_signals(const saved_handlers *old)
 static void metrics_line(run *r, const char *split, double epoch, int64_t step, const wg_loss_stats *st, double lr,
                          double img_per_s)
 {
+    if (r->metrics == NULL) return; /* a rank other than the primary */
     double loss = st->count ? st->loss_sum / (double)st->count : 0, acc = st->count ? (double)st->correct / (double)st->count : 0;
     char loss_s[32] = "null"; /* a diverged float loss: JSON has no nan or inf */
     if (isfinite(loss)) snprintf(loss_s, sizeof(loss_s), "%.6f", loss);
@@ -85,6 +86,7 @@ static void metrics_line(run *r, const char *split, double epoch, int64_t step, 
 static void progress(run *r, int epoch, int64_t s, int64_t spe, const wg_loss_stats *st, double lr, double ips,
                      double eta_s)
 {
+    if (!r->primary) return;
     double loss = st->loss_sum / (double)st->count, acc = 100.0 * (double)st->correct / (double)st->count;
     fprintf(stderr, "%sepoch %d/%d  step %lld/%lld  loss %.4f  acc %5.1f%%  lr %.4g  %.0f img/s  ETA %dm%02ds%s",
             r->tty ? "\r" : "", epoch + 1, r->cfg->train.epochs, (long long)s, (long long)spe, loss, acc, lr, ips,
@@ -106,7 +108,8 @@ static double eval_report(run *r, int epoch, int64_t step, wg_train_result *res)
         wg_loss_stats st = wg_run_evaluate(r, sets[k].ds);
         metrics_line(r, sets[k].split, epoch + 1, step, &st, 0, 0);
         double acc = (double)st.correct / (double)st.count;
-        fprintf(stderr, "%sepoch %d/%d  %s loss %.4f  %s acc %.2f%%\n", r->tty ? "\n" : "", epoch + 1,
+        if (r->primary)
+            fprintf(stderr, "%sepoch %d/%d  %s loss %.4f  %s acc %.2f%%\n", r->tty ? "\n" : "", epoch + 1,
                 r->cfg->train.epochs, sets[k].split, st.loss_sum / (double)st.count, sets[k].split, 100 * acc);
         if (k == 0) res->val_acc = acc;
         else {
@@ -196,7 +199,7 @@ static bool resume(run *r, const char *arg, wg_ckpt_position *pos, char *err, si
     return true;
 }
 
-static bool save(run *r, const wg_ckpt_position *pos, bool best, char *written, size_t writtenlen)
+static bool save_primary(run *r, const wg_ckpt_position *pos, bool best, char *written, size_t writtenlen)
 {
     char err[1400];
     if (wg_run_dir_save(r->cfg->output.dir, r->cfg->output.keep_checkpoints, best, r->net, r->cfg, pos, written,
@@ -204,6 +207,13 @@ static bool save(run *r, const wg_ckpt_position *pos, bool best, char *written, 
         return true;
     fprintf(stderr, "%swageubn train: %s\n", r->tty ? "\n" : "", err);
     return false;
+}
+
+/* The primary rank writes; every rank learns whether that worked. */
+static bool save(run *r, const wg_ckpt_position *pos, bool best, char *written, size_t writtenlen)
+{
+    bool ok = !r->primary || save_primary(r, pos, best, written, writtenlen);
+    return r->dist == NULL || wg_dist_agree(r->dist, ok ? 0 : 1) == 0;
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -214,9 +224,14 @@ static void step_once(run *r, wg_param *params, int nparams, int e, int64_t s, i
     const wg_config *cfg = r->cfg;
     int64_t batch = cfg->train.batch;
     double epoch_f = e + (double)s / (double)spe;
-    int exp = wg_run_load_batch(r, &r->train, r->order + s * batch, batch, true, (uint32_t)e);
-    wg_net_forward(r->net, r->images, exp, batch, true);
+    /* this rank's part of the global batch */
+    const int64_t *idx = r->order + s * batch + r->rank * r->local_batch;
+    int exp = wg_run_load_batch(r, &r->train, idx, r->local_batch, true, (uint32_t)e);
+    wg_net_forward(r->net, r->images, exp, r->local_batch, true);
     wg_net_loss(r->net, r->labels, true, window);
+    if (r->dist != NULL)
+        wg_dist_allreduce_grads(r->dist, r->cfg->dist.allreduce == WG_ALLREDUCE_EXACT ? WG_DIST_EXACT : WG_DIST_COMPRESSED,
+                                params, nparams);
     wg_optim_step_args a = {.lr = wg_config_lr_at(cfg, epoch_f), .g_scale_log2 = wg_config_g_scale_log2_at(cfg, epoch_f),
                             .momentum = cfg->train.momentum, .weight_decay = cfg->train.weight_decay,
                             .seed = cfg->train.seed, .step = (uint32_t)step, .bits = &cfg->quant.bits};
@@ -226,7 +241,8 @@ static void step_once(run *r, wg_param *params, int nparams, int e, int64_t s, i
 
 int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_result *res)
 {
-    run r = {.cfg = cfg, .int8 = cfg->train.mode == WG_MODE_INT8, .b = opts->backend};
+    run r = {.cfg = cfg, .int8 = cfg->train.mode == WG_MODE_INT8, .b = opts->backend, .dist = opts->dist,
+             .primary = opts->dist == NULL || wg_dist_rank(opts->dist) == 0};
     memset(res, 0, sizeof(*res));
     char err[WG_CONFIG_ERR_LEN + 1024];
     double t0 = now_s();
@@ -234,9 +250,21 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
     /* the checkpoint is checked before the run directory is touched */
     int status = wg_run_setup(&r, err, sizeof(err)) ? 0 : 1;
     if (!status && opts->resume && !resume(&r, opts->resume, &pos, err, sizeof(err))) status = WG_TRAIN_EXIT_USAGE;
-    if (!status) status = open_run_dir(&r, opts, err, sizeof(err));
-    if (status) {
-        fprintf(stderr, "wageubn train: %s\n", err);
+    if (!status && r.primary) status = open_run_dir(&r, opts, err, sizeof(err));
+    /* one rank's failure stops them all; a failure they share (the config) is said once */
+    int64_t failing = status != 0;
+    if (r.dist) wg_dist_sum_i64(r.dist, &failing, 1);
+    int agreed = r.dist ? wg_dist_agree(r.dist, status) : status;
+    if (agreed) {
+        if (status && (r.primary || failing < r.ranks)) {
+            char who[32] = "";
+            if (r.ranks > 1 && failing < r.ranks) snprintf(who, sizeof(who), " (rank %d)", r.rank);
+            fprintf(stderr, "wageubn train%s: %s\n", who, err);
+        } else if (r.primary) {
+            fprintf(stderr, "wageubn train: stopping: %lld of %d ranks failed to start (their messages say why)\n",
+                    (long long)failing, r.ranks);
+        }
+        status = agreed;
         if (r.metrics) fclose(r.metrics);
         wg_run_teardown(&r);
         return status;
@@ -244,8 +272,18 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
     int nparams;
     wg_param *params = wg_net_params(r.net, &nparams);
     int64_t batch = cfg->train.batch, spe = r.train.n / batch, step = pos.step;
-    fprintf(stderr, "wageubn: %s, %s mode%s%s, %lld parameters; %lld training images (%lld steps of %lld per epoch), "
-                    "%lld test; run directory %s\n",
+    if (r.primary && r.ranks > 1) {
+        wg_dist_traffic t = wg_dist_traffic_of(params, nparams, r.ranks);
+        bool exact = cfg->dist.allreduce == WG_ALLREDUCE_EXACT;
+        fprintf(stderr, "wageubn: %d ranks (%s), %lld images each per step; [dist] allreduce = %s, bn = %s: %.2f MB "
+                        "of gradients allreduced per step (fp32 would be %.2f MB)\n",
+                r.ranks, wg_dist_describe(r.dist), (long long)r.local_batch, exact ? "exact" : "compressed",
+                cfg->dist.bn == WG_BN_STATS_SYNC ? "sync" : "local",
+                (double)(exact ? t.bytes_exact : t.bytes_compressed) / 1e6, (double)t.bytes_fp32 / 1e6);
+    }
+    if (r.primary)
+        fprintf(stderr, "wageubn: %s, %s mode%s%s, %lld parameters; %lld training images (%lld steps of %lld per epoch), "
+                        "%lld test; run directory %s\n",
             wg_net_name(r.net), r.int8 ? "int8" : "fp32", r.int8 ? " on the int8 GEMM kernels " : "",
             r.int8 ? wg_gemm_path_name(wg_gemm_path_current()) : "", (long long)wg_net_param_scalars(r.net),
             (long long)r.train.n, (long long)spe, (long long)batch, (long long)r.test.n, cfg->output.dir);
@@ -264,6 +302,7 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
             train_time += now_s() - ts;
             train_images += batch;
             if ((s + 1) % cfg->train.log_every == 0 || s + 1 == spe) {
+                wg_run_sum_stats(&r, &window);
                 double ips = (double)window.count / (now_s() - tw);
                 double eta = (double)((cfg->train.epochs - e) * spe - s - 1) * (double)batch / (train_images / train_time);
                 metrics_line(&r, "train", e + (double)s / (double)spe, step + 1, &window, lr, ips);
@@ -272,6 +311,7 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
                 tw = now_s();
             }
             bool periodic = cfg->output.checkpoint_every && (step + 1) % cfg->output.checkpoint_every == 0 && s + 1 < spe;
+            if (r.dist) g_signal = wg_dist_agree(r.dist, g_signal); /* every rank stops at the same step */
             if (periodic || g_signal) {
                 pos = (wg_ckpt_position){step + 1, e, s + 1, pos.best_acc, pos.best_step, pos.last_acc, train_time,
                                          train_images};
@@ -288,20 +328,23 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
             if (best) pos.best_acc = pos.last_acc, pos.best_step = step;
         }
         pos = (wg_ckpt_position){step, e + 1, 0, pos.best_acc, pos.best_step, pos.last_acc, train_time, train_images};
+        if (r.dist) g_signal = wg_dist_agree(r.dist, g_signal);
         if (!save(&r, &pos, best, written, sizeof(written))) status = 1;
         else if (g_signal) status = WG_TRAIN_EXIT_SIGNALLED + g_signal;
     }
     if (!status && !evaluated) {
         /* resumed from the end of training (a run stopped before its summary): evaluate
          * it, as its last epoch did, for the summary */
-        fprintf(stderr, "wageubn: the checkpoint is at the end of training: evaluating it\n");
+        if (r.primary) fprintf(stderr, "wageubn: the checkpoint is at the end of training: evaluating it\n");
         eval_report(&r, cfg->train.epochs - 1, step, res);
     }
     restore_signals(&old);
     res->steps = step;
     res->train_img_per_s = train_time > 0 ? (double)train_images / train_time : 0;
     res->wall_s = now_s() - t0;
-    if (status > WG_TRAIN_EXIT_SIGNALLED) {
+    if (!r.primary) {
+        /* the primary rank reports */
+    } else if (status > WG_TRAIN_EXIT_SIGNALLED) {
         fprintf(stderr, "%swageubn: stopped by signal %d at step %lld; checkpoint %s. Continue with: wageubn train "
                         "%s --resume %s\n", r.tty ? "\n" : "", status - WG_TRAIN_EXIT_SIGNALLED, (long long)step,
                 written, opts->config_path ? opts->config_path : "CONFIG", cfg->output.dir);

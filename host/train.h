@@ -34,6 +34,7 @@ typedef struct wg_train_opts {
     bool overwrite;     /* a new run may replace the run already in the run directory */
     const char *config_path; /* for the message that says how to resume; NULL: "CONFIG" */
     wg_backend *backend;     /* where the network lives (kept: the caller frees it); NULL: the CPU */
+    struct wg_dist *dist;    /* the ranks of an mpirun job (dist.h); NULL: one process */
 } wg_train_opts;
 
 typedef struct wg_train_result {

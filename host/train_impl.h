@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "dist.h"
 #include "data.h"
 #include "net.h"
 
@@ -23,14 +24,28 @@ typedef struct run {
     uint8_t *labels8;
     int32_t *labels;
     int64_t *order;
-    FILE *metrics; /* train only */
+    FILE *metrics; /* train only; the primary rank's */
     bool tty;
+    /* Several processes (dist.h): this rank's part of every global batch is local_batch
+     * images from rank * local_batch; only the primary rank (0) writes logs and files. */
+    wg_dist *dist; /* NULL: one process */
+    int rank, ranks;
+    int64_t local_batch;
+    bool primary;
 } run;
 
 /* Load the data (with the validation split), build the network, allocate the batch
  * buffers. false with a message in err (the data set, the network). */
 bool wg_run_setup(run *r, char *err, size_t errlen);
 void wg_run_teardown(run *r);
+
+/* This rank's part of a global batch of n images from idx: *lo and the count it loads.
+ * A rank whose part is empty (the last, short batch of an evaluation) loads the batch's
+ * first image as well, which changes no maximum, and *counted = 0 tells it to leave that
+ * image out of its statistics. */
+int64_t wg_run_shard(const run *r, int64_t n, int64_t *lo, bool *counted);
+/* The loss statistics summed over the ranks. */
+void wg_run_sum_stats(run *r, wg_loss_stats *st);
 
 /* Load images idx[0..n) of ds into r->images and r->labels; returns the int8 exponent. */
 int wg_run_load_batch(run *r, const wg_dataset *ds, const int64_t *idx, int64_t n, bool augment, uint32_t epoch);

@@ -36,17 +36,43 @@ int wg_run_load_batch(run *r, const wg_dataset *ds, const int64_t *idx, int64_t 
     return exp;
 }
 
+int64_t wg_run_shard(const run *r, int64_t n, int64_t *lo, bool *counted)
+{
+    int64_t per = (n + r->ranks - 1) / r->ranks, a = r->rank * per, b = a + per < n ? a + per : n;
+    *counted = b > a;
+    *lo = *counted ? a : 0;
+    return *counted ? b - a : 1;
+}
+
+void wg_run_sum_stats(run *r, wg_loss_stats *st)
+{
+    if (r->dist == NULL) return;
+    double v[4] = {st->loss_sum, (double)st->correct, (double)st->correct5, (double)st->count};
+    wg_dist_sum_f64(r->dist, v, 4); /* integer counts below 2^53: exact */
+    *st = (wg_loss_stats){.loss_sum = v[0], .correct = (int64_t)v[1], .correct5 = (int64_t)v[2], .count = (int64_t)v[3]};
+}
+
+/* Each global batch of the evaluation split over the ranks (with the training's
+ * reductions over all of them, the decisions are one process's), the statistics summed. */
 wg_loss_stats wg_run_evaluate(run *r, const wg_dataset *ds)
 {
     wg_loss_stats st = {0};
     int64_t batch = r->cfg->train.batch;
     for (int64_t i = 0; i < ds->n; i += batch) {
-        int64_t n = ds->n - i < batch ? ds->n - i : batch;
-        for (int64_t k = 0; k < n; k++) r->order[k] = i + k;
-        int exp = wg_run_load_batch(r, ds, r->order, n, false, 0);
-        wg_net_forward(r->net, r->images, exp, n, false);
-        wg_net_loss(r->net, r->labels, false, &st);
+        int64_t n = ds->n - i < batch ? ds->n - i : batch, lo;
+        bool counted;
+        int64_t m = wg_run_shard(r, n, &lo, &counted);
+        for (int64_t k = 0; k < m; k++) r->order[k] = i + lo + k;
+        int exp = wg_run_load_batch(r, ds, r->order, m, false, 0);
+        wg_net_forward(r->net, r->images, exp, m, false);
+        wg_loss_stats part = {0};
+        wg_net_loss(r->net, r->labels, false, &part);
+        if (counted) {
+            st.loss_sum += part.loss_sum, st.correct += part.correct, st.correct5 += part.correct5;
+            st.count += part.count;
+        }
     }
+    wg_run_sum_stats(r, &st);
     return st;
 }
 
@@ -62,14 +88,17 @@ void wg_run_recalibrate_bn(run *r)
     if (nb == 0) return;
     wg_net_reset_bn_stats(r->net);
     for (int64_t k = 0; k < nb && (k + 1) * batch <= r->train.n; k++) {
-        for (int64_t i = 0; i < batch; i++) r->order[i] = k * batch + i;
-        int exp = wg_run_load_batch(r, &r->train, r->order, batch, false, 0);
-        wg_net_forward(r->net, r->images, exp, batch, true);
+        for (int64_t i = 0; i < r->local_batch; i++) r->order[i] = k * batch + r->rank * r->local_batch + i;
+        int exp = wg_run_load_batch(r, &r->train, r->order, r->local_batch, false, 0);
+        wg_net_forward(r->net, r->images, exp, r->local_batch, true);
     }
 }
 
 bool wg_run_setup(run *r, char *err, size_t errlen)
 {
+    r->ranks = r->dist ? wg_dist_size(r->dist) : 1;
+    r->rank = r->dist ? wg_dist_rank(r->dist) : 0;
+    r->primary = r->rank == 0;
     const wg_config *cfg = r->cfg;
     if (!wg_dataset_load(cfg->data.root, cfg->data.format == WG_DATA_IDX ? "idx" : "cifar", cfg->data.limit_train,
                          cfg->data.limit_test, &r->train, &r->test, err, errlen))
@@ -82,13 +111,21 @@ bool wg_run_setup(run *r, char *err, size_t errlen)
         return false;
     }
     if (cfg->train.threads > 0) omp_set_num_threads(cfg->train.threads);
+    if (cfg->train.batch % r->ranks != 0) {
+        snprintf(err, errlen, "[train] batch = %d does not split evenly over %d ranks (each rank takes batch / ranks "
+                              "images of every step: choose a multiple of %d)",
+                 cfg->train.batch, r->ranks, r->ranks);
+        return false;
+    }
+    r->local_batch = cfg->train.batch / r->ranks;
     if (r->b == NULL) {
         r->b = wg_backend_cpu_init();
         r->b_owned = true;
     }
+    if (r->ranks > 1 && cfg->dist.bn == WG_BN_STATS_SYNC) wg_backend_set_sync(r->b, wg_dist_batch_sync(r->dist));
     wg_net_opts o = {.model = model_name(cfg->model.name), .int8 = r->int8, .bits = cfg->quant.bits,
                      .act = cfg->quant.act_exponent, .e2 = cfg->quant.e2,
-                     .float_ends = cfg->quant.preset == WG_PRESET_REFERENCE, .batch = cfg->train.batch,
+                     .float_ends = cfg->quant.preset == WG_PRESET_REFERENCE, .batch = r->local_batch,
                      .h = r->train.h, .w = r->train.w, .c = r->train.c, .classes = r->train.num_classes,
                      .seed = cfg->train.seed};
     for (int i = 0; i < cfg->train.g_scale.n; i++) { /* containers for the schedule's largest g_scale (optim.c) */
@@ -97,7 +134,7 @@ bool wg_run_setup(run *r, char *err, size_t errlen)
     }
     r->net = wg_net_create(&o, r->b, err, errlen);
     if (r->net == NULL) return false;
-    int64_t pix = (int64_t)cfg->train.batch * r->train.h * r->train.w * r->train.c;
+    int64_t pix = r->local_batch * r->train.h * r->train.w * r->train.c;
     int64_t most = r->train.n > r->test.n ? r->train.n : r->test.n;
     r->images = malloc((size_t)pix * (r->int8 ? 1 : sizeof(float)));
     r->labels8 = malloc((size_t)cfg->train.batch);
@@ -111,6 +148,7 @@ bool wg_run_setup(run *r, char *err, size_t errlen)
 void wg_run_teardown(run *r)
 {
     wg_net_free(r->net);
+    if (r->b != NULL) wg_backend_set_sync(r->b, NULL);
     if (r->b_owned) wg_backend_free(r->b);
     wg_dataset_free(&r->train);
     wg_dataset_free(&r->test);
