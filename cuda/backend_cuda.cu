@@ -510,6 +510,12 @@ void wg_cuda_set_igemm(wg_backend *b, bool on)
     c->igemm = on;
 }
 
+cudaStream_t wg_cuda_stream(wg_backend *b)
+{
+    WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_stream on backend %s", wg_backend_name(b));
+    return ctx_of(b->ctx)->stream;
+}
+
 size_t wg_cuda_memory_in_use(wg_backend *b)
 {
     WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_memory_in_use on backend %s", wg_backend_name(b));

@@ -7,6 +7,7 @@
 #ifndef WG_BACKEND_CUDA_H
 #define WG_BACKEND_CUDA_H
 
+#include <cuda_runtime.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -39,6 +40,9 @@ wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen);
  * sets it when the backend starts), or im2col and cuBLASLt's GEMMs everywhere (off).
  * Both give the same bits; tests compare each with the CPU. */
 void wg_cuda_set_igemm(wg_backend *b, bool on);
+
+/* The stream all of b's work is queued on (for NCCL's sums to follow it). */
+cudaStream_t wg_cuda_stream(wg_backend *b);
 
 /* Bytes of the GPU's memory in use (cudaMemGetInfo: this process's and any other's). */
 size_t wg_cuda_memory_in_use(wg_backend *b);

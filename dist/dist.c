@@ -30,6 +30,7 @@ struct wg_dist {
     int rank, size, local_rank;
     bool mpi; /* MPI_Init was called here */
     wg_batch_sync sync;
+    wg_device_comm *dev; /* NULL: device gradients through host copies */
     char describe[400];
 };
 
@@ -79,9 +80,27 @@ wg_dist *wg_dist_init(int *argc, char ***argv)
     return d;
 }
 
+void wg_dist_set_device_comm(wg_dist *d, wg_device_comm *c) { d->dev = c; }
+
+void wg_dist_broadcast(wg_dist *d, void *buf, size_t bytes, int root)
+{
+#if defined(WG_HAVE_MPI)
+    if (d->size > 1) {
+        WG_ASSERT(bytes <= INT32_MAX, "broadcast of %zu bytes", bytes);
+        WG_MPI_CHECK(MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD));
+    }
+#else
+    (void)d, (void)buf, (void)bytes, (void)root;
+#endif
+}
+
 void wg_dist_finalize(wg_dist *d)
 {
     if (d == NULL) return;
+    if (d->dev != NULL) {
+        d->dev->free(d->dev->ctx);
+        free(d->dev);
+    }
 #if defined(WG_HAVE_MPI)
     if (d->mpi) WG_MPI_CHECK(MPI_Finalize());
 #endif
@@ -135,6 +154,10 @@ int wg_dist_compressed_container(int n) { return (int64_t)n * 127 <= INT16_MAX ?
 /* Exact: the int64 accumulators summed. */
 static void exact_int(wg_dist *d, wg_tensor *g)
 {
+    if (d->dev != NULL && d->dev->owns(d->dev->ctx, g)) {
+        d->dev->sum_i64(d->dev->ctx, g->data, (size_t)wg_tensor_numel(g));
+        return;
+    }
     int64_t n = wg_tensor_numel(g), *h = wg_tensor_host_copy(g);
     wg_dist_sum_i64(d, h, (size_t)n);
     wg_tensor_upload(g, h);
@@ -172,6 +195,10 @@ static void compressed_int(wg_dist *d, wg_tensor *g)
 
 static void sum_float(wg_dist *d, wg_tensor *g)
 {
+    if (d->dev != NULL && d->dev->owns(d->dev->ctx, g)) {
+        d->dev->sum_f32(d->dev->ctx, g->data, (size_t)wg_tensor_numel(g));
+        return;
+    }
     int64_t n = wg_tensor_numel(g);
     float *h = wg_tensor_host_copy(g);
     double *w = malloc((size_t)(n > 0 ? n : 1) * sizeof *w);

@@ -60,6 +60,24 @@ void wg_dist_sum_f64(wg_dist *d, double *v, size_t n);
  * every rank learns at the same step. */
 int wg_dist_agree(wg_dist *d, int status);
 
+/* rank root's bytes to every rank (MPI_Bcast; a no-op on one rank). */
+void wg_dist_broadcast(wg_dist *d, void *buf, size_t bytes, int root);
+
+/* A communicator for the gradients that live on a device: NCCL for the CUDA backend
+ * (cuda/nccl_comm.cu, its unique id broadcast over MPI). Sums in place in device
+ * memory, in the backend's stream, and waits. Without one, device gradients go through
+ * host copies and MPI. */
+typedef struct wg_device_comm {
+    void *ctx;
+    char name[64];                                   /* "NCCL 2.28.9" */
+    bool (*owns)(void *ctx, const wg_tensor *t);     /* t lives on its device */
+    void (*sum_i64)(void *ctx, int64_t *dev, size_t n);
+    void (*sum_f32)(void *ctx, float *dev, size_t n);
+    void (*free)(void *ctx);
+} wg_device_comm;
+/* d takes c (freed by wg_dist_finalize). */
+void wg_dist_set_device_comm(wg_dist *d, wg_device_comm *c);
+
 /* The backend hook of exact mode (backend.h): sums and maxima over all ranks, the batch
  * split over wg_dist_size ranks. Lives as long as d. */
 const wg_batch_sync *wg_dist_batch_sync(wg_dist *d);

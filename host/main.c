@@ -25,6 +25,7 @@
 #include "train.h"
 #if defined(WG_HAVE_CUDA)
 #include "backend_cuda.h"
+#include "nccl_comm.cuh"
 #endif
 
 #ifndef WG_VERSION
@@ -243,6 +244,14 @@ static int cmd_train(int argc, char **argv)
     }
     bool failed;
     wg_backend *b = open_device("train", cfg.train.device, wg_dist_local_rank(d), &failed);
+#if defined(WG_HAVE_CUDA)
+    if (b != NULL && wg_dist_size(d) > 1) { /* the GPUs' gradients through NCCL where this build has it */
+        char why[256];
+        wg_device_comm *c = wg_cuda_nccl_open(b, d, why, sizeof(why));
+        if (c != NULL) wg_dist_set_device_comm(d, c);
+        else if (wg_dist_rank(d) == 0) fprintf(stderr, "wageubn train: gradients through host copies and MPI: %s\n", why);
+    }
+#endif
     int status = WG_EXIT_USAGE;
     if (!failed) {
         wg_train_result res;
