@@ -18,6 +18,16 @@
  * below 2^30, so every block's accumulators are exact; the blocks add in int64. */
 #define IG_DW_MAX_SPLIT 65536
 
+/* The value of E2's parts' products: part p's exact int32 sum shifted up to the finest
+ * part's grid (int64: exact, the shifts being at most E2's span). */
+template <int P>
+static __device__ __forceinline__ int64_t ig_parts_value(int32_t v0, int32_t v1, const int shift[2])
+{
+    int64_t v = (int64_t)v0 * ((int64_t)1 << shift[0]);
+    if (P > 1) v += (int64_t)v1 * ((int64_t)1 << shift[1]);
+    return v;
+}
+
 /* ---- forward: y = x (*) w, and max |y| ---- */
 
 struct ig_fwd_op {
@@ -79,8 +89,7 @@ struct ig_bwd_data_op {
     __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
     {
         if (m >= M || n >= N) return 0;
-        int64_t v = (int64_t)v0 * ((int64_t)1 << shift[0]);
-        if (P > 1) v += (int64_t)v1 * ((int64_t)1 << shift[1]);
+        int64_t v = ig_parts_value<P>(v0, v1, shift);
         wg_store_i64(dx, t_dx, m * N + n, v);
         return wg_abs_u64(v);
     }
@@ -114,8 +123,7 @@ struct ig_bwd_weight_op {
     __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
     {
         if (m >= M || n >= N) return 0;
-        int64_t v = (int64_t)v0 * ((int64_t)1 << shift[0]);
-        if (P > 1) v += (int64_t)v1 * ((int64_t)1 << shift[1]);
+        int64_t v = ig_parts_value<P>(v0, v1, shift);
         if (v != 0) atomicAdd((unsigned long long *)&dw[m * N + n], (unsigned long long)v); /* two's complement */
         return 0;
     }

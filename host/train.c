@@ -110,7 +110,7 @@ static double eval_report(run *r, int epoch, int64_t step, wg_train_result *res)
         double acc = (double)st.correct / (double)st.count;
         if (r->primary)
             fprintf(stderr, "%sepoch %d/%d  %s loss %.4f  %s acc %.2f%%\n", r->tty ? "\n" : "", epoch + 1,
-                r->cfg->train.epochs, sets[k].split, st.loss_sum / (double)st.count, sets[k].split, 100 * acc);
+                    r->cfg->train.epochs, sets[k].split, st.loss_sum / (double)st.count, sets[k].split, 100 * acc);
         if (k == 0) res->val_acc = acc;
         else {
             res->test_acc = acc;
@@ -284,9 +284,9 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
     if (r.primary)
         fprintf(stderr, "wageubn: %s, %s mode%s%s, %lld parameters; %lld training images (%lld steps of %lld per epoch), "
                         "%lld test; run directory %s\n",
-            wg_net_name(r.net), r.int8 ? "int8" : "fp32", r.int8 ? " on the int8 GEMM kernels " : "",
-            r.int8 ? wg_gemm_path_name(wg_gemm_path_current()) : "", (long long)wg_net_param_scalars(r.net),
-            (long long)r.train.n, (long long)spe, (long long)batch, (long long)r.test.n, cfg->output.dir);
+                wg_net_name(r.net), r.int8 ? "int8" : "fp32", r.int8 ? " on the int8 GEMM kernels " : "",
+                r.int8 ? wg_gemm_path_name(wg_gemm_path_current()) : "", (long long)wg_net_param_scalars(r.net),
+                (long long)r.train.n, (long long)spe, (long long)batch, (long long)r.test.n, cfg->output.dir);
     saved_handlers old = catch_signals();
     double train_time = pos.train_time_s;
     int64_t train_images = pos.train_images;

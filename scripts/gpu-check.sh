@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # gpu-check.sh: build and run the GPU tests on a machine with a GPU and no internet.
 #
-# Builds with CMake for the local GPU, runs every test (the "gpu" label compares the
-# CUDA backend with the CPU backend bit for bit), then the GPU benchmark beside PyTorch
-# (bench/gpu.sh; BENCH=0 skips it), and writes the logs under $OUT (default
-# ./gpu-results): summary.txt first. Such a machine may have no apt: bring cmocka along first
-# with `scripts/fetch-deps.sh` here (it unpacks Debian's .debs of cmocka, libinih and cJSON into .deps/),
-# then carry .deps to the GPU machine.
+# Builds with CMake for the local GPU and runs every test: test_cuda first, alone (the
+# CUDA backend against the CPU backend bit for bit, both convolution paths; its trainings
+# print their weight hashes), then the rest of ctest (test_nccl: NCCL against MPI on one
+# GPU). Then the GPU benchmark beside PyTorch (bench/gpu.sh; BENCH=0 skips it). Writes the
+# logs under $OUT (default ./gpu-results), summary.txt first. Such a machine may have no
+# apt: bring cmocka along first with `scripts/fetch-deps.sh` here (it unpacks Debian's
+# .debs of cmocka, libinih and cJSON into .deps/), then carry .deps to the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-results}
