@@ -34,6 +34,7 @@ static const wg_norm_preset wg_norm_presets[] = {
     {"fashion-mnist", 1, {0.2860}, {0.3530}},
     {"mnist", 1, {0.1307}, {0.3081}},
     {"cifar10", 3, {0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}},
+    {"imagenet", 3, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}},
 };
 
 static void wg_data_msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -102,7 +103,7 @@ bool wg_norm_init(wg_norm *norm, const char *preset, int channels, char *err, si
     for (size_t i = 0; i < sizeof(wg_norm_presets) / sizeof(wg_norm_presets[0]); i++)
         if (preset && strcmp(preset, wg_norm_presets[i].name) == 0) p = &wg_norm_presets[i];
     if (!p) {
-        wg_data_msg(err, errlen, "normalization \"%s\": unknown; expected fashion-mnist, mnist or cifar10",
+        wg_data_msg(err, errlen, "normalization \"%s\": unknown; expected fashion-mnist, mnist, cifar10 or imagenet",
                     preset ? preset : "(null)");
         return false;
     }

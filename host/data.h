@@ -118,7 +118,7 @@ bool wg_dataset_split_val(wg_dataset *train, int64_t val_count, wg_dataset *val,
 
 /* ---- normalization (data.c) ---------------------------------------------------- */
 
-/* Fill *norm from a preset ("fashion-mnist", "mnist", "cifar10") for images of
+/* Fill *norm from a preset ("fashion-mnist", "mnist", "cifar10", "imagenet") for images of
  * `channels` channels: the constants, the exponent rule and both tables. */
 bool wg_norm_init(wg_norm *norm, const char *preset, int channels, char *err, size_t errlen);
 

@@ -14,9 +14,10 @@ set -euo pipefail
 # checkpoint with the numpy snippet of docs/checkpoints.md; libdnnl-dev (oneDNN): the
 # fp32 mode's GEMMs. (The fuzzing script, scripts/fuzz.sh, also needs clang, and the
 # PyTorch comparison of bench/ python3-torch; each says so when it is missing.)
-# openmpi-bin, libopenmpi-dev: training with several processes (mpirun), and its test.
+# openmpi-bin, libopenmpi-dev: training with several processes (mpirun), and its test;
+# libturbojpeg0-dev: the ImageNet pipeline's JPEG decoding.
 PACKAGES=(cmake make gcc g++ libc6-dev libcmocka-dev zlib1g-dev libinih-dev libcjson-dev libdnnl-dev gnuplot-nox
-          python3-numpy dataset-fashion-mnist openmpi-bin libopenmpi-dev)
+          python3-numpy dataset-fashion-mnist openmpi-bin libopenmpi-dev libturbojpeg0-dev)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-deps: not a Debian system (no dpkg-query); make sure these are installed: ${PACKAGES[*]}" >&2
