@@ -51,7 +51,8 @@ typedef struct key_def {
 
 static const char *const k_models[] = {"resnet20", "resnet32", "resnet56", "resnet18",
                                        "resnet34", "resnet50", "plaincnn", "resnet8", NULL};
-static const char *const k_formats[] = {"idx", "cifar", NULL};
+static const char *const k_formats[] = {"idx", "cifar", "imagefolder", "list", NULL};
+static const char *const k_bad_files[] = {"fail", "skip", NULL};
 static const char *const k_modes[] = {"int8", "fp32", NULL};
 static const char *const k_devices[] = {"cpu", "cuda", "auto", NULL};
 static const char *const k_schedules[] = {"piecewise", "step", "cosine", NULL};
@@ -73,7 +74,8 @@ static const char *const k_sections[] = {"model", "data", "train", "quant", "dis
 
 static const key_def k_keys[] = {
     ENUM("model", "name", model.name, k_models, "resnet20", "network to train"),
-    ENUM("data", "format", data.format, k_formats, "idx", "dataset files, idx (MNIST, Fashion-MNIST) or cifar (CIFAR-10 binary)"),
+    ENUM("data", "format", data.format, k_formats, "idx",
+         "dataset files: idx (MNIST, Fashion-MNIST), cifar (CIFAR-10 binary), imagefolder or list (JPEGs: ImageNet)"),
     {"data", "root", T_STR, AT(data.root), "/usr/share/datasets/fashion-mnist", .flags = NONEMPTY,
      .help = "dataset directory"},
     INT("data", "limit_train", data.limit_train, 0, INT64_MAX, "0", "use only the first N training images (0 = all)"),
@@ -81,6 +83,12 @@ static const key_def k_keys[] = {
     INT("data", "val_split", data.val_split, 0, INT64_MAX, "0", "hold out N training images for validation"),
     {"data", "augment_flip", T_BOOL, AT(data.augment_flip), "false", .help = "random horizontal flips"},
     INT("data", "augment_pad", data.augment_pad, 0, 8, "0", "pad by N pixels, then crop at random (0 = off)"),
+    INT("data", "image_size", data.image_size, 32, 1024, "224", "imagefolder, list: the crops' side in pixels"),
+    INT("data", "workers", data.workers, 1, 256, "4", "imagefolder, list: JPEG decoding threads"),
+    ENUM("data", "bad_files", data.bad_files, k_bad_files, "fail",
+         "imagefolder, list: an unreadable JPEG fails the run, or is skipped (replaced, counted)"),
+    FLT("data", "crop_area_min", data.crop_area_min, 0, 1, LO_OPEN, "0.05",
+        "imagefolder, list: the training crop's smallest share of the image's area"),
     ENUM("train", "mode", train.mode, k_modes, "int8", "int8 (WAGEUBN integer training) or fp32 (the float baseline)"),
     INT("train", "epochs", train.epochs, 1, 10000, "5", "training epochs"),
     INT("train", "batch", train.batch, 1, 65536, "128", "images per step"),

@@ -55,7 +55,10 @@ typedef enum wg_model_name {
     WG_MODEL_PLAINCNN,
     WG_MODEL_RESNET8, /* the smallest ResNet (one block per stage), for quick runs and tests */
 } wg_model_name;
-typedef enum wg_data_format { WG_DATA_IDX, WG_DATA_CIFAR } wg_data_format;
+/* idx and cifar are read into memory; imagefolder and list (ImageNet) are JPEG files
+ * streamed through the loader (loader.h). */
+typedef enum wg_data_format { WG_DATA_IDX, WG_DATA_CIFAR, WG_DATA_IMAGEFOLDER, WG_DATA_LIST } wg_data_format;
+typedef enum wg_bad_files { WG_BAD_FILES_FAIL, WG_BAD_FILES_SKIP } wg_bad_files;
 typedef enum wg_train_mode { WG_MODE_INT8, WG_MODE_FP32 } wg_train_mode;
 typedef enum wg_device { WG_DEVICE_CPU, WG_DEVICE_CUDA, WG_DEVICE_AUTO } wg_device;
 typedef enum wg_lr_schedule { WG_LR_PIECEWISE, WG_LR_STEP, WG_LR_COSINE } wg_lr_schedule;
@@ -85,6 +88,11 @@ typedef struct wg_config {
         int64_t val_split;            /* hold out this many training images for validation */
         bool augment_flip;            /* random horizontal flips */
         int augment_pad;              /* pad by this many pixels and crop at random; 0 = off */
+        /* imagefolder and list */
+        int image_size;               /* the crops' side (224) */
+        int workers;                  /* decoding threads */
+        wg_bad_files bad_files;       /* an unreadable JPEG fails the run, or is skipped */
+        double crop_area_min;         /* the training crop's smallest share of the image's area */
     } data;
     struct {
         wg_train_mode mode;

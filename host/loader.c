@@ -198,6 +198,7 @@ struct wg_loader {
     pthread_cond_t work, ready;
     int64_t next_item;  /* the next (batch, image) to take: batch * per_rank + image */
     int64_t handed;     /* batches handed to the trainer (the next one it gets is handed) */
+    int64_t released;   /* batches the trainer is done with: their slots may be refilled */
     bool stopping;
 };
 
@@ -246,7 +247,7 @@ static void *worker(void *arg)
     for (;;) {
         int64_t item = l->next_item, b = item / l->per_rank, i = item % l->per_rank;
         if (l->stopping || b >= l->nbatches) break;
-        if (b >= l->handed + l->o.ring) { /* its slot still holds a batch the trainer has */
+        if (b >= l->released + l->o.ring) { /* its slot still holds a batch the trainer has, or will get */
             pthread_cond_wait(&l->work, &l->mu);
             continue;
         }
@@ -307,8 +308,8 @@ bool wg_loader_next(wg_loader *l, const uint8_t **pixels, const int32_t **labels
                     size_t errlen)
 {
     pthread_mutex_lock(&l->mu);
-    if (l->handed > 0) { /* the batch handed last time is done with: its slot is free */
-        l->slots[(l->handed - 1) % l->o.ring].batch = -1;
+    if (l->released < l->handed) { /* the batch handed last time is done with: its slot may be refilled */
+        l->released = l->handed;
         pthread_cond_broadcast(&l->work);
     }
     int64_t b = l->handed;

@@ -154,6 +154,14 @@ static int open_run_dir(run *r, const wg_train_opts *opts, char *err, size_t err
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
         return 1;
     }
+    if (r->streamed) { /* the class index of the folder names (or the list's labels) */
+        snprintf(path, sizeof(path), "%s/classes.txt", dir);
+        f = fopen(path, "w");
+        if (f == NULL || !wg_imageset_write_classes(&r->train_set, f) || fclose(f) != 0) {
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+            return 1;
+        }
+    }
     snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
     r->metrics = fopen(path, opts->resume ? "a" : "w");
     if (r->metrics == NULL) {
@@ -224,9 +232,16 @@ static void step_once(run *r, wg_param *params, int nparams, int e, int64_t s, i
     const wg_config *cfg = r->cfg;
     int64_t batch = cfg->train.batch;
     double epoch_f = e + (double)s / (double)spe;
-    /* this rank's part of the global batch */
-    const int64_t *idx = r->order + s * batch + r->rank * r->local_batch;
-    int exp = wg_run_load_batch(r, &r->train, idx, r->local_batch, true, (uint32_t)e);
+    /* this rank's part of the global batch (streamed: the loader's next batch, the same images) */
+    int exp;
+    if (r->streamed) {
+        int64_t n;
+        exp = wg_run_stream_batch(r, &n);
+        WG_ASSERT(n == r->local_batch, "the loader gave %lld images, not %lld", (long long)n, (long long)r->local_batch);
+    } else {
+        const int64_t *idx = r->order + s * batch + r->rank * r->local_batch;
+        exp = wg_run_load_batch(r, &r->train, idx, r->local_batch, true, (uint32_t)e);
+    }
     wg_net_forward(r->net, r->images, exp, r->local_batch, true);
     wg_net_loss(r->net, r->labels, true, window);
     if (r->dist != NULL)
@@ -294,6 +309,9 @@ int wg_train_run(const wg_config *cfg, const wg_train_opts *opts, wg_train_resul
     bool evaluated = false;
     for (int e = pos.epoch; e < cfg->train.epochs && !status; e++) {
         wg_data_epoch_order(r.train.n, cfg->train.seed, (uint32_t)e, r.order);
+        int64_t s0 = e == pos.epoch ? pos.epoch_step : 0;
+        if (r.streamed) /* this epoch's remaining full batches, decoded ahead */
+            wg_run_stream_start(&r, &r.train_set, r.order + s0 * batch, (spe - s0) * batch, true, (uint32_t)e);
         wg_loss_stats window = {0};
         double tw = now_s();
         for (int64_t s = e == pos.epoch ? pos.epoch_step : 0; s < spe && !status; s++, step++) {

@@ -10,6 +10,8 @@
 #include "backend.h"
 #include "config.h"
 #include "dist.h"
+#include "imageset.h"
+#include "loader.h"
 #include "data.h"
 #include "net.h"
 
@@ -32,6 +34,13 @@ typedef struct run {
     int rank, ranks;
     int64_t local_batch;
     bool primary;
+    /* [data] format = imagefolder or list (train_stream.c): the JPEG sets, streamed
+     * through a loader; train and test above then hold only their sizes, classes and
+     * normalization (images NULL). */
+    bool streamed;
+    wg_imageset train_set, test_set;
+    wg_crop_opts crop;
+    wg_loader *loader; /* the running one, or NULL */
 } run;
 
 /* Load the data (with the validation split), build the network, allocate the batch
@@ -46,6 +55,19 @@ void wg_run_teardown(run *r);
 int64_t wg_run_shard(const run *r, int64_t n, int64_t *lo, bool *counted);
 /* The loss statistics summed over the ranks. */
 void wg_run_sum_stats(run *r, wg_loss_stats *st);
+
+/* train_stream.c: open the JPEG sets of [data] root (imagefolder: train/ and val/; list:
+ * train.txt and val.txt) into r->train_set and r->test_set, r->train and r->test their
+ * sizes and the imagenet normalization; false with a message. */
+bool wg_run_stream_open(run *r, char *err, size_t errlen);
+void wg_run_stream_close(run *r);
+/* Start streaming set's images order[0..n) (this rank's shards of its global batches),
+ * with training crops or evaluation ones; stops the loader before. */
+void wg_run_stream_start(run *r, const wg_imageset *set, const int64_t *order, int64_t n, bool train, uint32_t epoch);
+/* The next batch into r->images and r->labels; returns the int8 exponent and sets *n
+ * (0 for a rank with no image of a short last batch: one image of the normalized zero
+ * is there to forward). A file that cannot be read stops the run with its name. */
+int wg_run_stream_batch(run *r, int64_t *n);
 
 /* Load images idx[0..n) of ds into r->images and r->labels; returns the int8 exponent. */
 int wg_run_load_batch(run *r, const wg_dataset *ds, const int64_t *idx, int64_t n, bool augment, uint32_t epoch);

@@ -58,12 +58,24 @@ wg_loss_stats wg_run_evaluate(run *r, const wg_dataset *ds)
 {
     wg_loss_stats st = {0};
     int64_t batch = r->cfg->train.batch;
+    if (r->streamed) { /* the test set's JPEGs in order, with evaluation crops */
+        WG_ASSERT(ds == &r->test, "a streamed run evaluates its test set%s", "");
+        for (int64_t k = 0; k < ds->n; k++) r->order[k] = k;
+        wg_run_stream_start(r, &r->test_set, r->order, ds->n, false, 0);
+    }
     for (int64_t i = 0; i < ds->n; i += batch) {
-        int64_t n = ds->n - i < batch ? ds->n - i : batch, lo;
+        int64_t n = ds->n - i < batch ? ds->n - i : batch, lo, m;
         bool counted;
-        int64_t m = wg_run_shard(r, n, &lo, &counted);
-        for (int64_t k = 0; k < m; k++) r->order[k] = i + lo + k;
-        int exp = wg_run_load_batch(r, ds, r->order, m, false, 0);
+        int exp;
+        if (r->streamed) {
+            exp = wg_run_stream_batch(r, &m);
+            counted = m > 0;
+            m = m > 0 ? m : 1;
+        } else {
+            m = wg_run_shard(r, n, &lo, &counted);
+            for (int64_t k = 0; k < m; k++) r->order[k] = i + lo + k;
+            exp = wg_run_load_batch(r, ds, r->order, m, false, 0);
+        }
         wg_net_forward(r->net, r->images, exp, m, false);
         wg_loss_stats part = {0};
         wg_net_loss(r->net, r->labels, false, &part);
@@ -87,9 +99,20 @@ void wg_run_recalibrate_bn(run *r)
     int64_t batch = r->cfg->train.batch, nb = r->cfg->train.bn_recalibrate;
     if (nb == 0) return;
     wg_net_reset_bn_stats(r->net);
-    for (int64_t k = 0; k < nb && (k + 1) * batch <= r->train.n; k++) {
-        for (int64_t i = 0; i < r->local_batch; i++) r->order[i] = k * batch + r->rank * r->local_batch + i;
-        int exp = wg_run_load_batch(r, &r->train, r->order, r->local_batch, false, 0);
+    if (nb * batch > r->train.n) nb = r->train.n / batch;
+    if (r->streamed) { /* the first training images, with evaluation crops */
+        for (int64_t k = 0; k < nb * batch; k++) r->order[k] = k;
+        wg_run_stream_start(r, &r->train_set, r->order, nb * batch, false, 0);
+    }
+    for (int64_t k = 0; k < nb; k++) {
+        int exp;
+        if (r->streamed) {
+            int64_t m;
+            exp = wg_run_stream_batch(r, &m);
+        } else {
+            for (int64_t i = 0; i < r->local_batch; i++) r->order[i] = k * batch + r->rank * r->local_batch + i;
+            exp = wg_run_load_batch(r, &r->train, r->order, r->local_batch, false, 0);
+        }
         wg_net_forward(r->net, r->images, exp, r->local_batch, true);
     }
 }
@@ -100,11 +123,15 @@ bool wg_run_setup(run *r, char *err, size_t errlen)
     r->rank = r->dist ? wg_dist_rank(r->dist) : 0;
     r->primary = r->rank == 0;
     const wg_config *cfg = r->cfg;
-    if (!wg_dataset_load(cfg->data.root, cfg->data.format == WG_DATA_IDX ? "idx" : "cifar", cfg->data.limit_train,
-                         cfg->data.limit_test, &r->train, &r->test, err, errlen))
-        return false;
-    if (cfg->data.val_split > 0 && !wg_dataset_split_val(&r->train, cfg->data.val_split, &r->val, err, errlen))
-        return false;
+    if (cfg->data.format == WG_DATA_IMAGEFOLDER || cfg->data.format == WG_DATA_LIST) {
+        if (!wg_run_stream_open(r, err, errlen)) return false;
+    } else {
+        if (!wg_dataset_load(cfg->data.root, cfg->data.format == WG_DATA_IDX ? "idx" : "cifar", cfg->data.limit_train,
+                             cfg->data.limit_test, &r->train, &r->test, err, errlen))
+            return false;
+        if (cfg->data.val_split > 0 && !wg_dataset_split_val(&r->train, cfg->data.val_split, &r->val, err, errlen))
+            return false;
+    }
     if (r->train.n < cfg->train.batch) {
         snprintf(err, errlen, "[train] batch = %d is larger than the %lld training images", cfg->train.batch,
                  (long long)r->train.n);
@@ -147,6 +174,7 @@ bool wg_run_setup(run *r, char *err, size_t errlen)
 
 void wg_run_teardown(run *r)
 {
+    if (r->streamed) wg_run_stream_close(r);
     wg_net_free(r->net);
     if (r->b != NULL) wg_backend_set_sync(r->b, NULL);
     if (r->b_owned) wg_backend_free(r->b);

@@ -24,9 +24,11 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "imageset.h"
 #include "jpeg.h"
 #include "loader.h"
+#include "train.h"
 
 typedef struct fixture {
     char dir[256];
@@ -276,11 +278,14 @@ static void test_crops(void **state)
     assert_int_equal(e.y, 24);
 }
 
-/* All the batches of an epoch from a loader. */
-static uint8_t *run_loader(const wg_imageset *s, int workers, int rank, int ranks, bool train, int64_t *total)
+/* All the batches of an epoch from a loader: 6 images in batches of 4 (the last short)
+ * or of 2 (three batches through a ring of 2 slots: each slot refilled while the
+ * trainer holds the other's batch). */
+static uint8_t *run_loader(const wg_imageset *s, int workers, int rank, int ranks, bool train, int64_t batch,
+                           int64_t *total)
 {
     wg_loader_opts o = {.set = s, .crop = wg_crop_opts_reference(), .train = train, .seed = 11, .workers = workers,
-                        .batch = 4, .ring = 2, .rank = rank, .ranks = ranks};
+                        .batch = batch, .ring = 2, .rank = rank, .ranks = ranks};
     o.crop.size = 32;
     int64_t order[6] = {5, 0, 3, 1, 4, 2};
     wg_loader *l = wg_loader_start(&o, order, 6, 2);
@@ -289,7 +294,7 @@ static uint8_t *run_loader(const wg_imageset *s, int workers, int rank, int rank
     assert_non_null(all);
     *total = 0;
     char err[1024];
-    for (int b = 0; b < 2; b++) {
+    for (int64_t b = 0; b * batch < 6; b++) {
         const uint8_t *px;
         const int32_t *lab;
         int64_t n;
@@ -308,13 +313,17 @@ static void test_loader_determinism(void **state)
     open_train(f, &s);
     size_t img = 32 * 32 * 3;
     for (int train = 0; train < 2; train++) {
-        int64_t n1, n3, na, nb;
-        uint8_t *one = run_loader(&s, 1, 0, 1, train, &n1), *three = run_loader(&s, 3, 0, 1, train, &n3);
+        int64_t n1, n3, na, nb, n2;
+        uint8_t *one = run_loader(&s, 1, 0, 1, train, 4, &n1), *three = run_loader(&s, 3, 0, 1, train, 4, &n3);
+        uint8_t *pairs = run_loader(&s, 3, 0, 1, train, 2, &n2);
         assert_int_equal(n1, 6);
         assert_int_equal(n3, 6);
+        assert_int_equal(n2, 6);
         assert_memory_equal(one, three, 6 * img);
+        assert_memory_equal(one, pairs, 6 * img);
+        free(pairs);
         /* 2 ranks: batch 0 splits 2 + 2, the short batch 1 (2 images) 1 + 1 */
-        uint8_t *r0 = run_loader(&s, 2, 0, 2, train, &na), *r1 = run_loader(&s, 2, 1, 2, train, &nb);
+        uint8_t *r0 = run_loader(&s, 2, 0, 2, train, 4, &na), *r1 = run_loader(&s, 2, 1, 2, train, 4, &nb);
         assert_int_equal(na, 3);
         assert_int_equal(nb, 3);
         assert_memory_equal(r0, one, 2 * img);
@@ -374,6 +383,53 @@ static void test_errors(void **state)
     assert_non_null(strstr(err, "x.JPEG: not a JPEG"));
 }
 
+/* A few training steps of resnet18 on the generated images (train/ and a val/ of its
+ * own), end to end through the trainer: it runs, writes the class index, and a second
+ * run from the same seed ends with the same checkpoint bytes. */
+static void test_training(void **state)
+{
+    fixture *f = *state;
+    mkdirs(f, "val");
+    static const char *const cls[] = {"val/n01", "val/n02", "val/n03"};
+    for (int c = 0; c < 3; c++) mkdirs(f, cls[c]);
+    write_jpeg(f, "val/n01/v1.JPEG", 200, 150, 3, 11);
+    write_jpeg(f, "val/n02/v2.JPEG", 150, 200, 3, 12);
+    write_jpeg(f, "val/n03/v3.JPEG", 90, 90, 1, 13);
+    char dirset[600], outset[600], err[2048];
+    unsigned char *ck[2] = {NULL, NULL};
+    size_t cklen[2] = {0, 0};
+    for (int run = 0; run < 2; run++) {
+        wg_config c;
+        wg_config_defaults(&c);
+        snprintf(dirset, sizeof(dirset), "data.root=%s", f->dir);
+        snprintf(outset, sizeof(outset), "output.dir=%s/run%d", f->dir, run);
+        const char *sets[] = {"model.name=resnet18", "data.format=imagefolder", dirset, "data.image_size=64",
+                              "data.workers=2", "train.batch=2", "train.epochs=1", "train.lr_boundaries=",
+                              "train.lr_multipliers=1", "train.g_scale=128", "train.bn_recalibrate=1",
+                              "train.log_every=1", "train.threads=1", outset};
+        for (size_t k = 0; k < sizeof(sets) / sizeof(sets[0]); k++)
+            if (!wg_config_set(&c, sets[k], err, sizeof(err))) fail_msg("%s: %s", sets[k], err);
+        wg_train_opts opts = {0};
+        wg_train_result res;
+        assert_int_equal(wg_train_run(&c, &opts, &res), 0);
+        assert_int_equal(res.steps, 3); /* 6 training images, batch 2 */
+        char path[700];
+        snprintf(path, sizeof(path), "%s/run%d/classes.txt", f->dir, run);
+        size_t len;
+        uint8_t *txt = read_all(path, &len);
+        assert_true(len == 18 && memcmp(txt, "0 n01\n1 n02\n2 n03\n", 18) == 0);
+        free(txt);
+        snprintf(path, sizeof(path), "%s/run%d/checkpoints/step_00000003.safetensors", f->dir, run);
+        ck[run] = read_all(path, &cklen[run]);
+    }
+    /* the same bytes but for the metadata's times and paths: compare the tensor data */
+    uint64_t h0, h1;
+    memcpy(&h0, ck[0], 8), memcpy(&h1, ck[1], 8);
+    assert_true(cklen[0] - h0 == cklen[1] - h1);
+    assert_memory_equal(ck[0] + 8 + h0, ck[1] + 8 + h1, cklen[0] - 8 - h0);
+    free(ck[0]), free(ck[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_crops),
         cmocka_unit_test(test_loader_determinism),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_training),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
