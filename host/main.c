@@ -45,7 +45,7 @@ static void usage(FILE *out)
             "  version          print the version and what this build contains\n"
             "  devices          list the backends this machine can run\n"
             "  train CONFIG [--set section.key=value ...] [--out DIR] [--threads N] [--device cpu|cuda|auto]\n"
-            "               [--resume RUN_DIR|CHECKPOINT] [--overwrite]\n"
+            "               [--workers N] [--resume RUN_DIR|CHECKPOINT] [--overwrite]\n"
             "                   train the network CONFIG describes (configs/*.ini); --resume\n"
             "                   continues a run from its checkpoint, bit for bit\n"
             "  eval CONFIG --checkpoint CHECKPOINT|RUN_DIR [--set ...] [--json FILE]\n"
@@ -124,7 +124,7 @@ static bool add_override(cmd_args *a, const char *cmd, const char *key, const ch
     return true;
 }
 
-/* Parse argv of `wageubn CMD`; options with values: --set --out --threads, and for
+/* Parse argv of `wageubn CMD`; options with values: --set --out --threads --workers, and for
  * train --resume, for eval --checkpoint and --json; train takes --overwrite. */
 static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
 {
@@ -133,7 +133,7 @@ static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
         bool valued = !strcmp(o, "--set") || !strcmp(o, "--out") || !strcmp(o, "--threads") ||
-                      !strcmp(o, "--device") ||
+                      !strcmp(o, "--device") || !strcmp(o, "--workers") ||
                       (train && !strcmp(o, "--resume")) || (!train && (!strcmp(o, "--checkpoint") || !strcmp(o, "--json")));
         if (valued && i + 1 == argc) {
             fprintf(stderr, "wageubn %s: %s needs a value\n", cmd, o);
@@ -146,6 +146,7 @@ static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
             else if (!strcmp(o, "--out")) ok = add_override(a, cmd, "output.dir", v), a->has_out = true;
             else if (!strcmp(o, "--threads")) ok = add_override(a, cmd, "train.threads", v);
             else if (!strcmp(o, "--device")) ok = add_override(a, cmd, "train.device", v);
+            else if (!strcmp(o, "--workers")) ok = add_override(a, cmd, "data.workers", v);
             else if (!strcmp(o, "--resume")) a->resume = v;
             else if (!strcmp(o, "--checkpoint")) a->checkpoint = v;
             else a->json = v;
@@ -153,7 +154,8 @@ static bool parse_args(const char *cmd, int argc, char **argv, cmd_args *a)
         } else if (train && !strcmp(o, "--overwrite")) {
             a->overwrite = true;
         } else if (o[0] == '-') {
-            fprintf(stderr, "wageubn %s: unknown option '%s' (expected --set, --out, --threads, --device, %s)\n", cmd, o,
+            fprintf(stderr, "wageubn %s: unknown option '%s' (expected --set, --out, --threads, --workers, --device, %s)\n",
+                    cmd, o,
                     train ? "--resume or --overwrite" : "--checkpoint or --json");
             return false;
         } else if (a->config == NULL) {
@@ -220,7 +222,7 @@ static wg_backend *open_device(const char *cmd, wg_device d, int gpu, bool *fail
 static int cmd_train(int argc, char **argv)
 {
     static const char use[] = "usage: wageubn train CONFIG.ini [--set section.key=value ...] [--out DIR] [--threads N] "
-                              "[--device cpu|cuda|auto] [--resume RUN_DIR|CHECKPOINT] [--overwrite]\n";
+                              "[--device cpu|cuda|auto] [--workers N] [--resume RUN_DIR|CHECKPOINT] [--overwrite]\n";
     cmd_args a;
     if (!parse_args("train", argc, argv, &a)) return WG_EXIT_USAGE;
     if (a.config == NULL) return fputs(use, stderr), WG_EXIT_USAGE;

@@ -48,7 +48,12 @@ bool wg_run_stream_open(run *r, char *err, size_t errlen)
     bool ok = list ? wg_imageset_list(tr, &r->train_set, err, errlen) && wg_imageset_list(te, &r->test_set, err, errlen)
                    : wg_imageset_folder(tr, &r->train_set, err, errlen) &&
                          wg_imageset_folder(te, &r->test_set, err, errlen);
-    if (!ok) return false;
+    if (!ok) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen > n ? errlen - n : 0, " ([data] root = %s should hold %s; docs/imagenet.md says how "
+                 "to prepare ImageNet)", cfg->data.root, list ? "train.txt and val.txt" : "train/ and val/");
+        return false;
+    }
     if (r->test_set.num_classes > r->train_set.num_classes) {
         snprintf(err, errlen, "%s has %d classes, more than the %d of %s", te, r->test_set.num_classes,
                  r->train_set.num_classes, tr);

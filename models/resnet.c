@@ -275,9 +275,9 @@ wg_net *wg_net_create(const wg_net_opts *o, wg_backend *b, char *err, size_t err
                  "model '%s' needs images of at least %lldx%lld and 2 classes (got %lldx%lldx%lld, %lld classes)%s",
                  o->model, (long long)ar->min_hw, (long long)ar->min_hw, (long long)o->h, (long long)o->w,
                  (long long)o->c, (long long)o->classes,
-                 ar->maxpool ? "; the ImageNet ResNets (resnet18/34/50) downsample by 32 and the ImageNet data "
-                               "pipeline is not written yet: for 28x28 or 32x32 datasets use resnet8, resnet20, "
-                               "resnet32 or resnet56"
+                 ar->maxpool ? "; the ImageNet ResNets (resnet18/34/50) downsample by 32 (train them on JPEGs with "
+                               "[data] format = imagefolder, image_size = 224: configs/imagenet_*.ini); for 28x28 or "
+                               "32x32 datasets use resnet8, resnet20, resnet32 or resnet56"
                              : "");
         return NULL;
     }
