@@ -94,7 +94,7 @@ int main(int argc, char **argv)
                                 .workers = workers, .batch = 32, .ring = 2, .rank = 0, .ranks = 1};
             double t0 = now_s();
             wg_loader *l = wg_loader_start(&o, order, s.n, (uint32_t)r);
-            const uint8_t *px;
+            const void *px;
             const int32_t *lab;
             int64_t n;
             for (int64_t b = 0; b * 32 < s.n; b++)

@@ -82,6 +82,26 @@ static void cuda_download(void *ctx, void *host_dst, const void *src, size_t nby
     WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
 }
 
+/* Page-locked host memory: uploads from it go at the bus's full speed, asynchronously. */
+static void *cuda_host_alloc(void *ctx, size_t nbytes)
+{
+    ctx_of(ctx);
+    void *p = NULL;
+    cudaError_t err = cudaHostAlloc(&p, nbytes ? nbytes : 1, cudaHostAllocDefault);
+    if (err == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    WG_CUDA_CHECK(err);
+    return p;
+}
+
+static void cuda_host_free(void *ctx, void *ptr)
+{
+    ctx_of(ctx);
+    WG_CUDA_CHECK(cudaFreeHost(ptr));
+}
+
 static void cuda_zero(void *ctx, void *dst, size_t nbytes)
 {
     wg_cuda_ctx *c = ctx_of(ctx);
@@ -401,6 +421,8 @@ static const struct wg_backend_i wg_backend_cuda_iface = {
     .zero = cuda_zero,
     .synchronize = cuda_synchronize,
     .free_ctx = cuda_free_ctx,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
     .max_abs = cuda_max_abs,
     .round_shift = cuda_round_shift,
     .flag_split = cuda_flag_split,

@@ -70,6 +70,10 @@ struct wg_backend_i {
     void (*synchronize)(void *ctx);
     /* Optional: release the context (called by wg_backend_free). */
     void (*free_ctx)(void *ctx);
+    /* Optional: host memory the backend uploads from fastest (CUDA: page-locked), for
+     * the input pipeline's batch buffers; NULL where plain malloc is as good. */
+    void *(*host_alloc)(void *ctx, size_t nbytes);
+    void (*host_free)(void *ctx, void *ptr);
 
     /* max |x| over an integer tensor, as an unsigned integer (exact for INT64_MIN).
      * Integer maxima do not depend on reduction order. 0 for an empty tensor. */

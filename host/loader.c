@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "data.h"
 #include "wg_philox.h"
 
 wg_crop_opts wg_crop_opts_reference(void)
@@ -180,7 +181,7 @@ typedef struct slot {
     int64_t batch;    /* the global batch it holds (-1: free) */
     int64_t count;    /* its images */
     int64_t done;     /* images in */
-    uint8_t *pixels;
+    void *pixels;
     int32_t *labels;
     bool failed;
     char err[1024];
@@ -191,7 +192,7 @@ struct wg_loader {
     const int64_t *order;
     int64_t n_order, nbatches, per_rank, skipped;
     uint32_t epoch;
-    size_t image_bytes;
+    size_t image_bytes; /* of one image in a batch buffer */
     slot *slots;
     pthread_t *threads;
     pthread_mutex_t mu;
@@ -212,14 +213,29 @@ static int64_t shard(const wg_loader *l, int64_t b, int64_t *first)
     return e > a ? e - a : 0;
 }
 
+/* The RGB bytes of an image into the batch's values (loader.h: as they are, or
+ * normalized to int8 or float32). */
+static void store_image(const wg_loader *l, const uint8_t *rgb, void *dst)
+{
+    size_t n = (size_t)l->o.crop.size * (size_t)l->o.crop.size;
+    const wg_norm *t = l->o.norm;
+    if (t == NULL) memcpy(dst, rgb, 3 * n);
+    else if (l->o.as_float)
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < 3; c++) ((float *)dst)[3 * i + c] = t->f[c][rgb[3 * i + c]];
+    else
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < 3; c++) ((int8_t *)dst)[3 * i + c] = t->q[c][rgb[3 * i + c]];
+}
+
 /* One image into its slot (outside the lock); a failure is recorded in the slot. */
-static void load_item(wg_loader *l, wg_jpeg *j, slot *s, int64_t b, int64_t i)
+static void load_item(wg_loader *l, wg_jpeg *j, uint8_t *rgb, slot *s, int64_t b, int64_t i)
 {
     int64_t first;
     shard(l, b, &first);
     int64_t idx = l->order[first + i];
     char err[1024];
-    uint8_t *out = s->pixels + (size_t)i * l->image_bytes;
+    uint8_t *out = rgb;
     bool ok = wg_load_sample(j, l->o.set->paths[idx], &l->o.crop, l->o.train, l->o.seed, l->epoch, idx, out, err,
                              sizeof(err));
     int64_t used = idx;
@@ -228,6 +244,7 @@ static void load_item(wg_loader *l, wg_jpeg *j, slot *s, int64_t b, int64_t i)
         ok = wg_load_sample(j, l->o.set->paths[used], &l->o.crop, l->o.train, l->o.seed, l->epoch, used, out, err,
                             sizeof(err));
     }
+    if (ok) store_image(l, rgb, (char *)s->pixels + (size_t)i * l->image_bytes);
     pthread_mutex_lock(&l->mu);
     if (used != idx && ok) l->skipped++;
     if (!ok && !s->failed) {
@@ -243,6 +260,8 @@ static void *worker(void *arg)
 {
     wg_loader *l = arg;
     wg_jpeg *j = wg_jpeg_new();
+    uint8_t *rgb = malloc((size_t)l->o.crop.size * (size_t)l->o.crop.size * 3); /* one image before its values */
+    WG_ASSERT(rgb != NULL, "out of memory%s", "");
     pthread_mutex_lock(&l->mu);
     for (;;) {
         int64_t item = l->next_item, b = item / l->per_rank, i = item % l->per_rank;
@@ -260,15 +279,26 @@ static void *worker(void *arg)
         l->next_item++;
         if (i >= s->count) continue; /* past a short shard */
         pthread_mutex_unlock(&l->mu);
-        load_item(l, j, s, b, i);
+        load_item(l, j, rgb, s, b, i);
         pthread_mutex_lock(&l->mu);
     }
     pthread_mutex_unlock(&l->mu);
+    free(rgb);
     wg_jpeg_free(j);
     return NULL;
 }
 
-static void *default_alloc(size_t bytes) { return malloc(bytes); }
+static void *default_alloc(void *ctx, size_t bytes)
+{
+    (void)ctx;
+    return malloc(bytes);
+}
+
+static void default_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
 
 wg_loader *wg_loader_start(const wg_loader_opts *o, const int64_t *order, int64_t n, uint32_t epoch)
 {
@@ -279,19 +309,19 @@ wg_loader *wg_loader_start(const wg_loader_opts *o, const int64_t *order, int64_
     wg_loader *l = calloc(1, sizeof(*l));
     WG_ASSERT(l != NULL, "out of memory%s", "");
     l->o = *o;
-    if (l->o.alloc == NULL) l->o.alloc = default_alloc, l->o.free = free;
+    if (l->o.alloc == NULL) l->o.alloc = default_alloc, l->o.free = default_free;
     l->order = order;
     l->n_order = n;
     l->nbatches = (n + o->batch - 1) / o->batch;
     l->epoch = epoch;
     l->per_rank = (o->batch + o->ranks - 1) / o->ranks;
-    l->image_bytes = (size_t)o->crop.size * (size_t)o->crop.size * 3;
+    l->image_bytes = (size_t)o->crop.size * (size_t)o->crop.size * 3 * (o->norm && o->as_float ? sizeof(float) : 1);
     l->slots = calloc((size_t)o->ring, sizeof(slot));
     l->threads = calloc((size_t)o->workers, sizeof(pthread_t));
     WG_ASSERT(l->slots != NULL && l->threads != NULL, "out of memory%s", "");
     for (int r = 0; r < o->ring; r++) {
         l->slots[r].batch = -1;
-        l->slots[r].pixels = l->o.alloc((size_t)l->per_rank * l->image_bytes);
+        l->slots[r].pixels = l->o.alloc(l->o.alloc_ctx, (size_t)l->per_rank * l->image_bytes);
         l->slots[r].labels = malloc((size_t)l->per_rank * sizeof(int32_t));
         WG_ASSERT(l->slots[r].pixels != NULL && l->slots[r].labels != NULL, "out of memory for a batch of %lld images",
                   (long long)l->per_rank);
@@ -304,7 +334,7 @@ wg_loader *wg_loader_start(const wg_loader_opts *o, const int64_t *order, int64_
     return l;
 }
 
-bool wg_loader_next(wg_loader *l, const uint8_t **pixels, const int32_t **labels, int64_t *count, char *err,
+bool wg_loader_next(wg_loader *l, const void **pixels, const int32_t **labels, int64_t *count, char *err,
                     size_t errlen)
 {
     pthread_mutex_lock(&l->mu);
@@ -341,7 +371,7 @@ void wg_loader_stop(wg_loader *l)
     pthread_mutex_unlock(&l->mu);
     for (int t = 0; t < l->o.workers; t++) pthread_join(l->threads[t], NULL);
     for (int r = 0; r < l->o.ring; r++) {
-        l->o.free(l->slots[r].pixels);
+        l->o.free(l->o.alloc_ctx, l->slots[r].pixels);
         free(l->slots[r].labels);
     }
     pthread_mutex_destroy(&l->mu);

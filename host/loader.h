@@ -70,9 +70,16 @@ typedef struct wg_loader_opts {
     int ring;       /* batches assembled ahead, >= 1 */
     int rank, ranks; /* this rank loads images [rank batch / ranks, (rank + 1) batch / ranks) of each batch */
     bool skip_bad;
-    /* the batch buffers (NULL: malloc/free); a CUDA run passes pinned host memory */
-    void *(*alloc)(size_t bytes);
-    void (*free)(void *p);
+    /* The batches' values: NULL, the RGB bytes; else each pixel normalized by the
+     * workers through the tables of norm (data.h): int8 (norm->q), or float32
+     * (norm->f) with as_float, ready for the network's input. */
+    const struct wg_norm *norm;
+    bool as_float;
+    /* The batch buffers (NULL: malloc and free): a CUDA run passes the backend's
+     * page-locked host memory (backend.h's host_alloc), which uploads fastest. */
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*free)(void *ctx, void *p);
+    void *alloc_ctx;
 } wg_loader_opts;
 
 typedef struct wg_loader wg_loader;
@@ -82,9 +89,10 @@ typedef struct wg_loader wg_loader;
  * possible: a rank may get none of it, count 0). */
 wg_loader *wg_loader_start(const wg_loader_opts *o, const int64_t *order, int64_t n, uint32_t epoch);
 
-/* The next batch of this rank: *pixels ([count][size][size][3], valid until the next
- * call), *labels, *count; false with the failing file's message. */
-bool wg_loader_next(wg_loader *l, const uint8_t **pixels, const int32_t **labels, int64_t *count, char *err,
+/* The next batch of this rank: *pixels ([count][size][size][3] values as the options
+ * say, valid until the next call), *labels, *count; false with the failing file's
+ * message. */
+bool wg_loader_next(wg_loader *l, const void **pixels, const int32_t **labels, int64_t *count, char *err,
                     size_t errlen);
 int64_t wg_loader_skipped(const wg_loader *l);
 /* Stop the workers and free everything (any batch not taken is dropped). */

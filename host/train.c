@@ -242,7 +242,7 @@ static void step_once(run *r, wg_param *params, int nparams, int e, int64_t s, i
         const int64_t *idx = r->order + s * batch + r->rank * r->local_batch;
         exp = wg_run_load_batch(r, &r->train, idx, r->local_batch, true, (uint32_t)e);
     }
-    wg_net_forward(r->net, r->images, exp, r->local_batch, true);
+    wg_net_forward(r->net, r->batch_px, exp, r->local_batch, true);
     wg_net_loss(r->net, r->labels, true, window);
     if (r->dist != NULL)
         wg_dist_allreduce_grads(r->dist, r->cfg->dist.allreduce == WG_ALLREDUCE_EXACT ? WG_DIST_EXACT : WG_DIST_COMPRESSED,

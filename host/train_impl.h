@@ -23,6 +23,7 @@ typedef struct run {
     wg_backend *b; /* given (the caller's, kept) or, when NULL, a CPU backend of the run's own */
     bool b_owned;
     void *images; /* one batch, int8 or float */
+    const void *batch_px; /* the batch to forward: images, or the loader's buffer */
     uint8_t *labels8;
     int32_t *labels;
     int64_t *order;
@@ -64,9 +65,10 @@ void wg_run_stream_close(run *r);
 /* Start streaming set's images order[0..n) (this rank's shards of its global batches),
  * with training crops or evaluation ones; stops the loader before. */
 void wg_run_stream_start(run *r, const wg_imageset *set, const int64_t *order, int64_t n, bool train, uint32_t epoch);
-/* The next batch into r->images and r->labels; returns the int8 exponent and sets *n
- * (0 for a rank with no image of a short last batch: one image of the normalized zero
- * is there to forward). A file that cannot be read stops the run with its name. */
+/* The next batch: r->batch_px (the loader's buffer, normalized) and r->labels; returns
+ * the int8 exponent and sets *n (0 for a rank with no image of a short last batch: one
+ * image of the normalized zero is there to forward). A file that cannot be read stops
+ * the run with its name. */
 int wg_run_stream_batch(run *r, int64_t *n);
 
 /* Load images idx[0..n) of ds into r->images and r->labels; returns the int8 exponent. */

@@ -31,6 +31,7 @@ int wg_run_load_batch(run *r, const wg_dataset *ds, const int64_t *idx, int64_t 
     int exp = 0;
     if (r->int8) wg_data_batch_int8(ds, idx, n, aug, r->cfg->train.seed, epoch, r->images, &exp);
     else wg_data_batch_f32(ds, idx, n, aug, r->cfg->train.seed, epoch, r->images);
+    r->batch_px = r->images;
     wg_data_batch_labels(ds, idx, n, r->labels8);
     for (int64_t i = 0; i < n; i++) r->labels[i] = r->labels8[i];
     return exp;
@@ -76,7 +77,7 @@ wg_loss_stats wg_run_evaluate(run *r, const wg_dataset *ds)
             for (int64_t k = 0; k < m; k++) r->order[k] = i + lo + k;
             exp = wg_run_load_batch(r, ds, r->order, m, false, 0);
         }
-        wg_net_forward(r->net, r->images, exp, m, false);
+        wg_net_forward(r->net, r->batch_px, exp, m, false);
         wg_loss_stats part = {0};
         wg_net_loss(r->net, r->labels, false, &part);
         if (counted) {
@@ -113,7 +114,7 @@ void wg_run_recalibrate_bn(run *r)
             for (int64_t i = 0; i < r->local_batch; i++) r->order[i] = k * batch + r->rank * r->local_batch + i;
             exp = wg_run_load_batch(r, &r->train, r->order, r->local_batch, false, 0);
         }
-        wg_net_forward(r->net, r->images, exp, r->local_batch, true);
+        wg_net_forward(r->net, r->batch_px, exp, r->local_batch, true);
     }
 }
 

@@ -77,18 +77,39 @@ void wg_run_stream_close(run *r)
     wg_imageset_free(&r->test_set);
 }
 
+/* The backend's page-locked host memory for the batch buffers (backend.h), with
+ * malloc where it has none or runs out. */
+static void *host_alloc(void *ctx, size_t bytes)
+{
+    wg_backend *b = ctx;
+    void *p = b->iface->host_alloc ? b->iface->host_alloc(b->ctx, bytes) : NULL;
+    return p ? p : malloc(bytes);
+}
+
+static void host_free(void *ctx, void *p)
+{
+    wg_backend *b = ctx;
+    if (b->iface->host_free == NULL || p == NULL) {
+        free(p);
+        return;
+    }
+    b->iface->host_free(b->ctx, p);
+}
+
 void wg_run_stream_start(run *r, const wg_imageset *set, const int64_t *order, int64_t n, bool train, uint32_t epoch)
 {
     wg_loader_stop(r->loader);
     wg_loader_opts o = {.set = set, .crop = r->crop, .train = train, .seed = r->cfg->train.seed,
                         .workers = r->cfg->data.workers, .batch = r->cfg->train.batch, .ring = 2, .rank = r->rank,
-                        .ranks = r->ranks, .skip_bad = r->cfg->data.bad_files == WG_BAD_FILES_SKIP};
+                        .ranks = r->ranks, .skip_bad = r->cfg->data.bad_files == WG_BAD_FILES_SKIP,
+                        .norm = &r->train.norm, .as_float = !r->int8};
+    if (r->b->iface->host_alloc != NULL) o.alloc = host_alloc, o.free = host_free, o.alloc_ctx = r->b;
     r->loader = wg_loader_start(&o, order, n, epoch);
 }
 
 int wg_run_stream_batch(run *r, int64_t *n)
 {
-    const uint8_t *px;
+    const void *px;
     const int32_t *labels;
     char err[1200];
     if (!wg_loader_next(r->loader, &px, &labels, n, err, sizeof(err))) {
@@ -96,13 +117,17 @@ int wg_run_stream_batch(run *r, int64_t *n)
         exit(1);
     }
     const wg_norm *norm = &r->train.norm;
-    int64_t m = *n > 0 ? *n : 1, per = (int64_t)r->crop.size * r->crop.size;
-    for (int64_t i = 0; i < m * per; i++)
-        for (int c = 0; c < 3; c++) {
-            uint8_t v = *n > 0 ? px[3 * i + c] : 0;
-            if (r->int8) ((int8_t *)r->images)[3 * i + c] = norm->q[c][v];
-            else ((float *)r->images)[3 * i + c] = norm->f[c][v];
-        }
-    for (int64_t i = 0; i < m; i++) r->labels[i] = *n > 0 ? labels[i] : 0;
+    for (int64_t i = 0; i < *n; i++) r->labels[i] = labels[i];
+    r->batch_px = px; /* the loader's (page-locked) buffer, already normalized by its workers */
+    if (*n == 0) { /* nothing of this batch is this rank's: one image of the normalized zero */
+        int64_t per = (int64_t)r->crop.size * r->crop.size;
+        for (int64_t i = 0; i < per; i++)
+            for (int c = 0; c < 3; c++) {
+                if (r->int8) ((int8_t *)r->images)[3 * i + c] = norm->q[c][0];
+                else ((float *)r->images)[3 * i + c] = norm->f[c][0];
+            }
+        r->labels[0] = 0;
+        r->batch_px = r->images;
+    }
     return norm->exp;
 }

@@ -7,7 +7,8 @@
  * against the source pixels and a scaled decode against the full one; the crop
  * geometry of training (area, aspect, inside the image, flips near half) and of
  * evaluation; that a sample depends only on (seed, epoch, index): the same batches with
- * 1 and 3 workers, and 2 ranks' shards put together equal one rank's batch; and the
+ * 1 and 3 workers, and 2 ranks' shards put together equal one rank's batch; that the
+ * workers' normalization is the preset's tables; and the
  * errors: a truncated JPEG names its file (or is skipped, counted, with skip_bad), an
  * empty class folder and a bad list line are named. */
 #define _POSIX_C_SOURCE 200809L
@@ -25,6 +26,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "data.h"
 #include "imageset.h"
 #include "jpeg.h"
 #include "loader.h"
@@ -295,7 +297,7 @@ static uint8_t *run_loader(const wg_imageset *s, int workers, int rank, int rank
     *total = 0;
     char err[1024];
     for (int64_t b = 0; b * batch < 6; b++) {
-        const uint8_t *px;
+        const void *px;
         const int32_t *lab;
         int64_t n;
         if (!wg_loader_next(l, &px, &lab, &n, err, sizeof(err))) fail_msg("%s", err);
@@ -335,6 +337,41 @@ static void test_loader_determinism(void **state)
     wg_imageset_free(&s);
 }
 
+/* The workers' normalization: the values the network gets, int8 and float32, are the
+ * RGB bytes through the imagenet preset's tables. */
+static void test_loader_normalizes(void **state)
+{
+    fixture *f = *state;
+    wg_imageset s;
+    open_train(f, &s);
+    wg_norm norm;
+    char err[1024];
+    assert_true(wg_norm_init(&norm, "imagenet", 3, err, sizeof(err)));
+    int64_t order[6] = {0, 1, 2, 3, 4, 5}, n;
+    const void *px;
+    const int32_t *lab;
+    size_t per = 24 * 24 * 3;
+    uint8_t *raw = malloc(6 * per);
+    assert_non_null(raw);
+    for (int mode = 0; mode < 3; mode++) {
+        wg_loader_opts o = {.set = &s, .crop = wg_crop_opts_reference(), .train = true, .seed = 5, .workers = 2,
+                            .batch = 6, .ring = 1, .rank = 0, .ranks = 1, .norm = mode ? &norm : NULL,
+                            .as_float = mode == 2};
+        o.crop.size = 24;
+        wg_loader *l = wg_loader_start(&o, order, 6, 1);
+        if (!wg_loader_next(l, &px, &lab, &n, err, sizeof(err))) fail_msg("%s", err);
+        assert_int_equal(n, 6);
+        for (size_t i = 0; i < 6 * per; i++) {
+            if (mode == 0) raw[i] = ((const uint8_t *)px)[i];
+            else if (mode == 1) assert_int_equal(((const int8_t *)px)[i], norm.q[i % 3][raw[i]]);
+            else assert_true(((const float *)px)[i] == norm.f[i % 3][raw[i]]);
+        }
+        wg_loader_stop(l);
+    }
+    free(raw);
+    wg_imageset_free(&s);
+}
+
 static void test_errors(void **state)
 {
     fixture *f = *state;
@@ -353,7 +390,7 @@ static void test_errors(void **state)
     wg_loader_opts o = {.set = &s, .crop = wg_crop_opts_reference(), .train = true, .seed = 1, .workers = 2,
                         .batch = 7, .ring = 1, .rank = 0, .ranks = 1};
     o.crop.size = 16;
-    const uint8_t *px;
+    const void *px;
     const int32_t *lab;
     int64_t n;
     wg_loader *l = wg_loader_start(&o, order, 7, 0);
@@ -437,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_decode),
         cmocka_unit_test(test_crops),
         cmocka_unit_test(test_loader_determinism),
+        cmocka_unit_test(test_loader_normalizes),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_training),
     };
