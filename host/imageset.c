@@ -65,7 +65,7 @@ static bool list_dir(const char *dir, bool dirs, strv *out, char *err, size_t er
         if (dirs ? is_dir(path) : (!is_dir(path) && is_jpeg_name(e->d_name))) strv_push(out, e->d_name);
     }
     closedir(d);
-    qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
+    if (out->n > 1) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
     return true;
 }
 
@@ -91,13 +91,13 @@ bool wg_imageset_folder(const char *dir, wg_imageset *out, char *err, size_t err
         snprintf(path, sizeof(path), "%s/%s", dir, classes.v[c]);
         int64_t before = files.n;
         strv here = {0};
-        if (!list_dir(path, false, &here, err, errlen)) {
-            strv_free(&classes), strv_free(&files), strv_free(&here);
-            return false;
-        }
-        if (here.n == 0) {
+        bool listed = list_dir(path, false, &here, err, errlen);
+        if (listed && here.n == 0)
             snprintf(err, errlen, "%s: class folder without .jpg/.jpeg images (a dataset copied in part?)", path);
+        if (!listed || here.n == 0) {
             strv_free(&classes), strv_free(&files), strv_free(&here);
+            free(out->labels);
+            out->labels = NULL;
             return false;
         }
         for (int64_t i = 0; i < here.n; i++) {
