@@ -1,9 +1,10 @@
-/* backend_cuda.h: the CUDA backend (C interface; the implementation is in
- * backend_cuda.cu and the op kernels in quant.cu).
+/* backend_cuda.h: the CUDA backend (C interface; the vtable, memory and set-up are in
+ * backend_cuda.cu, the kernels in one .cu per op family: quant, residual, pool, act,
+ * gemm, conv, conv_f32, conv_igemm, bn, bn_f32, f32; NCCL in nccl_comm.cu).
  *
  * It implements the same vtable as the CPU backend (host/backend.h): device memory,
- * one stream per device, and the quantizer primitives as kernels over the shared
- * integer formulas, so its results are bit-identical with the CPU backend's. */
+ * one stream per device, and every op as kernels over the shared integer formulas, so
+ * its int8 results are bit-identical with the CPU backend's. */
 #ifndef WG_BACKEND_CUDA_H
 #define WG_BACKEND_CUDA_H
 
