@@ -37,21 +37,27 @@ typedef struct bench_opts {
     char models[128];
 } bench_opts;
 
-/* The median of REPS runs of fn(arg) on backend b, in seconds. */
-static double median_time(wg_backend *b, void (*fn)(void *), void *arg)
+enum { MAX_REPS = 64 };
+
+/* The median of reps (<= MAX_REPS) runs of fn(arg) on backend b, in seconds, after one
+ * untimed run (the arena grows, cuBLASLt picks its kernels). */
+static double median_of(wg_backend *b, void (*fn)(void *), void *arg, int reps)
 {
-    double t[REPS];
-    fn(arg); /* warm-up: the arena grows, cuBLASLt picks its kernels */
+    double t[MAX_REPS];
+    reps = reps < MAX_REPS ? reps : MAX_REPS;
+    fn(arg);
     wg_backend_synchronize(b);
-    for (int r = 0; r < REPS; r++) {
+    for (int r = 0; r < reps; r++) {
         double t0 = now_s();
         fn(arg);
         wg_backend_synchronize(b);
         t[r] = now_s() - t0;
     }
-    qsort(t, REPS, sizeof(double), cmp_double);
-    return t[REPS / 2];
+    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    return t[reps / 2];
 }
+
+static double median_time(wg_backend *b, void (*fn)(void *), void *arg) { return median_of(b, fn, arg, REPS); }
 
 /* ---- int8 GEMM ---- */
 
@@ -266,21 +272,6 @@ static void run_step(void *arg)
     wg_optim_step(t->params, t->nparams, &a);
 }
 
-static double train_median(wg_backend *b, train_case *t, int steps)
-{
-    double times[64];
-    run_step(t); /* warm-up */
-    wg_backend_synchronize(b);
-    for (int i = 0; i < steps; i++) {
-        double t0 = now_s();
-        run_step(t);
-        wg_backend_synchronize(b);
-        times[i] = now_s() - t0;
-    }
-    qsort(times, (size_t)steps, sizeof(double), cmp_double);
-    return times[steps / 2];
-}
-
 static void bench_train(wg_backend *b, wg_net *net, const bench_opts *o)
 {
     int64_t pix = o->batch * 224 * 224 * 3;
@@ -291,11 +282,11 @@ static void bench_train(wg_backend *b, wg_net *net, const bench_opts *o)
     for (int64_t i = 0; i < pix; i++) t.x[i] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 57) - 64;
     for (int64_t i = 0; i < o->batch; i++) t.labels[i] = (int32_t)(i * 37 % 1000);
     t.params = wg_net_params(net, &t.nparams);
-    int steps = o->steps < 64 ? o->steps : 64;
+    int steps = o->steps < MAX_REPS ? o->steps : MAX_REPS;
     const char *m = wg_net_name(net);
     for (int p = 0; p < 2; p++) {
         set_igemm(b, p == 0);
-        double med = train_median(b, &t, steps);
+        double med = median_of(b, run_step, &t, steps);
         printf("\n%s training step (int8 full preset, batch %lld, 224x224, synthetic, convolutions: %s): %.1f ms, "
                "%.0f images/s (median of %d)\n",
                m, (long long)o->batch, p == 0 ? "implicit GEMM" : "im2col + cuBLASLt", med * 1e3,

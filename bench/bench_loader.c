@@ -25,8 +25,8 @@ static void fill(uint8_t *p, int w, int h, unsigned seed)
         for (int x = 0; x < w; x++) {
             seed = seed * 1103515245u + 12345u;
             uint8_t *q = p + ((size_t)y * w + x) * 3;
-            int n = (int)(seed >> 27) - 16;
-            q[0] = (uint8_t)(255 * x / w + n / 2 < 0 ? 0 : 255 * x / w + n / 2 > 255 ? 255 : 255 * x / w + n / 2);
+            int red = 255 * x / w + ((int)(seed >> 27) - 16) / 2; /* a gradient with noise */
+            q[0] = (uint8_t)(red < 0 ? 0 : red > 255 ? 255 : red);
             q[1] = (uint8_t)(255 * y / h);
             q[2] = (uint8_t)(128 + 100 * (((x / 24 + y / 24) & 1) ? 1 : -1) * ((x % 24) * (y % 24)) / 576);
         }

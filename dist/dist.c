@@ -117,17 +117,16 @@ const wg_batch_sync *wg_dist_batch_sync(wg_dist *d) { return &d->sync; }
 /* MPI counts are int: long buffers go in pieces. */
 #define WG_MPI_PIECE ((size_t)1 << 28)
 
-static void allreduce(wg_dist *d, void *v, size_t n, size_t esz, MPI_Datatype t, MPI_Op op)
+static void allreduce(void *v, size_t n, size_t esz, MPI_Datatype t, MPI_Op op)
 {
     for (size_t i = 0; i < n; i += WG_MPI_PIECE) {
         size_t len = n - i < WG_MPI_PIECE ? n - i : WG_MPI_PIECE;
         WG_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, (char *)v + i * esz, (int)len, t, op, MPI_COMM_WORLD));
     }
-    (void)d;
 }
 #define WG_ALLREDUCE(d, v, n, t, op)                                                                      \
     do {                                                                                                  \
-        if ((d)->size > 1) allreduce((d), (v), (n), sizeof(*(v)), (t), (op));                             \
+        if ((d)->size > 1) allreduce((v), (n), sizeof(*(v)), (t), (op));                             \
     } while (0)
 #else
 #define WG_ALLREDUCE(d, v, n, t, op) ((void)(d), (void)(v), (void)(n))

@@ -179,6 +179,7 @@ bool wg_load_sample(wg_jpeg *j, const char *path, const wg_crop_opts *o, bool tr
 
 typedef struct slot {
     int64_t batch;    /* the global batch it holds (-1: free) */
+    int64_t first;    /* this rank's first position of it in order */
     int64_t count;    /* its images */
     int64_t done;     /* images in */
     void *pixels;
@@ -229,11 +230,9 @@ static void store_image(const wg_loader *l, const uint8_t *rgb, void *dst)
 }
 
 /* One image into its slot (outside the lock); a failure is recorded in the slot. */
-static void load_item(wg_loader *l, wg_jpeg *j, uint8_t *rgb, slot *s, int64_t b, int64_t i)
+static void load_item(wg_loader *l, wg_jpeg *j, uint8_t *rgb, slot *s, int64_t i)
 {
-    int64_t first;
-    shard(l, b, &first);
-    int64_t idx = l->order[first + i];
+    int64_t idx = l->order[s->first + i];
     char err[1024];
     uint8_t *out = rgb;
     bool ok = wg_load_sample(j, l->o.set->paths[idx], &l->o.crop, l->o.train, l->o.seed, l->epoch, idx, out, err,
@@ -272,14 +271,13 @@ static void *worker(void *arg)
         }
         slot *s = &l->slots[b % l->o.ring];
         if (s->batch != b) { /* the first image of batch b claims the slot */
-            int64_t first;
-            s->batch = b, s->count = shard(l, b, &first), s->done = 0, s->failed = false;
+            s->batch = b, s->count = shard(l, b, &s->first), s->done = 0, s->failed = false;
             if (s->count == 0) pthread_cond_broadcast(&l->ready); /* nothing of it is this rank's */
         }
         l->next_item++;
         if (i >= s->count) continue; /* past a short shard */
         pthread_mutex_unlock(&l->mu);
-        load_item(l, j, rgb, s, b, i);
+        load_item(l, j, rgb, s, i);
         pthread_mutex_lock(&l->mu);
     }
     pthread_mutex_unlock(&l->mu);
