@@ -24,6 +24,7 @@
 #include "bench_util.h"
 #include "check.h"
 #include "conv.h"
+#include "conv_tune.h"
 #include "net.h"
 #include "quant.h"
 
@@ -145,10 +146,14 @@ static void conv_case_free(conv_case *c)
     wg_conv_ws_free(&c->ws);
 }
 
-/* The convolution paths of the CUDA backend (a no-op on the CPU backend). */
-static void set_igemm(wg_backend *b, bool on)
+/* The convolution kernels of the CUDA backend, or its auto mode (a no-op on the CPU
+ * backend); false where the device has no such kernel (wgmma off Hopper). */
+static bool set_conv(wg_backend *b, int mode)
 {
-    if (strcmp(wg_backend_name(b), "cuda") == 0) wg_cuda_set_igemm(b, on);
+    if (strcmp(wg_backend_name(b), "cuda") != 0) return mode != WG_KERNEL_WGMMA;
+    if (mode == WG_KERNEL_WGMMA && !wg_cuda_has_wgmma(b)) return false;
+    wg_cuda_set_conv(b, mode);
+    return true;
 }
 
 static void run_conv_backward_weight(void *arg)
@@ -175,8 +180,10 @@ static double equiv_time(wg_backend *b, int64_t m, int64_t n, int64_t k, int rep
     return t;
 }
 
+/* Times per kernel (wg_conv_kernel order: lt = im2col + cuBLASLt, ig = mma.sync implicit
+ * GEMM, wg = wgmma implicit GEMM, whose backward-weight is ig's; 0: not on this device). */
 typedef struct layer_times {
-    double fwd[2], bwd[2], bwd_w[2]; /* [0] implicit GEMM, [1] im2col + cuBLASLt */
+    double fwd[WG_KERNELS], bwd[WG_KERNELS], bwd_w[WG_KERNELS];
     double gemm_fwd, gemm_bwd_data, gemm_bwd_w;
 } layer_times;
 
@@ -184,32 +191,52 @@ static layer_times time_layer(wg_backend *b, conv_case *c, bool stem)
 {
     const wg_conv_geom *g = c->g;
     layer_times t = {0};
-    for (int path = 0; path < 2; path++) {
-        set_igemm(b, path == 0);
-        t.fwd[path] = median_time(b, run_conv_forward, c);
-        t.bwd[path] = median_time(b, run_conv_backward, c);
-        t.bwd_w[path] = median_time(b, run_conv_backward_weight, c);
+    for (int k = 0; k < WG_KERNELS; k++) {
+        if (!set_conv(b, k)) continue;
+        t.fwd[k] = median_time(b, run_conv_forward, c);
+        t.bwd[k] = median_time(b, run_conv_backward, c);
+        t.bwd_w[k] = median_time(b, run_conv_backward_weight, c);
     }
-    set_igemm(b, true);
+    set_conv(b, WG_CONV_AUTO);
     t.gemm_fwd = equiv_time(b, g->rows, g->o, g->kdim, 1);
     t.gemm_bwd_data = stem ? 0 : equiv_time(b, g->rows, g->kdim, g->o, 2);  /* per E2 part */
     t.gemm_bwd_w = equiv_time(b, g->o, g->kdim, g->rows, 2);
     return t;
 }
 
-/* Per layer, then the sums: each path's time, and the implicit-GEMM kernels' rate as a
+/* Our faster implicit GEMM's time (ig or wg). */
+static double ours(const double t[WG_KERNELS])
+{
+    return t[WG_KERNEL_WGMMA] > 0 && t[WG_KERNEL_WGMMA] < t[WG_KERNEL_MMA] ? t[WG_KERNEL_WGMMA] : t[WG_KERNEL_MMA];
+}
+
+static double ratio(double num, double den) { return den > 0 ? num / den : 0; }
+
+/* One row of times: lt, ig, wg (or -), the equivalent GEMMs, and the GEMMs' time over
+ * ours (our throughput as a fraction of cuBLASLt's on the GEMMs alone). */
+static void print_times(const double t[WG_KERNELS], double gemm)
+{
+    printf(" | %7.3f %7.3f", t[WG_KERNEL_CUBLASLT] * 1e3, t[WG_KERNEL_MMA] * 1e3);
+    if (t[WG_KERNEL_WGMMA] > 0) printf(" %7.3f", t[WG_KERNEL_WGMMA] * 1e3);
+    else printf(" %7s", "-");
+    printf(" %7.3f %5.2f", gemm * 1e3, ratio(gemm, ours(t)));
+}
+
+/* Per layer, then the sums: each kernel's time, and our faster implicit GEMM's rate as a
  * fraction of cuBLASLt's on the equivalent GEMMs (> 1: faster than those GEMMs alone). */
 static void bench_layers(wg_backend *b, wg_net *net, const bench_opts *o)
 {
     wg_net_conv convs[MAX_CONVS];
     int n = wg_net_convs(net, convs, MAX_CONVS);
     WG_ASSERT(n <= MAX_CONVS, "%d convolutions", n);
-    printf("\n%s convolutions at batch %lld, ms, median of %d (backward: E2's two parts, dx and dw; ig = implicit "
-           "GEMM, lt = im2col + cuBLASLt, gemm = cuBLASLt on the equivalent GEMMs alone)\n",
+    printf("\n%s convolutions at batch %lld, ms, median of %d (backward: E2's two parts; lt = im2col + cuBLASLt, "
+           "ig = mma.sync implicit GEMM, wg = wgmma implicit GEMM, gemm = cuBLASLt on the equivalent GEMMs alone, "
+           "ratio = gemm / our faster one)\n",
            wg_net_name(net), (long long)o->batch, REPS);
-    printf("%-14s %4s %5s %5s %2s %2s | %8s %8s %8s %5s | %8s %8s %8s %5s | %8s %8s %8s %5s\n", "layer", "HxW", "C",
-           "O", "k", "s", "fwd ig", "fwd lt", "gemm", "ratio", "bwd-d ig", "bwd-d lt", "gemm", "ratio", "bwd-w ig",
-           "bwd-w lt", "gemm", "ratio");
+    printf("%-14s %4s %5s %5s %2s %2s", "layer", "HxW", "C", "O", "k", "s");
+    const char *pass[3] = {"fwd", "bwd-d", "bwd-w"};
+    for (int p = 0; p < 3; p++) printf(" | %5s lt %5s ig %5s wg %7s %5s", pass[p], pass[p], pass[p], "gemm", "ratio");
+    printf("\n");
     layer_times sum = {0};
     double ops = 0;
     for (int i = 0; i < n; i++) {
@@ -221,31 +248,31 @@ static void bench_layers(wg_backend *b, wg_net *net, const bench_opts *o)
             continue;
         }
         layer_times t = time_layer(b, &c, i == 0);
-        double dd[2] = {t.bwd[0] - t.bwd_w[0], t.bwd[1] - t.bwd_w[1]};
-        printf("%-14s %4lld %5lld %5lld %2lld %2d | %8.3f %8.3f %8.3f %5.2f | %8.3f %8.3f %8.3f %5.2f | %8.3f %8.3f "
-               "%8.3f %5.2f\n",
-               convs[i].name, (long long)g->h, (long long)g->c, (long long)g->o, (long long)g->kh, g->stride,
-               t.fwd[0] * 1e3, t.fwd[1] * 1e3, t.gemm_fwd * 1e3, t.gemm_fwd / t.fwd[0], dd[0] * 1e3, dd[1] * 1e3,
-               t.gemm_bwd_data * 1e3, dd[0] > 0 ? t.gemm_bwd_data / dd[0] : 0, t.bwd_w[0] * 1e3, t.bwd_w[1] * 1e3,
-               t.gemm_bwd_w * 1e3, t.gemm_bwd_w / t.bwd_w[0]);
-        for (int p = 0; p < 2; p++) sum.fwd[p] += t.fwd[p], sum.bwd[p] += t.bwd[p], sum.bwd_w[p] += t.bwd_w[p];
+        double dd[WG_KERNELS];
+        for (int k = 0; k < WG_KERNELS; k++) dd[k] = t.bwd[k] - t.bwd_w[k];
+        printf("%-14s %4lld %5lld %5lld %2lld %2d", convs[i].name, (long long)g->h, (long long)g->c, (long long)g->o,
+               (long long)g->kh, g->stride);
+        print_times(t.fwd, t.gemm_fwd), print_times(dd, t.gemm_bwd_data), print_times(t.bwd_w, t.gemm_bwd_w);
+        printf("\n");
+        for (int k = 0; k < WG_KERNELS; k++) sum.fwd[k] += t.fwd[k], sum.bwd[k] += t.bwd[k], sum.bwd_w[k] += t.bwd_w[k];
         sum.gemm_fwd += t.gemm_fwd, sum.gemm_bwd_data += t.gemm_bwd_data, sum.gemm_bwd_w += t.gemm_bwd_w;
         ops += 2.0 * (double)g->rows * (double)g->o * (double)g->kdim;
         conv_case_free(&c);
     }
-    double dd[2] = {sum.bwd[0] - sum.bwd_w[0], sum.bwd[1] - sum.bwd_w[1]};
-    printf("%-14s %20s | %8.2f %8.2f %8.2f %5.2f | %8.2f %8.2f %8.2f %5.2f | %8.2f %8.2f %8.2f %5.2f\n", "all", "",
-           sum.fwd[0] * 1e3, sum.fwd[1] * 1e3, sum.gemm_fwd * 1e3, sum.gemm_fwd / sum.fwd[0], dd[0] * 1e3, dd[1] * 1e3,
-           sum.gemm_bwd_data * 1e3, sum.gemm_bwd_data / dd[0], sum.bwd_w[0] * 1e3, sum.bwd_w[1] * 1e3,
-           sum.gemm_bwd_w * 1e3, sum.gemm_bwd_w / sum.bwd_w[0]);
+    double dd[WG_KERNELS];
+    for (int k = 0; k < WG_KERNELS; k++) dd[k] = sum.bwd[k] - sum.bwd_w[k];
+    printf("%-14s %22s", "all", "");
+    print_times(sum.fwd, sum.gemm_fwd), print_times(dd, sum.gemm_bwd_data), print_times(sum.bwd_w, sum.gemm_bwd_w);
+    printf("\n");
     const char *m = wg_net_name(net);
     long long bt = (long long)o->batch;
-    printf("result %s_b%lld_conv_fwd_ig_tops %.1f\n", m, bt, ops / sum.fwd[0] / 1e12);
-    printf("result %s_b%lld_conv_fwd_ratio_to_gemm %.2f\n", m, bt, sum.gemm_fwd / sum.fwd[0]);
-    printf("result %s_b%lld_conv_bwd_data_ratio_to_gemm %.2f\n", m, bt, sum.gemm_bwd_data / dd[0]);
-    printf("result %s_b%lld_conv_bwd_weight_ratio_to_gemm %.2f\n", m, bt, sum.gemm_bwd_w / sum.bwd_w[0]);
-    printf("result %s_b%lld_conv_ms_ig %.2f\nresult %s_b%lld_conv_ms_lt %.2f\n", m, bt, (sum.fwd[0] + sum.bwd[0]) * 1e3,
-           m, bt, (sum.fwd[1] + sum.bwd[1]) * 1e3);
+    printf("result %s_b%lld_conv_fwd_ours_tops %.1f\n", m, bt, ratio(ops, ours(sum.fwd)) / 1e12);
+    printf("result %s_b%lld_conv_fwd_ratio_to_gemm %.2f\n", m, bt, ratio(sum.gemm_fwd, ours(sum.fwd)));
+    printf("result %s_b%lld_conv_bwd_data_ratio_to_gemm %.2f\n", m, bt, ratio(sum.gemm_bwd_data, ours(dd)));
+    printf("result %s_b%lld_conv_bwd_weight_ratio_to_gemm %.2f\n", m, bt, ratio(sum.gemm_bwd_w, sum.bwd_w[WG_KERNEL_MMA]));
+    for (int k = 0; k < WG_KERNELS; k++)
+        if (sum.fwd[k] > 0)
+            printf("result %s_b%lld_conv_ms_%s %.2f\n", m, bt, wg_conv_kernel_name(k), (sum.fwd[k] + sum.bwd[k]) * 1e3);
 }
 
 /* ---- whole training steps ---- */
@@ -284,16 +311,22 @@ static void bench_train(wg_backend *b, wg_net *net, const bench_opts *o)
     t.params = wg_net_params(net, &t.nparams);
     int steps = o->steps < MAX_REPS ? o->steps : MAX_REPS;
     const char *m = wg_net_name(net);
-    for (int p = 0; p < 2; p++) {
-        set_igemm(b, p == 0);
+    /* the auto mode first (its first step tunes every layer), then each kernel alone */
+    const int modes[] = {WG_CONV_AUTO, WG_KERNEL_WGMMA, WG_KERNEL_MMA, WG_KERNEL_CUBLASLT};
+    for (size_t p = 0; p < sizeof(modes) / sizeof(modes[0]); p++) {
+        if (!set_conv(b, modes[p])) continue;
+        const char *name = modes[p] == WG_CONV_AUTO ? "auto" : wg_conv_kernel_name(modes[p]);
         double med = median_of(b, run_step, &t, steps);
         printf("\n%s training step (int8 full preset, batch %lld, 224x224, synthetic, convolutions: %s): %.1f ms, "
                "%.0f images/s (median of %d)\n",
-               m, (long long)o->batch, p == 0 ? "implicit GEMM" : "im2col + cuBLASLt", med * 1e3,
-               (double)o->batch / med, steps);
-        printf("result %s_train_img_per_s%s %.1f\n", m, p == 0 ? "" : "_lt", (double)o->batch / med);
+               m, (long long)o->batch, name, med * 1e3, (double)o->batch / med, steps);
+        printf("result %s_train_img_per_s_%s %.1f\n", m, name, (double)o->batch / med);
+        if (modes[p] == WG_CONV_AUTO && !o->cpu) {
+            printf("the auto mode's choices (ms: each candidate's median on the layer's tensors):\n");
+            wg_cuda_print_conv_choices(b, stdout);
+        }
     }
-    set_igemm(b, true);
+    set_conv(b, WG_CONV_AUTO);
     if (!o->cpu) {
         double gib = (double)wg_cuda_memory_in_use(b) / (double)(1 << 30);
         printf("%s: %.2f GiB of GPU memory in use after training (cudaMemGetInfo)\nresult %s_gpu_mem_gib %.2f\n", m,

@@ -2,8 +2,9 @@
 # gpu.sh: the CUDA backend beside PyTorch on the same GPU, in one run.
 #
 # Runs bench_gpu (int8 GEMM TOPS; the per-layer times of ResNet-18 and ResNet-50 on the
-# implicit-GEMM kernels, on im2col + cuBLASLt and of cuBLASLt on the equivalent GEMMs;
-# whole int8 training steps on each path and their GPU memory), then its layers again at
+# mma.sync and wgmma implicit-GEMM kernels, on im2col + cuBLASLt and of cuBLASLt on the
+# equivalent GEMMs; whole int8 training steps in the auto mode and on each kernel alone,
+# the auto mode's choices, and the GPU memory), then its layers again at
 # twice the batch, and bench/gpu_torch.py (the same networks in PyTorch, bf16 autocast,
 # channels_last), then prints the training images/s side by side with their ratio.
 # Writes the logs and results.txt (every "result" line) into OUT.
@@ -37,12 +38,25 @@ status=0
 grep -h '^result ' "$out/bench_gpu.log" "$out/bench_gpu_layers2.log" "$out/gpu_torch.log" | cut -d' ' -f2- >"$out/results.txt" || true
 
 echo
-printf '%-10s %14s %14s %10s %16s\n' model "wageubn img/s" "torch img/s" ratio "cuBLASLt path" | tee "$out/summary.txt"
+printf '%-10s %14s %14s %10s %10s %10s %10s\n' model "wageubn img/s" "torch img/s" ratio "igemm" "wgmma" \
+  "cublaslt" | tee "$out/summary.txt"
+get() { awk -v k="$1" '$1 == k {print $2}' "$out/results.txt"; }
 for m in resnet18 resnet50; do
-  ours=$(awk -v k="${m}_train_img_per_s" '$1 == k {print $2}' "$out/results.txt")
-  peer=$(awk -v k="torch_${m}_train_img_per_s" '$1 == k {print $2}' "$out/results.txt")
-  lt=$(awk -v k="${m}_train_img_per_s_lt" '$1 == k {print $2}' "$out/results.txt")
+  ours=$(get "${m}_train_img_per_s_auto")
+  peer=$(get "torch_${m}_train_img_per_s")
   ratio=$(awk -v a="${ours:-0}" -v b="${peer:-0}" 'BEGIN {if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-"}')
-  printf '%-10s %14s %14s %10s %16s\n' "$m" "${ours:--}" "${peer:--}" "$ratio" "${lt:--}" | tee -a "$out/summary.txt"
+  ig=$(get "${m}_train_img_per_s_igemm")
+  wg=$(get "${m}_train_img_per_s_wgmma")
+  lt=$(get "${m}_train_img_per_s_cublaslt")
+  printf '%-10s %14s %14s %10s %10s %10s %10s\n' "$m" "${ours:--}" "${peer:--}" "$ratio" "${ig:--}" "${wg:--}" \
+    "${lt:--}" | tee -a "$out/summary.txt"
+done
+for m in resnet18 resnet50; do
+  for b in "$batch" $((2 * batch)); do
+    for p in fwd bwd_data bwd_weight; do
+      r=$(get "${m}_b${b}_conv_${p}_ratio_to_gemm")
+      [ -n "$r" ] && printf '%s batch %s %s: ours / cuBLASLt on the equivalent GEMMs = %s\n' "$m" "$b" "$p" "$r" | tee -a "$out/summary.txt"
+    done
+  done
 done
 exit $status

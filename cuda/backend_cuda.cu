@@ -14,6 +14,7 @@
 #include "bn.cuh"
 #include "conv.cuh"
 #include "conv_igemm.cuh"
+#include "conv_select.cuh"
 #include "cuda_check.cuh"
 #include "f32.cuh"
 #include "gemm.cuh"
@@ -22,7 +23,7 @@
 #include "quant.cuh"
 #include "residual.cuh"
 
-/* The oldest compute capability this build has kernels for (CMAKE_CUDA_ARCHITECTURES 80;90). */
+/* The oldest compute capability this build has kernels for (CMAKE_CUDA_ARCHITECTURES 80;90a). */
 #define WG_CUDA_MIN_MAJOR 8
 
 /* One context per device. d_scratch serves the reductions: one host thread per
@@ -35,7 +36,9 @@ typedef struct wg_cuda_ctx {
     void *d_workspace; /* cuBLASLt's, WG_CUDA_GEMM_WORKSPACE bytes */
     void *d_arena;     /* the ops' scratch (im2col): arena_bytes, grown on demand, never shrunk */
     size_t arena_bytes;
-    bool igemm; /* the implicit-GEMM convolutions where they apply (conv_igemm.cuh) */
+    int conv_mode;     /* which kernels run the int8 convolutions (conv_tune.h) */
+    bool wgmma;        /* the device runs the wgmma kernels (conv_igemm.cuh) */
+    wg_conv_tune tune; /* the choice per shape and pass, in the auto mode */
 } wg_cuda_ctx;
 
 /* cuBLASLt's workspace: allocated with the context, so no GEMM allocates. */
@@ -123,6 +126,7 @@ static void cuda_free_ctx(void *ctx)
     WG_CUDA_CHECK(cudaFree(c->d_arena));
     WG_CUBLAS_CHECK(cublasLtDestroy(c->lt));
     WG_CUDA_CHECK(cudaStreamDestroy(c->stream));
+    wg_conv_tune_free(&c->tune);
     free(c);
 }
 
@@ -205,17 +209,35 @@ static void cuda_gemm_s8_nt(void *ctx, int64_t M, int64_t N, int64_t K, const in
 
 /* At least bytes of the context's scratch: the first steps of a training grow it to
  * what its largest op needs, the later ones allocate nothing. */
+static void arena_release(wg_cuda_ctx *c)
+{
+    WG_CUDA_CHECK(cudaStreamSynchronize(c->stream)); /* queued work may still use it */
+    WG_CUDA_CHECK(cudaFree(c->d_arena));
+    c->d_arena = NULL;
+    c->arena_bytes = 0;
+}
+
 static void *arena(wg_cuda_ctx *c, size_t bytes)
 {
     if (bytes > c->arena_bytes) {
-        WG_CUDA_CHECK(cudaStreamSynchronize(c->stream)); /* queued work may still use the old one */
-        WG_CUDA_CHECK(cudaFree(c->d_arena));
-        c->d_arena = NULL;
-        c->arena_bytes = 0;
+        arena_release(c);
         WG_CUDA_CHECK(cudaMalloc(&c->d_arena, bytes));
         c->arena_bytes = bytes;
     }
     return c->d_arena;
+}
+
+/* The kernel for a pass (conv_select.cuh). Tuning a new shape ran every candidate,
+ * cuBLASLt's im2col included: the arena is let go after it, so that it grows back only
+ * to what the chosen kernels need (the GPU memory of a training is theirs). */
+template <class Run>
+static int select_kernel(wg_cuda_ctx *c, const wg_conv_tune_key &key, const bool allowed[WG_KERNELS], const void *out,
+                         size_t bytes, Run run)
+{
+    int before = c->tune.n;
+    int k = wg_conv_select(&c->tune, c->conv_mode, key, allowed, out, bytes, c->d_scratch, c->stream, run);
+    if (c->tune.n != before) arena_release(c);
+    return k;
 }
 
 static uint64_t cuda_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
@@ -223,13 +245,19 @@ static uint64_t cuda_conv_s8_forward(void *ctx, const wg_conv_geom *g, const wg_
 {
     (void)ws; /* the CPU's scratch; this backend's is the arena */
     wg_cuda_ctx *c = ctx_of(ctx);
-    if (c->igemm && wg_conv_igemm_forward_ok(g) && wg_conv_igemm_aligned(x->data) && wg_conv_igemm_aligned(w->data))
-        return wg_conv_s8_forward_igemm(g, (const int8_t *)x->data, (const int8_t *)w->data, (int32_t *)y->data,
-                                        c->d_scratch, c->stream);
-    void *s = arena(c, wg_conv_s8_forward_scratch(g));
-    wg_conv_s8_forward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, (int32_t *)y->data, s, c->lt,
-                            c->d_workspace, WG_CUDA_GEMM_WORKSPACE, c->stream);
-    return wg_max_abs_cuda(y, c->d_scratch, c->stream); /* max |y|, as the CPU's takes it */
+    const int8_t *xd = (const int8_t *)x->data, *wd = (const int8_t *)w->data;
+    int32_t *yd = (int32_t *)y->data;
+    bool ig = wg_conv_igemm_forward_ok(g) && wg_conv_igemm_aligned(xd) && wg_conv_igemm_aligned(wd);
+    const bool allowed[WG_KERNELS] = {true, ig, ig && c->wgmma};
+    auto run = [&](int k) -> uint64_t {
+        if (k != WG_KERNEL_CUBLASLT)
+            return wg_conv_s8_forward_igemm(g, xd, wd, yd, k == WG_KERNEL_WGMMA, c->d_scratch, c->stream);
+        void *s = arena(c, wg_conv_s8_forward_scratch(g));
+        wg_conv_s8_forward_cuda(g, xd, wd, yd, s, c->lt, c->d_workspace, WG_CUDA_GEMM_WORKSPACE, c->stream);
+        return wg_max_abs_cuda(y, c->d_scratch, c->stream); /* max |y|, as the CPU's takes it */
+    };
+    wg_conv_tune_key key = wg_conv_tune_key_of(g, WG_PASS_FORWARD, 1, 4);
+    return run(select_kernel(c, key, allowed, yd, wg_tensor_nbytes(y), run));
 }
 
 static void cuda_bn_sums(void *ctx, const wg_tensor *x16, int64_t *s1, int64_t *s2)
@@ -277,6 +305,18 @@ static bool igemm_operands(const void *a, const int8_t *const *err, int nparts)
     return ok;
 }
 
+/* cuBLASLt's backward (conv.cu) for dx, dw or both (a NULL one is skipped). */
+static void lt_backward(wg_cuda_ctx *c, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
+                        const int8_t *const *parts, const int *shift, int nparts, wg_tensor *dx, int64_t *dw)
+{
+    void *s = arena(c, wg_conv_s8_backward_scratch(g, nparts));
+    wg_conv_s8_backward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, parts, shift, nparts,
+                             dx ? dx->data : NULL, dx ? dx->dtype : WG_I64, dw, s, c->lt, c->d_workspace,
+                             WG_CUDA_GEMM_WORKSPACE, c->stream);
+}
+
+/* Backward-data and backward-weight each on its chosen kernel (conv_select.cuh); one
+ * cuBLASLt call where both are on cuBLASLt, which shares its transposes. */
 static uint64_t cuda_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg_tensor *x, const wg_tensor *w,
                                       const wg_tensor *const *err, int nparts, int e_min, wg_tensor *dx, wg_tensor *dw,
                                       wg_conv_ws *ws)
@@ -289,24 +329,39 @@ static uint64_t cuda_conv_s8_backward(void *ctx, const wg_conv_geom *g, const wg
         parts[p] = (const int8_t *)err[p]->data;
         shift[p] = err[p]->exp - e_min;
     }
-    bool ig_data = c->igemm && dx != NULL && wg_conv_igemm_backward_data_ok(g) &&
-                   igemm_operands(w->data, parts, nparts) && wg_conv_igemm_aligned(dx->data);
-    bool ig_weight = c->igemm && wg_conv_igemm_backward_weight_ok(g) && igemm_operands(x->data, parts, nparts);
-    bool lt_data = dx != NULL && !ig_data;
-    if (lt_data || !ig_weight) { /* cuBLASLt's path for what the kernels do not take */
-        void *s = arena(c, wg_conv_s8_backward_scratch(g, nparts));
-        wg_conv_s8_backward_cuda(g, (const int8_t *)x->data, (const int8_t *)w->data, parts, shift, nparts,
-                                 lt_data ? dx->data : NULL, lt_data ? dx->dtype : WG_I64,
-                                 ig_weight ? NULL : (int64_t *)dw->data, s, c->lt, c->d_workspace,
-                                 WG_CUDA_GEMM_WORKSPACE, c->stream);
+    int64_t *dwd = (int64_t *)dw->data;
+    bool igw = wg_conv_igemm_backward_weight_ok(g) && igemm_operands(x->data, parts, nparts);
+    const bool allowed_w[WG_KERNELS] = {true, igw, false};
+    auto run_w = [&](int k) -> uint64_t {
+        if (k == WG_KERNEL_CUBLASLT) lt_backward(c, g, x, w, parts, shift, nparts, NULL, dwd);
+        else wg_conv_s8_backward_weight_igemm(g, (const int8_t *)x->data, parts, shift, nparts, dwd, c->stream);
+        return 0;
+    };
+    wg_conv_tune_key key_w = wg_conv_tune_key_of(g, WG_PASS_WEIGHT, nparts, 8);
+    int kw = select_kernel(c, key_w, allowed_w, dwd, wg_tensor_nbytes(dw), run_w);
+    if (dx == NULL) {
+        run_w(kw);
+        return WG_QUANT_MAX_UNKNOWN;
     }
-    if (ig_weight)
-        wg_conv_s8_backward_weight_igemm(g, (const int8_t *)x->data, parts, shift, nparts, (int64_t *)dw->data,
-                                         c->stream);
-    if (ig_data)
-        return wg_conv_s8_backward_data_igemm(g, (const int8_t *)w->data, parts, shift, nparts, dx->data, dx->dtype,
-                                              arena(c, wg_conv_igemm_backward_scratch(g)), c->d_scratch, c->stream);
-    return dx ? wg_max_abs_cuda(dx, c->d_scratch, c->stream) : WG_QUANT_MAX_UNKNOWN;
+    bool igd = wg_conv_igemm_backward_data_ok(g) && igemm_operands(w->data, parts, nparts) &&
+               wg_conv_igemm_aligned(dx->data);
+    const bool allowed_d[WG_KERNELS] = {true, igd, igd && c->wgmma};
+    auto run_d = [&](int k) -> uint64_t {
+        if (k != WG_KERNEL_CUBLASLT)
+            return wg_conv_s8_backward_data_igemm(g, (const int8_t *)w->data, parts, shift, nparts, dx->data,
+                                                  dx->dtype, k == WG_KERNEL_WGMMA,
+                                                  arena(c, wg_conv_igemm_backward_scratch(g)), c->d_scratch, c->stream);
+        lt_backward(c, g, x, w, parts, shift, nparts, dx, NULL);
+        return wg_max_abs_cuda(dx, c->d_scratch, c->stream);
+    };
+    wg_conv_tune_key key_d = wg_conv_tune_key_of(g, WG_PASS_DATA, nparts, (int)wg_dtype_size(dx->dtype));
+    int kd = select_kernel(c, key_d, allowed_d, dx->data, wg_tensor_nbytes(dx), run_d);
+    if (kw == WG_KERNEL_CUBLASLT && kd == WG_KERNEL_CUBLASLT) {
+        lt_backward(c, g, x, w, parts, shift, nparts, dx, dwd);
+        return wg_max_abs_cuda(dx, c->d_scratch, c->stream);
+    }
+    run_w(kw);
+    return run_d(kd);
 }
 
 static void cuda_maxpool_forward(void *ctx, const wg_maxpool_geom *g, const wg_tensor *x, wg_tensor *y)
@@ -502,16 +557,19 @@ wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
         return NULL;
     }
     const char *conv = getenv("WG_CUDA_CONV");
-    if (conv != NULL && strcmp(conv, "igemm") != 0 && strcmp(conv, "cublaslt") != 0) {
-        snprintf(err, errlen, "WG_CUDA_CONV = '%s': expected igemm (the implicit-GEMM convolutions where they apply, "
-                              "the default) or cublaslt (im2col and cuBLASLt's GEMMs everywhere)",
+    int mode = WG_CONV_AUTO;
+    if (conv != NULL && !wg_conv_mode_parse(conv, &mode)) {
+        snprintf(err, errlen, "WG_CUDA_CONV = '%s': expected auto (each layer's fastest kernel, timed once; the "
+                              "default), igemm (the mma.sync implicit GEMM where it applies), wgmma (the Hopper "
+                              "implicit GEMM where it applies) or cublaslt (im2col and cuBLASLt everywhere)",
                  conv);
         return NULL;
     }
     wg_cuda_ctx *c = (wg_cuda_ctx *)calloc(1, sizeof(*c));
     WG_ASSERT(c != NULL, "out of host memory for the CUDA backend");
     c->device = device;
-    c->igemm = conv == NULL || strcmp(conv, "igemm") == 0;
+    c->conv_mode = mode;
+    c->wgmma = wg_conv_wgmma_available(device);
     WG_CUDA_CHECK(cudaSetDevice(device));
     WG_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     WG_CUBLAS_CHECK(cublasLtCreate(&c->lt));
@@ -524,12 +582,26 @@ wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen)
     return b;
 }
 
-void wg_cuda_set_igemm(wg_backend *b, bool on)
+void wg_cuda_set_conv(wg_backend *b, int mode)
 {
-    WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_set_igemm on backend %s", wg_backend_name(b));
+    WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_set_conv on backend %s", wg_backend_name(b));
+    WG_ASSERT(mode == WG_CONV_AUTO || (mode >= 0 && mode < WG_KERNELS), "convolution mode %d", mode);
     wg_cuda_ctx *c = ctx_of(b->ctx);
     WG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    c->igemm = on;
+    c->conv_mode = mode;
+}
+
+bool wg_cuda_has_wgmma(wg_backend *b)
+{
+    WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_has_wgmma on backend %s", wg_backend_name(b));
+    return ctx_of(b->ctx)->wgmma;
+}
+
+void wg_cuda_print_conv_choices(wg_backend *b, FILE *out)
+{
+    WG_ASSERT(strcmp(wg_backend_name(b), "cuda") == 0, "wg_cuda_print_conv_choices on backend %s",
+              wg_backend_name(b));
+    wg_conv_tune_print(&ctx_of(b->ctx)->tune, out);
 }
 
 cudaStream_t wg_cuda_stream(wg_backend *b)

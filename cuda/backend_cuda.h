@@ -36,11 +36,18 @@ wg_cuda_probe_status wg_cuda_probe(int *count, char *msg, size_t msglen);
  * older than compute capability 8.0, the oldest this build has kernels for). */
 wg_backend *wg_backend_cuda_init(int device, char *err, size_t errlen);
 
-/* Which int8 convolutions the backend runs: the implicit-GEMM kernels (conv_igemm.cuh)
- * where they apply (on, the default; the environment's WG_CUDA_CONV = igemm | cublaslt
- * sets it when the backend starts), or im2col and cuBLASLt's GEMMs everywhere (off).
- * Both give the same bits; tests compare each with the CPU. */
-void wg_cuda_set_igemm(wg_backend *b, bool on);
+/* Which kernels run the int8 convolutions (host/conv_tune.h): WG_CONV_AUTO (each layer
+ * shape and pass timed once on its candidates, checked against cuBLASLt, the fastest
+ * kept; the default) or a wg_conv_kernel, taken where it applies. The environment's
+ * WG_CUDA_CONV = auto | igemm | wgmma | cublaslt sets it when the backend starts. All
+ * give the same bits; tests compare each with the CPU. */
+void wg_cuda_set_conv(wg_backend *b, int mode);
+
+/* Whether b's device runs the wgmma kernels (an sm_90a build on compute capability 9.0). */
+bool wg_cuda_has_wgmma(wg_backend *b);
+
+/* The auto mode's choices so far, one line per layer shape and pass, with the times. */
+void wg_cuda_print_conv_choices(wg_backend *b, FILE *out);
 
 /* The stream all of b's work is queued on (for NCCL's sums to follow it). */
 cudaStream_t wg_cuda_stream(wg_backend *b);

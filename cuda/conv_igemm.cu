@@ -5,6 +5,7 @@
 #include "check.h"
 #include "conv_igemm.cuh"
 #include "conv_igemm_ops.cuh"
+#include "igemm_wgmma.cuh"
 #include "cuda_check.cuh"
 #include "gemm.h"
 #include "launch.cuh"
@@ -29,21 +30,45 @@ static dim3 ig_grid(int64_t M, int64_t N, int64_t K, int64_t k_split)
     return dim3((unsigned)((M + IG_BM - 1) / IG_BM), (unsigned)((N + IG_BN - 1) / IG_BN), (unsigned)(z > 0 ? z : 1));
 }
 
+bool wg_conv_wgmma_available(int device)
+{
+#if defined(WG_HAVE_SM90A)
+    int major = 0, minor = 0;
+    WG_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    WG_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    return major == 9 && minor == 0; /* sm_90a code runs on 9.0 alone */
+#else
+    (void)device;
+    return false;
+#endif
+}
+
+/* The op on ig_kernel (mma.sync) or, with wgmma, on igw_kernel (same tiles and grid;
+ * only the K-major ops have that form: igemm_wgmma.cuh). */
 template <class Op>
-static void ig_launch(const Op &op, const char *name, cudaStream_t stream)
+static void ig_launch(const Op &op, bool wgmma, const char *name, cudaStream_t stream)
 {
     if (op.M <= 0 || op.N <= 0) return;
-    ig_kernel<Op><<<ig_grid(op.M, op.N, op.K, op.k_split), IG_THREADS, ig_smem_bytes<Op>(), stream>>>(op);
+    dim3 grid = ig_grid(op.M, op.N, op.K, op.k_split);
+    if constexpr (Op::A_KMAJOR && Op::B_KMAJOR) {
+        if (wgmma) {
+            igw_kernel<Op><<<grid, IG_THREADS, igw_smem_bytes<Op>(), stream>>>(op);
+            WG_CUDA_CHECK_LAUNCH(name);
+            return;
+        }
+    }
+    WG_ASSERT(!wgmma, "%s has no wgmma form", name);
+    ig_kernel<Op><<<grid, IG_THREADS, ig_smem_bytes<Op>(), stream>>>(op);
     WG_CUDA_CHECK_LAUNCH(name);
 }
 
-uint64_t wg_conv_s8_forward_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y,
+uint64_t wg_conv_s8_forward_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y, bool wgmma,
                                   unsigned long long *d_max, cudaStream_t stream)
 {
     WG_ASSERT(wg_conv_igemm_forward_ok(g), "implicit-GEMM forward of %lld channels", (long long)g->c);
     ig_fwd_op op = {*g, g->rows, g->o, g->kdim, g->kdim, x, w, y, d_max};
     wg_max_reset(d_max, stream);
-    ig_launch(op, "ig_kernel<forward>", stream);
+    ig_launch(op, wgmma, wgmma ? "igw_kernel<forward>" : "ig_kernel<forward>", stream);
     return wg_max_read(d_max, stream);
 }
 
@@ -56,9 +81,10 @@ __global__ void igemm_wt_kernel(const int8_t *w, int8_t *wt, wg_conv_geom g)
 size_t wg_conv_igemm_backward_scratch(const wg_conv_geom *g) { return wg_round256((size_t)(g->o * g->kdim)); }
 
 uint64_t wg_conv_s8_backward_data_igemm(const wg_conv_geom *g, const int8_t *w, const int8_t *const *err,
-                                        const int *shift, int nparts, void *dx, wg_dtype t_dx, void *scratch,
-                                        unsigned long long *d_max, cudaStream_t stream)
+                                        const int *shift, int nparts, void *dx, wg_dtype t_dx, bool wgmma,
+                                        void *scratch, unsigned long long *d_max, cudaStream_t stream)
 {
+    const char *name = wgmma ? "igw_kernel<backward-data>" : "ig_kernel<backward-data>";
     WG_ASSERT(wg_conv_igemm_backward_data_ok(g) && nparts >= 1 && nparts <= 2,
               "implicit-GEMM backward-data of %lld output channels, %d parts", (long long)g->o, nparts);
     int8_t *wt = (int8_t *)scratch;
@@ -68,14 +94,13 @@ uint64_t wg_conv_s8_backward_data_igemm(const wg_conv_geom *g, const int8_t *w, 
     wg_max_reset(d_max, stream);
     if (nparts == 1) {
         ig_bwd_data_op<1> op = {*g, M, g->c, K, K, {err[0], err[0]}, wt, {shift[0], 0}, dx, t_dx, d_max};
-        ig_launch(op, "ig_kernel<backward-data>", stream);
+        ig_launch(op, wgmma, name, stream);
     } else {
         ig_bwd_data_op<2> op = {*g, M, g->c, K, K, {err[0], err[1]}, wt, {shift[0], shift[1]}, dx, t_dx, d_max};
-        ig_launch(op, "ig_kernel<backward-data>", stream);
+        ig_launch(op, wgmma, name, stream);
     }
     return wg_max_read(d_max, stream);
 }
-
 
 void wg_conv_s8_backward_weight_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *const *err,
                                       const int *shift, int nparts, int64_t *dw, cudaStream_t stream)
@@ -87,9 +112,9 @@ void wg_conv_s8_backward_weight_igemm(const wg_conv_geom *g, const int8_t *x, co
     int64_t split = ig_dw_split(g);
     if (nparts == 1) {
         ig_bwd_weight_op<1> op = {*g, g->o, g->kdim, g->rows, split, {err[0], err[0]}, x, {shift[0], 0}, dw};
-        ig_launch(op, "ig_kernel<backward-weight>", stream);
+        ig_launch(op, false, "ig_kernel<backward-weight>", stream);
     } else {
         ig_bwd_weight_op<2> op = {*g, g->o, g->kdim, g->rows, split, {err[0], err[1]}, x, {shift[0], shift[1]}, dw};
-        ig_launch(op, "ig_kernel<backward-weight>", stream);
+        ig_launch(op, false, "ig_kernel<backward-weight>", stream);
     }
 }

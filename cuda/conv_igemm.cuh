@@ -22,17 +22,23 @@ bool wg_conv_igemm_forward_ok(const wg_conv_geom *g);
 bool wg_conv_igemm_backward_data_ok(const wg_conv_geom *g);
 bool wg_conv_igemm_backward_weight_ok(const wg_conv_geom *g);
 
-/* y = conv(x, w); returns max |y| (d_max: one device word of scratch; waits). */
-uint64_t wg_conv_s8_forward_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y,
+/* Whether device runs the wgmma kernels (igemm_wgmma.cuh): the build has sm_90a code
+ * (CMAKE_CUDA_ARCHITECTURES holds 90a) and the device is compute capability 9.0. */
+bool wg_conv_wgmma_available(int device);
+
+/* y = conv(x, w) on the mma.sync kernel or (wgmma) the wgmma one; returns max |y|
+ * (d_max: one device word of scratch; waits). */
+uint64_t wg_conv_s8_forward_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *w, int32_t *y, bool wgmma,
                                   unsigned long long *d_max, cudaStream_t stream);
 
 /* dx (int32 or int64: t_dx) = sum over the nparts (1 or 2) error parts of their
- * backward-data, part p shifted up by shift[p]; returns max |dx| (waits). scratch:
+ * backward-data, part p shifted up by shift[p], on either kernel as the forward;
+ * returns max |dx| (waits). scratch:
  * wg_conv_igemm_backward_scratch(g) bytes (the transposed weights). */
 size_t wg_conv_igemm_backward_scratch(const wg_conv_geom *g);
 uint64_t wg_conv_s8_backward_data_igemm(const wg_conv_geom *g, const int8_t *w, const int8_t *const *err,
-                                        const int *shift, int nparts, void *dx, wg_dtype t_dx, void *scratch,
-                                        unsigned long long *d_max, cudaStream_t stream);
+                                        const int *shift, int nparts, void *dx, wg_dtype t_dx, bool wgmma,
+                                        void *scratch, unsigned long long *d_max, cudaStream_t stream);
 
 /* dw (int64 [o][kdim]) = sum over the parts of their weight gradients, shifted. */
 void wg_conv_s8_backward_weight_igemm(const wg_conv_geom *g, const int8_t *x, const int8_t *const *err,

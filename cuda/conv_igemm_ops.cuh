@@ -39,15 +39,17 @@ struct ig_fwd_op {
     int32_t *y;
     unsigned long long *ymax;
 
+    template <class L = ig_pad_layout>
     __device__ void load_a(int, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<IG_BM>(tile, x, m0, k0, [&](int64_t m, int64_t k) -> int64_t {
+        ig_load_kmajor<L, IG_BM>(tile, x, m0, k0, [&](int64_t m, int64_t k) -> int64_t {
             return m < M && k < kend ? wg_igemm_fwd_a(&g, m, k) : -1;
         });
     }
+    template <class L = ig_pad_layout>
     __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<IG_BN>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+        ig_load_kmajor<L, IG_BN>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
             return n < N && k < kend ? n * g.kdim + k : -1;
         });
     }
@@ -74,15 +76,17 @@ struct ig_bwd_data_op {
     wg_dtype t_dx;
     unsigned long long *dmax;
 
+    template <class L = ig_pad_layout>
     __device__ void load_a(int p, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<IG_BM>(tile, err[p], m0, k0, [&](int64_t m, int64_t k) -> int64_t {
+        ig_load_kmajor<L, IG_BM>(tile, err[p], m0, k0, [&](int64_t m, int64_t k) -> int64_t {
             return m < M && k < kend ? wg_igemm_bwd_data_a(&g, m, k) : -1;
         });
     }
+    template <class L = ig_pad_layout>
     __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<IG_BN>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+        ig_load_kmajor<L, IG_BN>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
             return n < N && k < kend ? wg_igemm_bwd_data_b(&g, n, k) : -1;
         });
     }

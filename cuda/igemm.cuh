@@ -107,9 +107,24 @@ static __device__ __forceinline__ unsigned long long ig_warp_max(unsigned long l
 
 #endif /* IG_EMULATION */
 
-/* A K-major tile of ROWS rows from row r0 and column k0: offset(row, k) gives the
- * piece of row `row` at columns k.. in base (-1: zeros). */
-template <int ROWS, class Offset>
+/* Where byte q * 16 of row `row` of a K-major tile lies, for each kernel's tiles:
+ * - ig_pad_layout (ig_kernel, mma.sync): rows IG_KROW apart, each fragment register one
+ *   32-bit load;
+ * - igw_core_layout (igw_kernel, wgmma, igemm_wgmma.cuh): the PTX ISA's K-major layout
+ *   without swizzling, in "core matrices" of 8 rows x 16 bytes (128 contiguous bytes):
+ *   the two halves of K (q = 0, 1) 128 bytes apart (the descriptor's leading-dimension
+ *   offset), groups of 8 rows 256 bytes apart (its stride-dimension offset). */
+struct ig_pad_layout {
+    static __host__ __device__ constexpr int at(int row, int q) { return row * IG_KROW + q * WG_IGEMM_PIECE; }
+};
+struct igw_core_layout {
+    static constexpr int LBO = 128, SBO = 256;
+    static __host__ __device__ constexpr int at(int row, int q) { return (row / 8) * SBO + q * LBO + (row % 8) * 16; }
+};
+
+/* A K-major tile of ROWS rows from row r0 and column k0, laid out by L: offset(row, k)
+ * gives the piece of row `row` at columns k.. in base (-1: zeros). */
+template <class L, int ROWS, class Offset>
 static __device__ __forceinline__ void ig_load_kmajor(int8_t *tile, const int8_t *base, int64_t r0, int64_t k0,
                                                       Offset offset)
 {
@@ -117,7 +132,7 @@ static __device__ __forceinline__ void ig_load_kmajor(int8_t *tile, const int8_t
     for (int c = threadIdx.x; c < PIECES; c += IG_THREADS) {
         int row = c / IG_PIECES_PER_K, q = c % IG_PIECES_PER_K;
         int64_t off = offset(r0 + row, k0 + (int64_t)q * WG_IGEMM_PIECE);
-        ig_cp_async16(tile + row * IG_KROW + q * WG_IGEMM_PIECE, off >= 0 ? base + off : base, off >= 0);
+        ig_cp_async16(tile + L::at(row, q), off >= 0 ? base + off : base, off >= 0);
     }
 }
 

@@ -7,6 +7,7 @@
  * Without a GPU every case is skipped and the program exits 77, which ctest reports
  * as "skipped" (SKIP_RETURN_CODE), never as passed; with WG_REQUIRE_GPU=1 (set by
  * scripts/gpu-check.sh) a missing GPU fails instead. A broken driver always fails. */
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,7 @@
 #include "net.h"
 #include "optim.h"
 #include "conv.h"
+#include "conv_tune.h"
 #include "convert.h"
 #include "pool.h"
 #include "quant.h"
@@ -576,14 +578,40 @@ static const int64_t conv_geoms[][9] = {{3, 28, 28, 1, 16, 3, 3, 1, 1},   {4, 14
                                         {3, 17, 19, 32, 80, 3, 3, 1, 1},  {2, 30, 30, 64, 48, 3, 3, 2, 1},
                                         {1, 23, 23, 16, 144, 7, 7, 2, 3}, {20, 56, 56, 16, 16, 1, 1, 1, 0}};
 
-/* The convolution paths of the GPU: the implicit-GEMM kernels where they apply (with
- * cuBLASLt's path for the others), then cuBLASLt's everywhere. The harness's CPU
- * backend has one path. */
-static int conv_paths(const gpu_fixture *f) { return strcmp(wg_backend_name(f->gpu), "cuda") == 0 ? 2 : 1; }
+/* The convolution paths of the GPU (host/conv_tune.h), each taken where it applies with
+ * cuBLASLt's for the other layers: the auto mode (which checks its candidates against
+ * cuBLASLt by hash itself), the wgmma kernels where the device runs them, the mma.sync
+ * kernels, and cuBLASLt's everywhere. The harness's CPU backend has one path. */
+static const int conv_modes[] = {WG_CONV_AUTO, WG_KERNEL_WGMMA, WG_KERNEL_MMA, WG_KERNEL_CUBLASLT};
+
+static int conv_paths(const gpu_fixture *f)
+{
+    return strcmp(wg_backend_name(f->gpu), "cuda") == 0 ? (int)(sizeof(conv_modes) / sizeof(conv_modes[0])) : 1;
+}
+
+/* The auto mode's table after the convolution cases: printed into the log, and no
+ * candidate may have disagreed with cuBLASLt (its own hash check, on every shape). */
+static void expect_auto_agreed(gpu_fixture *f)
+{
+    if (strcmp(wg_backend_name(f->gpu), "cuda") != 0) return;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    wg_cuda_print_conv_choices(f->gpu, out);
+    fclose(out);
+    print_message("the auto mode's choices:\n%s", buf);
+    bool differs = strstr(buf, "DIFFERS") != NULL;
+    free(buf);
+    if (differs) fail_msg("a convolution kernel disagreed with cuBLASLt in the auto mode's check (table above)");
+}
 
 static void set_conv_path(gpu_fixture *f, int path)
 {
-    if (strcmp(wg_backend_name(f->gpu), "cuda") == 0) wg_cuda_set_igemm(f->gpu, path == 0);
+    if (strcmp(wg_backend_name(f->gpu), "cuda") != 0) return;
+    if (conv_modes[path] == WG_KERNEL_WGMMA && !wg_cuda_has_wgmma(f->gpu))
+        print_message("  (no wgmma kernels on this device or build: that path is the mma.sync one)\n");
+    wg_cuda_set_conv(f->gpu, conv_modes[path]);
 }
 
 /* The int8 forward convolution: the Fashion-MNIST stem (one channel: 9 columns, padded
@@ -622,6 +650,7 @@ static void test_conv_forward(void **state)
         for (size_t k = 0; k < sizeof(conv_geoms) / sizeof(conv_geoms[0]); k++) conv_forward_case(f, k);
     }
     set_conv_path(f, 0);
+    expect_auto_agreed(f);
 }
 
 /* Integer BN's forward pass: two training steps (the running averages' first copy and
@@ -795,6 +824,7 @@ static void test_conv_backward(void **state)
             for (int nparts = 1; nparts <= 2; nparts++) conv_backward_case(f, k, nparts);
     }
     set_conv_path(f, 0);
+    expect_auto_agreed(f);
 }
 
 /* ---- max pooling and the float ops ---------------------------------------------- */

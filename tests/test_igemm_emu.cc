@@ -18,6 +18,21 @@
  * - the warp maximum of the epilogue: the same meeting of the 32 lanes.
  * A warp whose lanes meet at different instructions is reported as divergence.
  *
+ * The wgmma kernel (cuda/igemm_wgmma.cuh) runs under the same fibers, with its six
+ * helpers emulated too:
+ * - wgmma.mma_async.m64n64k32 .s8: each thread computes its own 32 accumulators from
+ *   shared memory as the PTX ISA's descriptor says (start address, leading- and
+ *   stride-dimension byte offsets, 16-byte units; no swizzling: element (row, k) at
+ *   start + (row / 8) SBO + (k / 16) LBO + (row % 8) 16 + k % 16; written here from the
+ *   ISA's text, not from the kernel's layout) and the accumulator layout (warp w: rows
+ *   16w + g and + 8; register 4i + r: column 8i + 2t + (r & 1)). The sums are added to
+ *   the registers only at the wgmma.wait_group that retires them, so a kernel reading
+ *   its accumulators early fails;
+ * - a wgmma that reads bytes with a cp.async still in flight to them, when it is
+ *   issued or until it is retired, fails (reading before the copy landed, or a stage
+ *   reloaded under it); so does one issued while any thread's landed copies have not
+ *   passed fence.proxy.async (the generic proxy's writes unseen by wgmma's).
+ *
  * What it cannot check: the hardware's own timing and the PTX syntax (ptxas checks that
  * at build time); scripts/gpu-check.sh runs the kernels on a GPU. */
 #define IG_EMULATION 1
@@ -80,6 +95,13 @@ struct pending_copy {
     int group;
 };
 
+struct pending_wgmma {
+    int32_t *d;
+    int64_t sum[32];
+    uint32_t a_lo, a_hi, b_lo, b_hi; /* the shared bytes it reads: [lo, hi) */
+    int group;
+};
+
 struct fiber {
     ucontext_t ctx;
     std::vector<char> stack;
@@ -89,6 +111,9 @@ struct fiber {
     uint32_t a[4], b[2];
     int32_t *c;
     unsigned long long max_in, max_out;
+    bool unfenced;                      /* copies landed since this thread's fence.proxy.async */
+    std::vector<struct pending_wgmma> wgmma;
+    int wgmma_groups;                   /* wgmma groups committed so far */
 };
 
 enum { EMU_THREADS = 128, EMU_STACK = 256 * 1024 };
@@ -129,6 +154,7 @@ static inline void ig_cp_async_wait()
         if (p.group < cur->groups - N) {
             if (p.src) memcpy(p.dst, p.src, 16);
             else memset(p.dst, 0, 16);
+            cur->unfenced = true;
         } else {
             keep.push_back(p);
         }
@@ -152,6 +178,83 @@ static inline unsigned long long ig_warp_max(unsigned long long m)
 }
 
 #include "conv_igemm_ops.cuh"
+
+/* ---- the six helpers of igemm_wgmma.cuh ---- */
+
+static inline uint32_t igw_smem_addr(const void *p) { return (uint32_t)((const int8_t *)p - ig_smem); }
+static inline void igw_fence_proxy_async() { cur->unfenced = false; }
+static inline void igw_fence() {}
+static inline void igw_commit() { cur->wgmma_groups++; }
+
+/* The bytes [lo, hi) of shared memory that an operand of 64 rows x 32 bytes at desc
+ * reads, and its element (row, k). */
+struct desc_view {
+    uint32_t start, lbo, sbo;
+    explicit desc_view(uint64_t d)
+    {
+        if ((d >> 62) != 0 || ((d >> 49) & 7) != 0) fail_msg("a descriptor with swizzling or a base offset");
+        start = (uint32_t)(d & 0x3fff) << 4;
+        lbo = (uint32_t)((d >> 16) & 0x3fff) << 4;
+        sbo = (uint32_t)((d >> 32) & 0x3fff) << 4;
+    }
+    uint32_t at(int row, int k) const { return start + (row / 8) * sbo + (k / 16) * lbo + (row % 8) * 16 + k % 16; }
+    uint32_t lo() const { return start; }
+    uint32_t hi() const { return at(63, 31) + 1; }
+};
+
+/* Whether any thread has a copy in flight into [lo, hi). */
+static bool copy_in_flight(uint32_t lo, uint32_t hi)
+{
+    for (const fiber &f : fibers)
+        for (const pending_copy &p : f.copies) {
+            uint32_t a = (uint32_t)(p.dst - ig_smem);
+            if (a < hi && a + 16 > lo) return true;
+        }
+    return false;
+}
+
+static void check_operands(const pending_wgmma &w, const char *when)
+{
+    if (copy_in_flight(w.a_lo, w.a_hi) || copy_in_flight(w.b_lo, w.b_hi))
+        fail_msg("a cp.async is in flight to the shared memory a wgmma reads, %s", when);
+}
+
+static void igw_mma(int32_t d[32], uint64_t da, uint64_t db)
+{
+    for (const fiber &f : fibers)
+        if (f.unfenced) fail_msg("a wgmma issued while copies that landed have not passed fence.proxy.async");
+    desc_view A(da), B(db);
+    pending_wgmma w = {d, {0}, A.lo(), A.hi(), B.lo(), B.hi(), cur->wgmma_groups};
+    check_operands(w, "when it is issued");
+    int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int r = 0; r < 32; r++) {
+        int row = 16 * warp + g + (r % 4 >= 2 ? 8 : 0), col = 8 * (r / 4) + 2 * t + (r & 1);
+        for (int k = 0; k < 32; k++) w.sum[r] += (int64_t)ig_smem[A.at(row, k)] * ig_smem[B.at(col, k)];
+    }
+    cur->wgmma.push_back(w);
+}
+
+/* Retire every wgmma group but the newest N: add their sums to the registers. */
+template <int N>
+static void igw_wait()
+{
+    std::vector<pending_wgmma> keep;
+    for (const pending_wgmma &w : cur->wgmma) {
+        if (w.group >= cur->wgmma_groups - N) {
+            keep.push_back(w);
+            continue;
+        }
+        check_operands(w, "before it is retired");
+        for (int r = 0; r < 32; r++) {
+            int64_t v = (int64_t)w.d[r] + w.sum[r];
+            if (v > INT32_MAX || v < INT32_MIN) fail_msg("an int32 accumulator overflowed");
+            w.d[r] = (int32_t)v;
+        }
+    }
+    cur->wgmma.swap(keep);
+}
+
+#include "igemm_wgmma.cuh"
 
 /* byte e of register r */
 static int8_t reg_byte(uint32_t r, int e) { return (int8_t)(uint8_t)(r >> (8 * e)); }
@@ -196,6 +299,9 @@ static void run_block(const std::function<void()> &kernel)
         f.stack.resize(EMU_STACK);
         f.copies.clear();
         f.groups = 0;
+        f.unfenced = false;
+        f.wgmma.clear();
+        f.wgmma_groups = 0;
         f.state = RUNNABLE;
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = f.stack.data();
@@ -229,7 +335,11 @@ static void run_block(const std::function<void()> &kernel)
             done += s0 == DONE ? 32 : 0;
             at_block += s0 == WAIT_BLOCK ? 32 : 0;
         }
-        if (done == EMU_THREADS) return;
+        if (done == EMU_THREADS) {
+            for (const fiber &f : fibers)
+                if (!f.wgmma.empty()) fail_msg("a wgmma still in flight when its thread ended");
+            return;
+        }
         if (at_block == EMU_THREADS) {
             for (int t = 0; t < EMU_THREADS; t++) fibers[t].state = RUNNABLE;
             released = true;
@@ -238,19 +348,26 @@ static void run_block(const std::function<void()> &kernel)
     }
 }
 
-/* Every block of an op's grid, one after the other. */
+/* Every block of an op's grid, one after the other, on ig_kernel or (wgmma) igw_kernel. */
 template <class Op>
-static void run_grid(const Op &op)
+static void run_grid(const Op &op, bool wgmma = false)
 {
     gridDim = {(unsigned)((op.M + IG_BM - 1) / IG_BM), (unsigned)((op.N + IG_BN - 1) / IG_BN),
                (unsigned)((op.K + op.k_split - 1) / op.k_split)};
     blockDim = {IG_THREADS, 1, 1};
     static_assert(IG_THREADS == EMU_THREADS, "one fiber per thread");
     assert_true(ig_smem_bytes<Op>() <= (int)sizeof(ig_smem));
+    assert_true(igw_smem_bytes<Op>() <= (int)sizeof(ig_smem));
     for (unsigned z = 0; z < gridDim.z; z++)
         for (unsigned y = 0; y < gridDim.y; y++)
             for (unsigned x = 0; x < gridDim.x; x++) {
                 blockIdx = {x, y, z};
+                if constexpr (Op::A_KMAJOR && Op::B_KMAJOR) {
+                    if (wgmma) {
+                        run_block([&] { igw_kernel<Op>(op); });
+                        continue;
+                    }
+                }
                 run_block([&] { ig_kernel<Op>(op); });
             }
 }
@@ -306,28 +423,32 @@ static void check_geometry(wg_backend *cpu, const int64_t q[9], int nparts)
     for (int64_t i = 0; i < wg_tensor_numel(&dx); i++)
         dmax_want = std::max(dmax_want, wg_abs_u64(((int64_t *)dx.data)[i]));
 
-    std::vector<int32_t> ky((size_t)wg_tensor_numel(&y), INT32_MIN);
-    unsigned long long kmax = 0;
-    ig_fwd_op fop = {g, g.rows, g.o, g.kdim, g.kdim, xd, wd, ky.data(), &kmax};
-    run_grid(fop);
-    expect_equal_i64(ky.data(), WG_I32, &y, "forward y");
-    assert_int_equal(kmax, ymax_want);
+    for (int wgmma = 0; wgmma <= 1; wgmma++) {
+        const char *kname = wgmma ? "wgmma" : "mma.sync";
+        std::vector<int32_t> ky((size_t)wg_tensor_numel(&y), INT32_MIN);
+        unsigned long long kmax = 0;
+        ig_fwd_op fop = {g, g.rows, g.o, g.kdim, g.kdim, xd, wd, ky.data(), &kmax};
+        run_grid(fop, wgmma);
+        expect_equal_i64(ky.data(), WG_I32, &y, wgmma ? "forward y (wgmma)" : "forward y (mma.sync)");
+        if (kmax != ymax_want) fail_msg("%s forward: max |y| %llu, want %llu", kname, kmax, (unsigned long long)ymax_want);
 
-    std::vector<int8_t> wt((size_t)(g.o * g.kdim));
-    for (int64_t t = 0; t < g.o * g.kdim; t++) wt[(size_t)t] = wd[wg_igemm_wt_source(&g, t)];
-    std::vector<int64_t> kdx((size_t)wg_tensor_numel(&dx), INT64_MIN);
-    int64_t M = g.n * g.h * g.w, K = g.kh * g.kw * g.o;
-    kmax = 0;
-    if (nparts == 1) {
-        ig_bwd_data_op<1> op = {g, M, g.c, K, K, {ed[0], ed[0]}, wt.data(), {0, 0}, kdx.data(), WG_I64, &kmax};
-        run_grid(op);
-    } else {
-        ig_bwd_data_op<2> op = {g, M, g.c, K, K, {ed[0], ed[1]}, wt.data(), {shift[0], shift[1]}, kdx.data(), WG_I64,
-                                &kmax};
-        run_grid(op);
+        std::vector<int8_t> wt((size_t)(g.o * g.kdim));
+        for (int64_t t = 0; t < g.o * g.kdim; t++) wt[(size_t)t] = wd[wg_igemm_wt_source(&g, t)];
+        std::vector<int64_t> kdx((size_t)wg_tensor_numel(&dx), INT64_MIN);
+        int64_t M = g.n * g.h * g.w, K = g.kh * g.kw * g.o;
+        kmax = 0;
+        if (nparts == 1) {
+            ig_bwd_data_op<1> op = {g, M, g.c, K, K, {ed[0], ed[0]}, wt.data(), {0, 0}, kdx.data(), WG_I64, &kmax};
+            run_grid(op, wgmma);
+        } else {
+            ig_bwd_data_op<2> op = {g, M, g.c, K, K, {ed[0], ed[1]}, wt.data(), {shift[0], shift[1]}, kdx.data(),
+                                    WG_I64, &kmax};
+            run_grid(op, wgmma);
+        }
+        expect_equal_i64(kdx.data(), WG_I64, &dx, wgmma ? "backward-data dx (wgmma)" : "backward-data dx (mma.sync)");
+        if (kmax != dmax_want)
+            fail_msg("%s backward-data: max |dx| %llu, want %llu", kname, kmax, (unsigned long long)dmax_want);
     }
-    expect_equal_i64(kdx.data(), WG_I64, &dx, "backward-data dx");
-    assert_int_equal(kmax, dmax_want);
 
     std::vector<int64_t> kdw((size_t)wg_tensor_numel(&dw), 0);
     int64_t split = ig_dw_split(&g);
@@ -339,8 +460,8 @@ static void check_geometry(wg_backend *cpu, const int64_t q[9], int nparts)
         run_grid(op);
     }
     expect_equal_i64(kdw.data(), WG_I64, &dw, "backward-weight dw");
-    print_message("n %lld %lldx%lld c %lld o %lld k %lldx%lld s %d p %d, %d part%s: forward, backward-data and "
-                  "backward-weight (split %lld) equal the CPU's\n",
+    print_message("n %lld %lldx%lld c %lld o %lld k %lldx%lld s %d p %d, %d part%s: forward and backward-data "
+                  "(mma.sync and wgmma) and backward-weight (split %lld) equal the CPU's\n",
                   (long long)g.n, (long long)g.h, (long long)g.w, (long long)g.c, (long long)g.o, (long long)g.kh,
                   (long long)g.kw, g.stride, g.pad, nparts, nparts > 1 ? "s" : "", (long long)split);
     wg_conv_ws_free(&ws);
