@@ -21,13 +21,13 @@ bool wg_conv_igemm_backward_data_ok(const wg_conv_geom *g)
 
 bool wg_conv_igemm_backward_weight_ok(const wg_conv_geom *g) { return wg_igemm_backward_weight_ok(g); }
 
-/* The grid of an op: tiles of C, and blockIdx.z over K. */
-static dim3 ig_grid(int64_t M, int64_t N, int64_t K, int64_t k_split)
+/* The grid of an op: tiles of C (IG_BM x bn), and blockIdx.z over K. */
+static dim3 ig_grid(int64_t M, int64_t N, int64_t K, int64_t k_split, int bn)
 {
     int64_t z = (K + k_split - 1) / k_split;
-    WG_ASSERT((M + IG_BM - 1) / IG_BM < INT32_MAX && (N + IG_BN - 1) / IG_BN <= 65535 && z <= 65535,
+    WG_ASSERT((M + IG_BM - 1) / IG_BM < INT32_MAX && (N + bn - 1) / bn <= 65535 && z <= 65535,
               "implicit GEMM %lld x %lld x %lld: grid too large", (long long)M, (long long)N, (long long)K);
-    return dim3((unsigned)((M + IG_BM - 1) / IG_BM), (unsigned)((N + IG_BN - 1) / IG_BN), (unsigned)(z > 0 ? z : 1));
+    return dim3((unsigned)((M + IG_BM - 1) / IG_BM), (unsigned)((N + bn - 1) / bn), (unsigned)(z > 0 ? z : 1));
 }
 
 bool wg_conv_wgmma_available(int device)
@@ -49,16 +49,16 @@ template <class Op>
 static void ig_launch(const Op &op, bool wgmma, const char *name, cudaStream_t stream)
 {
     if (op.M <= 0 || op.N <= 0) return;
-    dim3 grid = ig_grid(op.M, op.N, op.K, op.k_split);
     if constexpr (Op::A_KMAJOR && Op::B_KMAJOR) {
         if (wgmma) {
+            dim3 grid = ig_grid(op.M, op.N, op.K, op.k_split, igw_bn<Op>());
             igw_kernel<Op><<<grid, IG_THREADS, igw_smem_bytes<Op>(), stream>>>(op);
             WG_CUDA_CHECK_LAUNCH(name);
             return;
         }
     }
     WG_ASSERT(!wgmma, "%s has no wgmma form", name);
-    ig_kernel<Op><<<grid, IG_THREADS, ig_smem_bytes<Op>(), stream>>>(op);
+    ig_kernel<Op><<<ig_grid(op.M, op.N, op.K, op.k_split, IG_BN), IG_THREADS, ig_smem_bytes<Op>(), stream>>>(op);
     WG_CUDA_CHECK_LAUNCH(name);
 }
 

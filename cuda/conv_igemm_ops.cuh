@@ -46,10 +46,10 @@ struct ig_fwd_op {
             return m < M && k < kend ? wg_igemm_fwd_a(&g, m, k) : -1;
         });
     }
-    template <class L = ig_pad_layout>
+    template <class L = ig_pad_layout, int ROWS = IG_BN>
     __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<L, IG_BN>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+        ig_load_kmajor<L, ROWS>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
             return n < N && k < kend ? n * g.kdim + k : -1;
         });
     }
@@ -83,10 +83,10 @@ struct ig_bwd_data_op {
             return m < M && k < kend ? wg_igemm_bwd_data_a(&g, m, k) : -1;
         });
     }
-    template <class L = ig_pad_layout>
+    template <class L = ig_pad_layout, int ROWS = IG_BN>
     __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<L, IG_BN>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+        ig_load_kmajor<L, ROWS>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
             return n < N && k < kend ? wg_igemm_bwd_data_b(&g, n, k) : -1;
         });
     }

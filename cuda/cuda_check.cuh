@@ -8,6 +8,9 @@
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 
@@ -34,14 +37,25 @@ static inline int wg_cuda_current_device(void)
                    wg_cuda_current_device(), cublasLtGetStatusString(wg_st_), (int)wg_st_);                 \
     } while (0)
 
-/* After every kernel launch: configuration errors surface here, named by op. With
- * WG_CUDA_DEBUG_SYNC (CMake option) the launch is also waited for, so a fault inside
- * the kernel is reported under its own name rather than at the next checked call. */
+/* After every kernel launch: configuration errors surface here, named by op. Where
+ * wg_cuda_debug_sync() holds, the launch is also waited for, so a fault inside the
+ * kernel is reported under its own name rather than at the next checked call (slow:
+ * for tests, never for timings). It holds when the environment's WG_CUDA_DEBUG_SYNC is
+ * 1; unset, the CMake option WG_CUDA_DEBUG_SYNC sets the default. */
+static inline bool wg_cuda_debug_sync(void)
+{
+    static int on = -1; /* read once; the host threads that launch read the same answer */
+    if (on < 0) {
+        const char *e = getenv("WG_CUDA_DEBUG_SYNC");
 #if defined(WG_CUDA_DEBUG_SYNC)
-#define WG_CUDA_LAUNCH_WAIT() cudaDeviceSynchronize()
+        on = e == NULL || strcmp(e, "0") != 0;
 #else
-#define WG_CUDA_LAUNCH_WAIT() cudaSuccess
+        on = e != NULL && strcmp(e, "1") == 0;
 #endif
+    }
+    return on != 0;
+}
+#define WG_CUDA_LAUNCH_WAIT() (wg_cuda_debug_sync() ? cudaDeviceSynchronize() : cudaSuccess)
 #define WG_CUDA_CHECK_LAUNCH(op)                                                                         \
     do {                                                                                                 \
         cudaError_t wg_err_ = cudaGetLastError();                                                        \

@@ -1,11 +1,13 @@
 /* igemm_wgmma.cuh: the Hopper form of the implicit-GEMM kernel (igemm.cuh): the same
- * ops, tiles of C (128 x 64), K steps of 32 and 3-stage cp.async ring, but the products
- * are wgmma.mma_async (sm_90a), issued by the block's 4 warps as one warpgroup and reading
- * both operands straight from shared memory through matrix descriptors, instead of
- * mma.sync fed from registers by 4 warps each.
+ * ops, K steps of 32 and cp.async loads, but the products are wgmma.mma_async (sm_90a),
+ * issued by the block's 4 warps as one warpgroup and reading both operands straight from
+ * shared memory through matrix descriptors, instead of mma.sync fed from registers by 4
+ * warps each; and the products of one K step stay in flight while the next step's
+ * loads are issued (a 4-stage ring, loaded 2 steps ahead).
  *
- * Per K step and per part, two m64n64k32 products (the two halves of the tile's 128
- * rows) against the one B tile. The tiles are laid out K-major in the PTX ISA's
+ * Tiles of C are 128 x 128 with one error part, 128 x 64 with two (igw_bn). Per K step
+ * and per part, two m64nNk32 products (the two halves of the tile's 128 rows) against
+ * the one B tile. The tiles are laid out K-major in the PTX ISA's
  * "core matrices" without swizzling (igw_core_layout in igemm.cuh): s8 operands must be
  * K-major, which is why only the forward and backward-data ops (both K-major) have this
  * form; backward-weight's operands run along M and N and stay on ig_kernel.
@@ -13,14 +15,14 @@
  * Ordering, per K step: cp.async.wait_group (this thread's copies of the step have
  * landed), fence.proxy.async (they were written by the generic proxy and wgmma reads
  * through the async proxy: HOPPER.md), __syncthreads (every thread's), then the loads of
- * a later step into the stage the previous step read (its wgmma finished at its
- * wait_group 0), wgmma.fence, the products, commit, wait_group 0.
+ * a later step into the stage two steps back read (its wgmma retired at the previous
+ * step's wait), wgmma.fence, the products, commit, wait_group 1.
  *
  * The accumulators of an m64nNk32 .s32 product, per thread (warp w of the warpgroup,
  * g = lane / 4, t = lane % 4): d[4i + r] is row 16w + g + 8 (r >= 2), column
  * 8i + 2t + (r & 1), for i = 0 .. N/8 - 1: the layout of mma.m16n8's C, repeated along N.
  *
- * Where the build has no sm_90a code (igw_available() false: the architectures lack
+ * Where the build has no sm_90a code (wg_conv_wgmma_available() false: the architectures lack
  * "90a", or the device is not compute capability 9.0) the launchers are not called; the
  * kernel body of other architectures traps. tests/test_igemm_emu.cc runs this kernel on
  * the CPU under an emulation of the six helpers below. */
@@ -31,25 +33,33 @@
 
 #include "igemm.cuh"
 
-#define IGW_A_BYTES (IG_BM * IG_BK) /* one part's A tile: 128 rows of 32 bytes */
-#define IGW_B_BYTES (IG_BN * IG_BK)
-#define IGW_HALF_BYTES (IGW_A_BYTES / 2) /* rows 64.. of an A tile: 8 groups of 8 rows on */
-#define IGW_NREG (IG_BN / 2)             /* accumulators per thread of an m64n64 product: 32 */
+#define IGW_STAGES 4                           /* shared-memory stages */
+#define IGW_AHEAD (IGW_STAGES - 2)             /* K steps loaded ahead: one more stage is read by the wgmma in flight */
+#define IGW_A_BYTES (IG_BM * IG_BK)            /* one part's A tile: 128 rows of 32 bytes */
+#define IGW_HALF_BYTES (IGW_A_BYTES / 2)       /* rows 64.. of an A tile: 8 groups of 8 rows on */
 
 static_assert(IG_THREADS == 128, "the block is one warpgroup");
 static_assert(igw_core_layout::at(64, 0) == IGW_HALF_BYTES, "the second half of A starts 64 rows on");
 static_assert(igw_core_layout::at(IG_BM - 1, 1) + 16 == IGW_A_BYTES, "an A tile is dense");
 
+/* The tile's columns: 128 (m64n128 products, 64 accumulators a thread per half) with one
+ * error part; with E2's two, 64 (two sets of accumulators would not fit in registers). */
+template <class Op>
+__host__ __device__ constexpr int igw_bn()
+{
+    return Op::PARTS == 1 ? 128 : 64;
+}
+
 template <class Op>
 __host__ __device__ constexpr int igw_stage_bytes()
 {
-    return Op::PARTS * IGW_A_BYTES + IGW_B_BYTES;
+    return Op::PARTS * IGW_A_BYTES + igw_bn<Op>() * IG_BK;
 }
 
 template <class Op>
 __host__ __device__ constexpr int igw_smem_bytes()
 {
-    return IG_STAGES * igw_stage_bytes<Op>();
+    return IGW_STAGES * igw_stage_bytes<Op>();
 }
 
 /* The PTX ISA's shared-memory matrix descriptor (wgmma "Matrix Descriptor Format"): bits
@@ -90,20 +100,43 @@ static __device__ __forceinline__ void igw_wait()
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 
-/* d += A B^T for A 64 x 32 and B 64 x 32 (both K-major, s8) in shared memory. */
-static __device__ __forceinline__ void igw_mma(int32_t d[IGW_NREG], uint64_t da, uint64_t db)
+/* The accumulators as read and written here: ties them to the wgmma instructions around
+ * it, so the compiler neither reads one before the wait that makes it final nor moves
+ * other code into a wgmma's span (ptxas would serialize the wgmmas: warning C7514). */
+template <int R>
+static __device__ __forceinline__ void igw_fence_operands(int32_t (&acc)[R])
 {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 "
-                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-                 "%32, %33, p;\n}\n"
-                 : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
-                   "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]),
-                   "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]),
-                   "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]),
-                   "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
-                 : "l"(da), "l"(db), "r"(1)); /* p = 1: accumulate into d */
+#pragma unroll
+    for (int r = 0; r < R; r++) asm volatile("" : "+r"(acc[r])::"memory");
+}
+
+/* d += A B^T for A 64 x 32 and B N x 32 (both K-major, s8) in shared memory; N / 2
+ * accumulators a thread. p = 1: accumulate into d. */
+#define IGW_R8(i) "+r"(d[i]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), "+r"(d[i + 4]), "+r"(d[i + 5]), \
+                  "+r"(d[i + 6]), "+r"(d[i + 7])
+#define IGW_S8(a, b, c, d, e, f, g, h) "%" #a ", %" #b ", %" #c ", %" #d ", %" #e ", %" #f ", %" #g ", %" #h
+
+template <int N>
+static __device__ __forceinline__ void igw_mma(int32_t d[N / 2], uint64_t da, uint64_t db)
+{
+    static_assert(N == 64 || N == 128, "m64n64k32 or m64n128k32");
+    if constexpr (N == 64) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {" IGW_S8(0, 1, 2, 3, 4, 5, 6, 7) ", "
+                     IGW_S8(8, 9, 10, 11, 12, 13, 14, 15) ", " IGW_S8(16, 17, 18, 19, 20, 21, 22, 23) ", "
+                     IGW_S8(24, 25, 26, 27, 28, 29, 30, 31) "}, %32, %33, p;\n}\n"
+                     : IGW_R8(0), IGW_R8(8), IGW_R8(16), IGW_R8(24)
+                     : "l"(da), "l"(db), "r"(1));
+    } else {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {" IGW_S8(0, 1, 2, 3, 4, 5, 6, 7) ", "
+                     IGW_S8(8, 9, 10, 11, 12, 13, 14, 15) ", " IGW_S8(16, 17, 18, 19, 20, 21, 22, 23) ", "
+                     IGW_S8(24, 25, 26, 27, 28, 29, 30, 31) ", " IGW_S8(32, 33, 34, 35, 36, 37, 38, 39) ", "
+                     IGW_S8(40, 41, 42, 43, 44, 45, 46, 47) ", " IGW_S8(48, 49, 50, 51, 52, 53, 54, 55) ", "
+                     IGW_S8(56, 57, 58, 59, 60, 61, 62, 63) "}, %64, %65, p;\n}\n"
+                     : IGW_R8(0), IGW_R8(8), IGW_R8(16), IGW_R8(24), IGW_R8(32), IGW_R8(40), IGW_R8(48), IGW_R8(56)
+                     : "l"(da), "l"(db), "r"(1));
+    }
 }
 #endif /* IGW_DEVICE_CODE */
 #else
@@ -115,58 +148,69 @@ __global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op)
 {
 #if defined(IGW_DEVICE_CODE)
     static_assert(Op::A_KMAJOR && Op::B_KMAJOR, "wgmma takes K-major s8 operands only");
+    constexpr int BN = igw_bn<Op>(), NREG = BN / 2, STAGE = igw_stage_bytes<Op>();
     extern __shared__ __align__(128) int8_t ig_smem[];
-    constexpr int STAGE = igw_stage_bytes<Op>();
-    const int64_t m0 = (int64_t)blockIdx.x * IG_BM, n0 = (int64_t)blockIdx.y * IG_BN;
+    const int64_t m0 = (int64_t)blockIdx.x * IG_BM, n0 = (int64_t)blockIdx.y * BN;
     const int64_t kbeg = (int64_t)blockIdx.z * op.k_split;
     const int64_t kend = op.K < kbeg + op.k_split ? op.K : kbeg + op.k_split;
     const int ntiles = kend > kbeg ? (int)((kend - kbeg + IG_BK - 1) / IG_BK) : 0;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    int32_t acc[Op::PARTS][2][IGW_NREG];
+    int32_t acc[Op::PARTS][2][NREG];
 #pragma unroll
     for (int p = 0; p < Op::PARTS; p++)
 #pragma unroll
         for (int h = 0; h < 2; h++)
 #pragma unroll
-            for (int r = 0; r < IGW_NREG; r++) acc[p][h][r] = 0;
+            for (int r = 0; r < NREG; r++) acc[p][h][r] = 0;
 
-    auto load = [&](int tile, int stage) {
-        int8_t *s = ig_smem + stage * STAGE;
+    auto load = [&](int tile) {
+        int8_t *s = ig_smem + (tile % IGW_STAGES) * STAGE;
         int64_t k0 = kbeg + (int64_t)tile * IG_BK;
 #pragma unroll
         for (int p = 0; p < Op::PARTS; p++) op.template load_a<igw_core_layout>(p, s + p * IGW_A_BYTES, m0, k0, kend);
-        op.template load_b<igw_core_layout>(s + Op::PARTS * IGW_A_BYTES, n0, k0, kend);
+        op.template load_b<igw_core_layout, BN>(s + Op::PARTS * IGW_A_BYTES, n0, k0, kend);
     };
-    /* the ring of ig_kernel (igemm.cuh) */
+    /* The ring: tiles 0 .. AHEAD-1 first; then at step kt, wait for tile kt (and fence
+     * it for wgmma, and the barrier for every thread's), start tile kt + AHEAD into the
+     * stage step kt - 2 read (its wgmma retired at step kt - 1's wait), issue tile kt's
+     * products and retire all but them: one group stays in flight over the next step's
+     * loads. One cp.async commit per step keeps the group count right. */
 #pragma unroll
-    for (int s = 0; s < IG_STAGES - 1; s++) {
-        if (s < ntiles) load(s, s);
+    for (int s = 0; s < IGW_AHEAD; s++) {
+        if (s < ntiles) load(s);
         ig_cp_async_commit();
     }
     for (int kt = 0; kt < ntiles; kt++) {
-        ig_cp_async_wait<IG_STAGES - 2>();
+        ig_cp_async_wait<IGW_AHEAD - 1>();
         igw_fence_proxy_async();
         __syncthreads();
-        int next = kt + IG_STAGES - 1;
-        if (next < ntiles) load(next, next % IG_STAGES);
+        if (kt + IGW_AHEAD < ntiles) load(kt + IGW_AHEAD);
         ig_cp_async_commit();
-        const int8_t *s = ig_smem + (kt % IG_STAGES) * STAGE;
+        const int8_t *s = ig_smem + (kt % IGW_STAGES) * STAGE;
         const uint64_t db = igw_desc(igw_smem_addr(s + Op::PARTS * IGW_A_BYTES));
         igw_fence();
 #pragma unroll
         for (int p = 0; p < Op::PARTS; p++)
 #pragma unroll
-            for (int h = 0; h < 2; h++)
-                igw_mma(acc[p][h], igw_desc(igw_smem_addr(s + p * IGW_A_BYTES + h * IGW_HALF_BYTES)), db);
+            for (int h = 0; h < 2; h++) {
+                igw_fence_operands(acc[p][h]);
+                igw_mma<BN>(acc[p][h], igw_desc(igw_smem_addr(s + p * IGW_A_BYTES + h * IGW_HALF_BYTES)), db);
+                igw_fence_operands(acc[p][h]);
+            }
         igw_commit();
-        igw_wait<0>(); /* the stage is free for the next step's loads, the accumulators readable */
+        igw_wait<1>();
     }
+    igw_wait<0>(); /* the accumulators are final */
+#pragma unroll
+    for (int p = 0; p < Op::PARTS; p++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) igw_fence_operands(acc[p][h]);
     ig_cp_async_wait<0>(); /* no copy outlives the block */
     unsigned long long mx = 0;
 #pragma unroll
     for (int h = 0; h < 2; h++)
 #pragma unroll
-        for (int r = 0; r < IGW_NREG; r++) {
+        for (int r = 0; r < NREG; r++) {
             int64_t m = m0 + h * 64 + warp * 16 + g + ((r % 4) >= 2 ? 8 : 0);
             int64_t n = n0 + (r / 4) * 8 + 2 * t + (r & 1);
             unsigned long long v = op.store(m, n, acc[0][h][r], acc[Op::PARTS - 1][h][r]);
@@ -176,7 +220,7 @@ __global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op)
     if (lane == 0) op.finish(mx);
 #else
     (void)op;
-    __trap(); /* no sm_90a code in this build for this device: igw_available() said no */
+    __trap(); /* no sm_90a code in this build for this device: wg_conv_wgmma_available() said no */
 #endif
 }
 

@@ -18,9 +18,9 @@
  * - the warp maximum of the epilogue: the same meeting of the 32 lanes.
  * A warp whose lanes meet at different instructions is reported as divergence.
  *
- * The wgmma kernel (cuda/igemm_wgmma.cuh) runs under the same fibers, with its six
- * helpers emulated too:
- * - wgmma.mma_async.m64n64k32 .s8: each thread computes its own 32 accumulators from
+ * The wgmma kernel (cuda/igemm_wgmma.cuh) runs under the same fibers, with its
+ * helpers emulated too (the compiler-only operand fence is nothing here):
+ * - wgmma.mma_async.m64nNk32 .s8 (N 64, 128): each thread computes its own N / 2 sums from
  *   shared memory as the PTX ISA's descriptor says (start address, leading- and
  *   stride-dimension byte offsets, 16-byte units; no swizzling: element (row, k) at
  *   start + (row / 8) SBO + (k / 16) LBO + (row % 8) 16 + k % 16; written here from the
@@ -97,7 +97,8 @@ struct pending_copy {
 
 struct pending_wgmma {
     int32_t *d;
-    int64_t sum[32];
+    int n;           /* accumulators: N / 2 */
+    int64_t sum[64];
     uint32_t a_lo, a_hi, b_lo, b_hi; /* the shared bytes it reads: [lo, hi) */
     int group;
 };
@@ -184,13 +185,18 @@ static inline unsigned long long ig_warp_max(unsigned long long m)
 static inline uint32_t igw_smem_addr(const void *p) { return (uint32_t)((const int8_t *)p - ig_smem); }
 static inline void igw_fence_proxy_async() { cur->unfenced = false; }
 static inline void igw_fence() {}
+template <int R>
+static inline void igw_fence_operands(int32_t (&)[R])
+{
+}
 static inline void igw_commit() { cur->wgmma_groups++; }
 
-/* The bytes [lo, hi) of shared memory that an operand of 64 rows x 32 bytes at desc
- * reads, and its element (row, k). */
+/* The bytes [lo, hi) of shared memory that an operand of `rows` rows x 32 bytes at
+ * desc reads, and its element (row, k). */
 struct desc_view {
     uint32_t start, lbo, sbo;
-    explicit desc_view(uint64_t d)
+    int rows;
+    desc_view(uint64_t d, int r) : rows(r)
     {
         if ((d >> 62) != 0 || ((d >> 49) & 7) != 0) fail_msg("a descriptor with swizzling or a base offset");
         start = (uint32_t)(d & 0x3fff) << 4;
@@ -199,7 +205,7 @@ struct desc_view {
     }
     uint32_t at(int row, int k) const { return start + (row / 8) * sbo + (k / 16) * lbo + (row % 8) * 16 + k % 16; }
     uint32_t lo() const { return start; }
-    uint32_t hi() const { return at(63, 31) + 1; }
+    uint32_t hi() const { return at(rows - 1, 31) + 1; }
 };
 
 /* Whether any thread has a copy in flight into [lo, hi). */
@@ -219,15 +225,17 @@ static void check_operands(const pending_wgmma &w, const char *when)
         fail_msg("a cp.async is in flight to the shared memory a wgmma reads, %s", when);
 }
 
-static void igw_mma(int32_t d[32], uint64_t da, uint64_t db)
+template <int N>
+static void igw_mma(int32_t d[N / 2], uint64_t da, uint64_t db)
 {
+    static_assert(N == 64 || N == 128, "the shapes the kernel uses");
     for (const fiber &f : fibers)
         if (f.unfenced) fail_msg("a wgmma issued while copies that landed have not passed fence.proxy.async");
-    desc_view A(da), B(db);
-    pending_wgmma w = {d, {0}, A.lo(), A.hi(), B.lo(), B.hi(), cur->wgmma_groups};
+    desc_view A(da, 64), B(db, N);
+    pending_wgmma w = {d, N / 2, {0}, A.lo(), A.hi(), B.lo(), B.hi(), cur->wgmma_groups};
     check_operands(w, "when it is issued");
     int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    for (int r = 0; r < 32; r++) {
+    for (int r = 0; r < N / 2; r++) {
         int row = 16 * warp + g + (r % 4 >= 2 ? 8 : 0), col = 8 * (r / 4) + 2 * t + (r & 1);
         for (int k = 0; k < 32; k++) w.sum[r] += (int64_t)ig_smem[A.at(row, k)] * ig_smem[B.at(col, k)];
     }
@@ -245,7 +253,7 @@ static void igw_wait()
             continue;
         }
         check_operands(w, "before it is retired");
-        for (int r = 0; r < 32; r++) {
+        for (int r = 0; r < w.n; r++) {
             int64_t v = (int64_t)w.d[r] + w.sum[r];
             if (v > INT32_MAX || v < INT32_MIN) fail_msg("an int32 accumulator overflowed");
             w.d[r] = (int32_t)v;
@@ -352,7 +360,9 @@ static void run_block(const std::function<void()> &kernel)
 template <class Op>
 static void run_grid(const Op &op, bool wgmma = false)
 {
-    gridDim = {(unsigned)((op.M + IG_BM - 1) / IG_BM), (unsigned)((op.N + IG_BN - 1) / IG_BN),
+    int bn = IG_BN;
+    if constexpr (Op::A_KMAJOR && Op::B_KMAJOR) bn = wgmma ? igw_bn<Op>() : IG_BN;
+    gridDim = {(unsigned)((op.M + IG_BM - 1) / IG_BM), (unsigned)((op.N + bn - 1) / bn),
                (unsigned)((op.K + op.k_split - 1) / op.k_split)};
     blockDim = {IG_THREADS, 1, 1};
     static_assert(IG_THREADS == EMU_THREADS, "one fiber per thread");
@@ -469,14 +479,17 @@ static void check_geometry(wg_backend *cpu, const int64_t q[9], int nparts)
     for (wg_tensor *t : ts) wg_tensor_free(t);
 }
 
-/* Several tiles along M and N with ragged edges, K tails, strides 1 and 2, 1x1, 3x3 and
- * 7x7 kernels, and a backward-weight split over several blocks. */
+/* Several tiles along M and N with ragged edges (the wgmma kernel's 128 columns
+ * included: 144 input channels for a one-part backward-data, 272 output channels), K
+ * tails, long K rings (40 steps), strides 1 and 2, 1x1, 3x3 and 7x7 kernels, and a
+ * backward-weight split over several blocks. */
 static void test_igemm_emulated(void **state)
 {
     (void)state;
     static const int64_t geoms[][9] = {{2, 9, 11, 16, 16, 3, 3, 1, 1},  {3, 12, 12, 32, 80, 3, 3, 2, 1},
                                        {1, 13, 13, 16, 144, 7, 7, 2, 3}, {4, 8, 8, 64, 32, 1, 1, 1, 0},
-                                       {2, 10, 10, 48, 16, 1, 1, 2, 0},  {9, 20, 20, 16, 16, 3, 3, 1, 1}};
+                                       {2, 10, 10, 48, 16, 1, 1, 2, 0},  {9, 20, 20, 16, 16, 3, 3, 1, 1},
+                                       {2, 6, 7, 144, 32, 3, 3, 1, 1},   {1, 9, 9, 32, 272, 3, 3, 1, 1}};
     wg_backend *cpu = wg_backend_cpu_init();
     for (size_t k = 0; k < sizeof(geoms) / sizeof(geoms[0]); k++) check_geometry(cpu, geoms[k], 1 + (int)(k % 2));
     wg_backend_free(cpu);
