@@ -2,6 +2,9 @@
  * conv_igemm.cuh; the GEMM each pass is and where its pieces lie: wg_conv_igemm.h; the
  * kernel: igemm.cuh). Every sum is exact, so the results are the CPU backend's bits,
  * whatever the tiles, the split of K or the order of the atomics. */
+#include <cudaTypedefs.h>
+#include <stdio.h>
+
 #include "check.h"
 #include "conv_igemm.cuh"
 #include "conv_igemm_ops.cuh"
@@ -30,29 +33,68 @@ static dim3 ig_grid(int64_t M, int64_t N, int64_t K, int64_t k_split, int bn)
     return dim3((unsigned)((M + IG_BM - 1) / IG_BM), (unsigned)((N + bn - 1) / bn), (unsigned)(z > 0 ? z : 1));
 }
 
+/* cuTensorMapEncodeTiled, from the driver through the runtime (no link to libcuda). */
+static PFN_cuTensorMapEncodeTiled_v12000 igw_encoder(void)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = NULL;
+    if (fn == NULL) {
+        void *p = NULL;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        WG_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q));
+        WG_ASSERT(q == cudaDriverEntryPointSuccess && p != NULL, "the CUDA driver has no cuTensorMapEncodeTiled");
+        fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}
+
+/* igw_kernel's tensor map of B: [rows][k] bytes, rows k apart, boxes of 32 bytes x
+ * box_rows written in the 32-byte swizzle, zeros outside (igemm_wgmma.cuh). */
+static CUresult igw_encode_b(CUtensorMap *map, const int8_t *b, int64_t rows, int64_t k, int box_rows)
+{
+    cuuint64_t dim[2] = {(cuuint64_t)k, (cuuint64_t)rows}, stride[1] = {(cuuint64_t)k};
+    cuuint32_t box[2] = {IG_BK, (cuuint32_t)box_rows}, elem[2] = {1, 1};
+    return igw_encoder()(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)b, dim, stride, box, elem,
+                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_32B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
 bool wg_conv_wgmma_available(int device)
 {
 #if defined(WG_HAVE_SM90A)
     int major = 0, minor = 0;
     WG_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     WG_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    return major == 9 && minor == 0; /* sm_90a code runs on 9.0 alone */
+    if (major != 9 || minor != 0) return false; /* sm_90a code runs on 9.0 alone */
+    CUtensorMap probe; /* a map like the layers' (the address is not read) */
+    CUresult r = igw_encode_b(&probe, (const int8_t *)(uintptr_t)4096, 256, 576, 128);
+    if (r != CUDA_SUCCESS) {
+        fprintf(stderr, "wageubn: warning: cuTensorMapEncodeTiled failed (CUresult %d): the wgmma convolutions are off\n",
+                (int)r);
+        return false;
+    }
+    return true;
 #else
     (void)device;
     return false;
 #endif
 }
 
-/* The op on ig_kernel (mma.sync) or, with wgmma, on igw_kernel (same tiles and grid;
- * only the K-major ops have that form: igemm_wgmma.cuh). */
+/* The op on ig_kernel (mma.sync) or, with wgmma, on igw_kernel (only the K-major ops
+ * have that form: igemm_wgmma.cuh), with B's tensor map. */
 template <class Op>
 static void ig_launch(const Op &op, bool wgmma, const char *name, cudaStream_t stream)
 {
     if (op.M <= 0 || op.N <= 0) return;
     if constexpr (Op::A_KMAJOR && Op::B_KMAJOR) {
         if (wgmma) {
+            WG_ASSERT(op.k_split == op.K, "%s: the tensor map's columns are K's", name);
+            CUtensorMap bmap;
+            CUresult r = igw_encode_b(&bmap, op.b(), op.N, op.K, igw_bn<Op>());
+            if (r != CUDA_SUCCESS)
+                wg_die(__FILE__, __LINE__, "cuTensorMapEncodeTiled of %s's B (%lld x %lld) failed: CUresult %d", name,
+                       (long long)op.N, (long long)op.K, (int)r);
             dim3 grid = ig_grid(op.M, op.N, op.K, op.k_split, igw_bn<Op>());
-            igw_kernel<Op><<<grid, IG_THREADS, igw_smem_bytes<Op>(), stream>>>(op);
+            igw_kernel<Op><<<grid, IG_THREADS, igw_smem_bytes<Op>(), stream>>>(op, bmap);
             WG_CUDA_CHECK_LAUNCH(name);
             return;
         }

@@ -46,13 +46,13 @@ struct ig_fwd_op {
             return m < M && k < kend ? wg_igemm_fwd_a(&g, m, k) : -1;
         });
     }
-    template <class L = ig_pad_layout, int ROWS = IG_BN>
     __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<L, ROWS>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+        ig_load_kmajor<ig_pad_layout, IG_BN>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
             return n < N && k < kend ? n * g.kdim + k : -1;
         });
     }
+    const int8_t *b() const { return w; } /* B as a plain [N][K] matrix (igw_kernel's tensor map) */
     __device__ unsigned long long store(int64_t m, int64_t n, int32_t v, int32_t) const
     {
         if (m >= M || n >= N) return 0;
@@ -83,13 +83,13 @@ struct ig_bwd_data_op {
             return m < M && k < kend ? wg_igemm_bwd_data_a(&g, m, k) : -1;
         });
     }
-    template <class L = ig_pad_layout, int ROWS = IG_BN>
     __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
     {
-        ig_load_kmajor<L, ROWS>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
+        ig_load_kmajor<ig_pad_layout, IG_BN>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
             return n < N && k < kend ? wg_igemm_bwd_data_b(&g, n, k) : -1;
         });
     }
+    const int8_t *b() const { return wt; } /* B as a plain [N][K] matrix (igw_kernel's tensor map) */
     __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
     {
         if (m >= M || n >= N) return 0;

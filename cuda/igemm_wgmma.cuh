@@ -1,37 +1,47 @@
 /* igemm_wgmma.cuh: the Hopper form of the implicit-GEMM kernel (igemm.cuh): the same
- * ops, K steps of 32 and cp.async loads, but the products are wgmma.mma_async (sm_90a),
- * issued by the block's 4 warps as one warpgroup and reading both operands straight from
- * shared memory through matrix descriptors, instead of mma.sync fed from registers by 4
- * warps each; and the products of one K step stay in flight while the next step's
- * loads are issued (a 4-stage ring, loaded 2 steps ahead).
+ * ops and K steps of 32, but the products are wgmma.mma_async (sm_90a), issued by the
+ * block's 4 warps as one warpgroup and reading both operands straight from shared memory
+ * through matrix descriptors, instead of mma.sync fed from registers by 4 warps each; B
+ * (the weights, a plain [N][K] matrix) comes by the tensor memory accelerator; and the
+ * products of one K step stay in flight while the next step's loads are issued.
  *
  * Tiles of C are 128 x 128 with one error part, 128 x 64 with two (igw_bn). Per K step
  * and per part, two m64nNk32 products (the two halves of the tile's 128 rows) against
- * the one B tile. The tiles are laid out K-major in the PTX ISA's
- * "core matrices" without swizzling (igw_core_layout in igemm.cuh): s8 operands must be
- * K-major, which is why only the forward and backward-data ops (both K-major) have this
- * form; backward-weight's operands run along M and N and stay on ig_kernel.
+ * the one B tile. s8 operands must be K-major, which is why only the forward and
+ * backward-data ops (both K-major) have this form; backward-weight's operands run along
+ * M and N and it stays on ig_kernel.
  *
- * Ordering, per K step: cp.async.wait_group (this thread's copies of the step have
+ * Shared memory, a 4-stage ring loaded two steps ahead (the third stage is read by the
+ * products in flight), each stage:
+ * - A (one tile per part), gathered by cp.async as in ig_kernel, laid out K-major in the
+ *   PTX ISA's core matrices without swizzling (igw_core_layout in igemm.cuh);
+ * - B, one cp.async.bulk.tensor of a 32-byte x BN-row box of the [N][K] matrix (a 2-D
+ *   tensor map, out-of-range rows and columns zero-filled), in the 32-byte swizzle that
+ *   the tensor map and the B descriptor both name, completing on the stage's mbarrier.
+ * Ordering, per K step: cp.async.wait_group (this thread's A copies of the step have
  * landed), fence.proxy.async (they were written by the generic proxy and wgmma reads
- * through the async proxy: HOPPER.md), __syncthreads (every thread's), then the loads of
- * a later step into the stage two steps back read (its wgmma retired at the previous
- * step's wait), wgmma.fence, the products, commit, wait_group 1.
+ * through the async proxy: HOPPER.md), the stage's mbarrier (B has landed),
+ * __syncthreads (every thread's copies), then the loads of step + 2 into the stage two
+ * steps back (its products retired at the previous step's wait), wgmma.fence, the
+ * products, commit, wait_group 1.
  *
  * The accumulators of an m64nNk32 .s32 product, per thread (warp w of the warpgroup,
  * g = lane / 4, t = lane % 4): d[4i + r] is row 16w + g + 8 (r >= 2), column
  * 8i + 2t + (r & 1), for i = 0 .. N/8 - 1: the layout of mma.m16n8's C, repeated along N.
  *
- * Where the build has no sm_90a code (wg_conv_wgmma_available() false: the architectures lack
- * "90a", or the device is not compute capability 9.0) the launchers are not called; the
- * kernel body of other architectures traps. tests/test_igemm_emu.cc runs this kernel on
- * the CPU under an emulation of the six helpers below. */
+ * Where the build has no sm_90a code (wg_conv_wgmma_available() false: the architectures
+ * lack "90a", or the device is not compute capability 9.0) the launchers are not
+ * called; the kernel body of other architectures traps. tests/test_igemm_emu.cc runs
+ * this kernel on the CPU under an emulation of the helpers below. */
 #ifndef WG_IGEMM_WGMMA_CUH
 #define WG_IGEMM_WGMMA_CUH
 
 #include <stdint.h>
 
 #include "igemm.cuh"
+#ifndef IG_EMULATION
+#include <cuda.h> /* CUtensorMap (the type only: no driver call here) */
+#endif
 
 #define IGW_STAGES 4                           /* shared-memory stages */
 #define IGW_AHEAD (IGW_STAGES - 2)             /* K steps loaded ahead: one more stage is read by the wgmma in flight */
@@ -56,20 +66,40 @@ __host__ __device__ constexpr int igw_stage_bytes()
     return Op::PARTS * IGW_A_BYTES + igw_bn<Op>() * IG_BK;
 }
 
+/* The stages (each a multiple of 1024 bytes, so every B tile starts on a swizzle atom),
+ * then the stages' mbarriers; IGW_ALIGN more for aligning the dynamic shared memory. */
+#define IGW_ALIGN 1024
 template <class Op>
 __host__ __device__ constexpr int igw_smem_bytes()
 {
-    return IGW_STAGES * igw_stage_bytes<Op>();
+    return IGW_STAGES * igw_stage_bytes<Op>() + IGW_STAGES * 8 + IGW_ALIGN;
 }
+static_assert((2 * IGW_A_BYTES + 64 * IG_BK) % IGW_ALIGN == 0 && (IGW_A_BYTES + 128 * IG_BK) % IGW_ALIGN == 0,
+              "stages of whole swizzle atoms");
 
 /* The PTX ISA's shared-memory matrix descriptor (wgmma "Matrix Descriptor Format"): bits
  * 0-13 the start address, 16-29 the leading-dimension byte offset, 32-45 the
- * stride-dimension byte offset, each in units of 16 bytes; base offset 0 and swizzle mode
- * 0 (none) in bits 49-51 and 62-63. */
-static __host__ __device__ __forceinline__ uint64_t igw_desc(uint32_t smem_addr)
+ * stride-dimension byte offset, each in units of 16 bytes; base offset 0 (bits 49-51:
+ * the tiles start on whole swizzle atoms); bits 62-63 the swizzle mode. */
+static __host__ __device__ __forceinline__ uint64_t igw_desc(uint32_t smem_addr, uint32_t lbo, uint32_t sbo,
+                                                             uint64_t swizzle)
 {
-    return (uint64_t)((smem_addr >> 4) & 0x3fff) | (uint64_t)((igw_core_layout::LBO >> 4) & 0x3fff) << 16 |
-           (uint64_t)((igw_core_layout::SBO >> 4) & 0x3fff) << 32;
+    return (uint64_t)((smem_addr >> 4) & 0x3fff) | (uint64_t)((lbo >> 4) & 0x3fff) << 16 |
+           (uint64_t)((sbo >> 4) & 0x3fff) << 32 | swizzle << 62;
+}
+
+/* A: core matrices without swizzling (mode 0). */
+static __host__ __device__ __forceinline__ uint64_t igw_desc_a(uint32_t smem_addr)
+{
+    return igw_desc(smem_addr, igw_core_layout::LBO, igw_core_layout::SBO, 0);
+}
+
+/* B as the tensor map's 32-byte swizzle writes it (mode 3): rows of 32 bytes, atoms of
+ * 8 rows (256 bytes) one after the other; the leading offset is unused (1 by the ISA). */
+#define IGW_SWIZZLE_32B 3
+static __host__ __device__ __forceinline__ uint64_t igw_desc_b(uint32_t smem_addr)
+{
+    return igw_desc(smem_addr, 16, 8 * IG_BK, IGW_SWIZZLE_32B);
 }
 
 #ifndef IG_EMULATION
@@ -82,11 +112,46 @@ static __device__ __forceinline__ uint32_t igw_smem_addr(const void *p)
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
+typedef CUtensorMap igw_tmap; /* B's tensor map (conv_igemm.cu encodes it) */
+
 #if defined(IGW_DEVICE_CODE)
 /* The copies this thread made (generic proxy) become visible to wgmma (async proxy). */
 static __device__ __forceinline__ void igw_fence_proxy_async()
 {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+/* The stage's mbarrier: one arrival (thread 0's, with the bytes it expects) and the
+ * tensor copy's bytes complete a phase. */
+static __device__ __forceinline__ void igw_mbar_init(uint64_t *bar)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(igw_smem_addr(bar)) : "memory");
+}
+
+static __device__ __forceinline__ void igw_mbar_expect(uint64_t *bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(igw_smem_addr(bar)), "r"(bytes)
+                 : "memory");
+}
+
+/* Until the phase of parity `parity` has completed. */
+static __device__ __forceinline__ void igw_mbar_wait(uint64_t *bar, uint32_t parity)
+{
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(igw_smem_addr(bar)), "r"(parity)
+                     : "memory");
+}
+
+/* The box at (k0, n0) of the tensor map into dst, completing on bar. */
+static __device__ __forceinline__ void igw_tma_load(int8_t *dst, const igw_tmap *map, int k0, int n0, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "
+                 "[%4];\n" ::"r"(igw_smem_addr(dst)),
+                 "l"(map), "r"(k0), "r"(n0), "r"(igw_smem_addr(bar))
+                 : "memory");
 }
 
 /* Orders the accumulators' register accesses before the next wgmma. */
@@ -144,12 +209,14 @@ static __device__ __forceinline__ void igw_mma(int32_t d[N / 2], uint64_t da, ui
 #endif /* IG_EMULATION */
 
 template <class Op>
-__global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op)
+__global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op, const __grid_constant__ igw_tmap bmap)
 {
 #if defined(IGW_DEVICE_CODE)
     static_assert(Op::A_KMAJOR && Op::B_KMAJOR, "wgmma takes K-major s8 operands only");
     constexpr int BN = igw_bn<Op>(), NREG = BN / 2, STAGE = igw_stage_bytes<Op>();
     extern __shared__ __align__(128) int8_t ig_smem[];
+    int8_t *smem = ig_smem + ((IGW_ALIGN - igw_smem_addr(ig_smem) % IGW_ALIGN) % IGW_ALIGN);
+    uint64_t *bars = (uint64_t *)(smem + IGW_STAGES * STAGE);
     const int64_t m0 = (int64_t)blockIdx.x * IG_BM, n0 = (int64_t)blockIdx.y * BN;
     const int64_t kbeg = (int64_t)blockIdx.z * op.k_split;
     const int64_t kend = op.K < kbeg + op.k_split ? op.K : kbeg + op.k_split;
@@ -162,19 +229,28 @@ __global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op)
         for (int h = 0; h < 2; h++)
 #pragma unroll
             for (int r = 0; r < NREG; r++) acc[p][h][r] = 0;
+    if (threadIdx.x == 0)
+        for (int s = 0; s < IGW_STAGES; s++) igw_mbar_init(&bars[s]);
+    igw_fence_proxy_async(); /* the initialized barriers, seen by the tensor copies */
+    __syncthreads();
 
     auto load = [&](int tile) {
-        int8_t *s = ig_smem + (tile % IGW_STAGES) * STAGE;
+        int8_t *s = smem + (tile % IGW_STAGES) * STAGE;
         int64_t k0 = kbeg + (int64_t)tile * IG_BK;
 #pragma unroll
         for (int p = 0; p < Op::PARTS; p++) op.template load_a<igw_core_layout>(p, s + p * IGW_A_BYTES, m0, k0, kend);
-        op.template load_b<igw_core_layout, BN>(s + Op::PARTS * IGW_A_BYTES, n0, k0, kend);
+        if (threadIdx.x == 0) {
+            uint64_t *bar = &bars[tile % IGW_STAGES];
+            igw_mbar_expect(bar, BN * IG_BK);
+            igw_tma_load(s + Op::PARTS * IGW_A_BYTES, &bmap, (int)k0, (int)n0, bar);
+        }
     };
-    /* The ring: tiles 0 .. AHEAD-1 first; then at step kt, wait for tile kt (and fence
-     * it for wgmma, and the barrier for every thread's), start tile kt + AHEAD into the
-     * stage step kt - 2 read (its wgmma retired at step kt - 1's wait), issue tile kt's
-     * products and retire all but them: one group stays in flight over the next step's
-     * loads. One cp.async commit per step keeps the group count right. */
+    /* The ring: tiles 0 .. AHEAD-1 first; then at step kt, wait for tile kt (A: this
+     * thread's copies, fenced for wgmma; B: the stage's mbarrier, in its (kt / STAGES)-th
+     * phase; the barrier: every thread's), start tile kt + AHEAD into the stage step
+     * kt - 2 read (its products retired at step kt - 1's wait), issue tile kt's products
+     * and retire all but them: one group stays in flight over the next step's loads. One
+     * cp.async commit per step keeps the group count right. */
 #pragma unroll
     for (int s = 0; s < IGW_AHEAD; s++) {
         if (s < ntiles) load(s);
@@ -183,18 +259,19 @@ __global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op)
     for (int kt = 0; kt < ntiles; kt++) {
         ig_cp_async_wait<IGW_AHEAD - 1>();
         igw_fence_proxy_async();
+        igw_mbar_wait(&bars[kt % IGW_STAGES], (uint32_t)(kt / IGW_STAGES) & 1);
         __syncthreads();
         if (kt + IGW_AHEAD < ntiles) load(kt + IGW_AHEAD);
         ig_cp_async_commit();
-        const int8_t *s = ig_smem + (kt % IGW_STAGES) * STAGE;
-        const uint64_t db = igw_desc(igw_smem_addr(s + Op::PARTS * IGW_A_BYTES));
+        const int8_t *s = smem + (kt % IGW_STAGES) * STAGE;
+        const uint64_t db = igw_desc_b(igw_smem_addr(s + Op::PARTS * IGW_A_BYTES));
         igw_fence();
 #pragma unroll
         for (int p = 0; p < Op::PARTS; p++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 igw_fence_operands(acc[p][h]);
-                igw_mma<BN>(acc[p][h], igw_desc(igw_smem_addr(s + p * IGW_A_BYTES + h * IGW_HALF_BYTES)), db);
+                igw_mma<BN>(acc[p][h], igw_desc_a(igw_smem_addr(s + p * IGW_A_BYTES + h * IGW_HALF_BYTES)), db);
                 igw_fence_operands(acc[p][h]);
             }
         igw_commit();
@@ -219,7 +296,7 @@ __global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op)
     mx = ig_warp_max(mx);
     if (lane == 0) op.finish(mx);
 #else
-    (void)op;
+    (void)op, (void)bmap;
     __trap(); /* no sm_90a code in this build for this device: wg_conv_wgmma_available() said no */
 #endif
 }

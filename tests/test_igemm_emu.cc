@@ -24,14 +24,19 @@
  *   shared memory as the PTX ISA's descriptor says (start address, leading- and
  *   stride-dimension byte offsets, 16-byte units; no swizzling: element (row, k) at
  *   start + (row / 8) SBO + (k / 16) LBO + (row % 8) 16 + k % 16; written here from the
- *   ISA's text, not from the kernel's layout) and the accumulator layout (warp w: rows
+ *   ISA's text, not from the kernel's layout; or the 32-byte swizzle, below) and the
+ *   accumulator layout (warp w: rows
  *   16w + g and + 8; register 4i + r: column 8i + 2t + (r & 1)). The sums are added to
  *   the registers only at the wgmma.wait_group that retires them, so a kernel reading
  *   its accumulators early fails;
- * - a wgmma that reads bytes with a cp.async still in flight to them, when it is
- *   issued or until it is retired, fails (reading before the copy landed, or a stage
- *   reloaded under it); so does one issued while any thread's landed copies have not
- *   passed fence.proxy.async (the generic proxy's writes unseen by wgmma's).
+ * - cp.async.bulk.tensor (B by the tensor map) and the mbarriers: a copy lands only at
+ *   the first wait on its barrier's phase, as the tensor map says (zeros outside the
+ *   matrix) in the 32-byte swizzle; a wait on a phase whose expected bytes are not all
+ *   on the way, an uninitialized barrier, a second arrival in a phase fail;
+ * - a wgmma that reads bytes with a copy (either kind) still in flight to them, when it
+ *   is issued or until it is retired, fails (reading before the copy landed, or a stage
+ *   reloaded under it); so does one issued while any thread's landed cp.async copies
+ *   have not passed fence.proxy.async (the generic proxy's writes unseen by wgmma's).
  *
  * What it cannot check: the hardware's own timing and the PTX syntax (ptxas checks that
  * at build time); scripts/gpu-check.sh runs the kernels on a GPU. */
@@ -43,6 +48,7 @@
 #define __launch_bounds__(x)
 #define __align__(x)
 #define __shared__
+#define __grid_constant__
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -69,7 +75,7 @@ struct emu_dim3 {
     unsigned x, y, z;
 };
 static emu_dim3 threadIdx, blockIdx, gridDim, blockDim;
-alignas(128) int8_t ig_smem[64 * 1024];
+alignas(1024) int8_t ig_smem[64 * 1024];
 
 static void __syncthreads();
 static unsigned long long atomicMax(unsigned long long *p, unsigned long long v)
@@ -180,7 +186,7 @@ static inline unsigned long long ig_warp_max(unsigned long long m)
 
 #include "conv_igemm_ops.cuh"
 
-/* ---- the six helpers of igemm_wgmma.cuh ---- */
+/* ---- the helpers of igemm_wgmma.cuh ---- */
 
 static inline uint32_t igw_smem_addr(const void *p) { return (uint32_t)((const int8_t *)p - ig_smem); }
 static inline void igw_fence_proxy_async() { cur->unfenced = false; }
@@ -191,24 +197,123 @@ static inline void igw_fence_operands(int32_t (&)[R])
 }
 static inline void igw_commit() { cur->wgmma_groups++; }
 
+/* The 32-byte swizzle of the tensor map and of descriptor mode 3: in a tile of 32-byte
+ * rows starting on a 256-byte atom, the two 16-byte halves of a row swap where bit 7 of
+ * the offset is set (rows 4..7 of each 8), i.e. offset bit 4 ^= bit 7. The hardware's
+ * copy engine and tensor cores share whatever pattern it is; the emulation needs only
+ * that its writer and its reader share this one. */
+static uint32_t swizzle32(uint32_t off) { return off ^ (((off >> 7) & 1) << 4); }
+
+/* B's tensor map: a [rows][k] int8 matrix, boxes of 32 x box_rows. */
+struct igw_tmap {
+    const int8_t *base;
+    int64_t rows, k;
+    int box_rows;
+};
+
+/* A tensor copy in flight: lands at the first wait on its barrier's phase. */
+struct pending_tma {
+    int8_t *dst;
+    const igw_tmap *map;
+    int k0, n0;
+};
+
+/* An mbarrier: phases completed, the bytes its current phase expects, its copies. */
+struct emu_mbar {
+    int completed, expected;
+    bool armed;
+    std::vector<pending_tma> copies;
+};
+static std::vector<std::pair<uint64_t *, emu_mbar>> mbars;
+
+static emu_mbar &mbar_of(uint64_t *bar)
+{
+    for (auto &b : mbars)
+        if (b.first == bar) return b.second;
+    fail_msg("an mbarrier used before mbarrier.init");
+    abort();
+}
+
+static void igw_mbar_init(uint64_t *bar)
+{
+    for (auto &b : mbars)
+        if (b.first == bar) fail_msg("an mbarrier initialized twice");
+    mbars.push_back({bar, emu_mbar{0, 0, false, {}}});
+}
+
+static void igw_mbar_expect(uint64_t *bar, uint32_t bytes)
+{
+    emu_mbar &b = mbar_of(bar);
+    if (b.armed) fail_msg("mbarrier.arrive.expect_tx twice in one phase (one arrival expected)");
+    b.armed = true;
+    b.expected = (int)bytes;
+}
+
+static void igw_tma_load(int8_t *dst, const igw_tmap *map, int k0, int n0, uint64_t *bar)
+{
+    emu_mbar &b = mbar_of(bar);
+    if (!b.armed) fail_msg("a tensor copy on an mbarrier that expects no bytes");
+    if ((uint32_t)(dst - ig_smem) % 256 != 0) fail_msg("a swizzled tensor copy to a tile off its 256-byte atom");
+    b.copies.push_back({dst, map, k0, n0});
+}
+
+/* Land a tensor copy: element (r, k) of the box, zero outside the matrix, at
+ * swizzle32(r * 32 + k). */
+static void land(const pending_tma &c)
+{
+    for (int r = 0; r < c.map->box_rows; r++)
+        for (int k = 0; k < 32; k++) {
+            int64_t gr = c.n0 + r, gk = c.k0 + k;
+            int8_t v = gr < c.map->rows && gk < c.map->k ? c.map->base[gr * c.map->k + gk] : 0;
+            c.dst[swizzle32((uint32_t)(r * 32 + k))] = v;
+        }
+}
+
+/* try_wait.parity succeeds once the phase of that parity has completed: the current
+ * phase (number `completed`) has the other parity. Waiting on the current phase lands
+ * its copies and completes it, if they are all its bytes; else nothing ever would. */
+static void igw_mbar_wait(uint64_t *bar, uint32_t parity)
+{
+    emu_mbar &b = mbar_of(bar);
+    if ((uint32_t)(b.completed & 1) != parity) return;
+    int bytes = 0;
+    for (const pending_tma &c : b.copies) bytes += 32 * c.map->box_rows;
+    if (!b.armed || bytes != b.expected)
+        fail_msg("a wait on an mbarrier phase that will not complete (%d bytes of %d expected on the way)", bytes,
+                 b.expected);
+    for (const pending_tma &c : b.copies) land(c);
+    b.copies.clear();
+    b.armed = false;
+    b.completed++;
+}
+
 /* The bytes [lo, hi) of shared memory that an operand of `rows` rows x 32 bytes at
- * desc reads, and its element (row, k). */
+ * desc reads, and the place of its element (row, k): without swizzling (mode 0) at
+ * start + (row / 8) SBO + (k / 16) LBO + (row % 8) 16 + k % 16, the core matrices; with
+ * the 32-byte swizzle (mode 3) at start + (row / 8) SBO + swizzle32((row % 8) 32 + k). */
 struct desc_view {
-    uint32_t start, lbo, sbo;
+    uint32_t start, lbo, sbo, mode;
     int rows;
     desc_view(uint64_t d, int r) : rows(r)
     {
-        if ((d >> 62) != 0 || ((d >> 49) & 7) != 0) fail_msg("a descriptor with swizzling or a base offset");
+        mode = (uint32_t)(d >> 62);
+        if ((mode != 0 && mode != 3) || ((d >> 49) & 7) != 0)
+            fail_msg("a descriptor with a swizzle other than none or 32 bytes, or a base offset");
         start = (uint32_t)(d & 0x3fff) << 4;
         lbo = (uint32_t)((d >> 16) & 0x3fff) << 4;
         sbo = (uint32_t)((d >> 32) & 0x3fff) << 4;
+        if (mode == 3 && start % 256 != 0) fail_msg("a swizzled operand off its 256-byte atom");
     }
-    uint32_t at(int row, int k) const { return start + (row / 8) * sbo + (k / 16) * lbo + (row % 8) * 16 + k % 16; }
+    uint32_t at(int row, int k) const
+    {
+        if (mode == 3) return start + (row / 8) * sbo + swizzle32((uint32_t)((row % 8) * 32 + k));
+        return start + (row / 8) * sbo + (k / 16) * lbo + (row % 8) * 16 + k % 16;
+    }
     uint32_t lo() const { return start; }
-    uint32_t hi() const { return at(rows - 1, 31) + 1; }
+    uint32_t hi() const { return mode == 3 ? start + (rows / 8 - 1) * sbo + 256 : at(rows - 1, 31) + 1; }
 };
 
-/* Whether any thread has a copy in flight into [lo, hi). */
+/* Whether any thread has a copy in flight into [lo, hi), cp.async or tensor. */
 static bool copy_in_flight(uint32_t lo, uint32_t hi)
 {
     for (const fiber &f : fibers)
@@ -216,13 +321,18 @@ static bool copy_in_flight(uint32_t lo, uint32_t hi)
             uint32_t a = (uint32_t)(p.dst - ig_smem);
             if (a < hi && a + 16 > lo) return true;
         }
+    for (const auto &b : mbars)
+        for (const pending_tma &c : b.second.copies) {
+            uint32_t a = (uint32_t)(c.dst - ig_smem);
+            if (a < hi && a + 32 * (uint32_t)c.map->box_rows > lo) return true;
+        }
     return false;
 }
 
 static void check_operands(const pending_wgmma &w, const char *when)
 {
     if (copy_in_flight(w.a_lo, w.a_hi) || copy_in_flight(w.b_lo, w.b_hi))
-        fail_msg("a cp.async is in flight to the shared memory a wgmma reads, %s", when);
+        fail_msg("a copy is in flight to the shared memory a wgmma reads, %s", when);
 }
 
 template <int N>
@@ -302,6 +412,7 @@ static void resolve_mma(int w)
 static void run_block(const std::function<void()> &kernel)
 {
     body = kernel;
+    mbars.clear();
     for (int t = 0; t < EMU_THREADS; t++) {
         fiber &f = fibers[t];
         f.stack.resize(EMU_STACK);
@@ -346,6 +457,8 @@ static void run_block(const std::function<void()> &kernel)
         if (done == EMU_THREADS) {
             for (const fiber &f : fibers)
                 if (!f.wgmma.empty()) fail_msg("a wgmma still in flight when its thread ended");
+            for (const auto &b : mbars)
+                if (!b.second.copies.empty()) fail_msg("a tensor copy still in flight when the block ended");
             return;
         }
         if (at_block == EMU_THREADS) {
@@ -374,7 +487,8 @@ static void run_grid(const Op &op, bool wgmma = false)
                 blockIdx = {x, y, z};
                 if constexpr (Op::A_KMAJOR && Op::B_KMAJOR) {
                     if (wgmma) {
-                        run_block([&] { igw_kernel<Op>(op); });
+                        igw_tmap bmap = {op.b(), op.N, op.K, igw_bn<Op>()};
+                        run_block([&] { igw_kernel<Op>(op, bmap); });
                         continue;
                     }
                 }
