@@ -212,67 +212,89 @@ static double ours(const double t[WG_KERNELS])
 
 static double ratio(double num, double den) { return den > 0 ? num / den : 0; }
 
-/* One row of times: lt, ig, wg (or -), the equivalent GEMMs, and the GEMMs' time over
- * ours (our throughput as a fraction of cuBLASLt's on the GEMMs alone). */
-static void print_times(const double t[WG_KERNELS], double gemm)
+/* A pass's times: per kernel, the equivalent GEMMs', and its int8 operations. */
+typedef struct pass_times {
+    double t[WG_KERNELS], gemm, ops;
+} pass_times;
+
+/* One row: lt, ig, wg (or -), the equivalent GEMMs (ms); our faster kernel's and the
+ * GEMMs' TOPS; the GEMMs' time over ours (our throughput as a fraction of cuBLASLt's on
+ * the GEMMs alone); ours as a percentage of the dense peak. */
+static void print_pass_row(const pass_times *p, double peak)
 {
-    printf(" | %7.3f %7.3f", t[WG_KERNEL_CUBLASLT] * 1e3, t[WG_KERNEL_MMA] * 1e3);
-    if (t[WG_KERNEL_WGMMA] > 0) printf(" %7.3f", t[WG_KERNEL_WGMMA] * 1e3);
-    else printf(" %7s", "-");
-    printf(" %7.3f %5.2f", gemm * 1e3, ratio(gemm, ours(t)));
+    printf(" %8.3f %8.3f", p->t[WG_KERNEL_CUBLASLT] * 1e3, p->t[WG_KERNEL_MMA] * 1e3);
+    if (p->t[WG_KERNEL_WGMMA] > 0) printf(" %8.3f", p->t[WG_KERNEL_WGMMA] * 1e3);
+    else printf(" %8s", "-");
+    double tops = ratio(p->ops, ours(p->t)) / 1e12;
+    printf(" %8.3f %8.1f %8.1f %6.2f %6.1f%%\n", p->gemm * 1e3, tops, ratio(p->ops, p->gemm) / 1e12,
+           ratio(p->gemm, ours(p->t)), 100.0 * tops / peak);
 }
 
-/* Per layer, then the sums: each kernel's time, and our faster implicit GEMM's rate as a
- * fraction of cuBLASLt's on the equivalent GEMMs (> 1: faster than those GEMMs alone). */
+/* Per layer and pass, then the sums: each kernel's time, and our faster implicit
+ * GEMM's TOPS and rate as a fraction of cuBLASLt's on the equivalent GEMMs (> 1: faster
+ * than those GEMMs alone) and of the dense peak. */
 static void bench_layers(wg_backend *b, wg_net *net, const bench_opts *o)
 {
     wg_net_conv convs[MAX_CONVS];
     int n = wg_net_convs(net, convs, MAX_CONVS);
     WG_ASSERT(n <= MAX_CONVS, "%d convolutions", n);
-    printf("\n%s convolutions at batch %lld, ms, median of %d (backward: E2's two parts; lt = im2col + cuBLASLt, "
-           "ig = mma.sync implicit GEMM, wg = wgmma implicit GEMM, gemm = cuBLASLt on the equivalent GEMMs alone, "
-           "ratio = gemm / our faster one)\n",
-           wg_net_name(net), (long long)o->batch, REPS);
-    printf("%-14s %4s %5s %5s %2s %2s", "layer", "HxW", "C", "O", "k", "s");
-    const char *pass[3] = {"fwd", "bwd-d", "bwd-w"};
-    for (int p = 0; p < 3; p++) printf(" | %5s lt %5s ig %5s wg %7s %5s", pass[p], pass[p], pass[p], "gemm", "ratio");
-    printf("\n");
-    layer_times sum = {0};
-    double ops = 0;
+    static pass_times pt[3][MAX_CONVS + 1]; /* [pass][layer], the sums last */
+    memset(pt, 0, sizeof(pt));
+    bool done[MAX_CONVS] = {false};
     for (int i = 0; i < n; i++) {
         const wg_conv_geom *g = &convs[i].g;
         conv_case c;
         if (!conv_case_init(&c, b, g, i == 0)) {
-            printf("%-14s out of GPU memory\n", convs[i].name);
             conv_case_free(&c);
             continue;
         }
         layer_times t = time_layer(b, &c, i == 0);
-        double dd[WG_KERNELS];
-        for (int k = 0; k < WG_KERNELS; k++) dd[k] = t.bwd[k] - t.bwd_w[k];
-        printf("%-14s %4lld %5lld %5lld %2lld %2d", convs[i].name, (long long)g->h, (long long)g->c, (long long)g->o,
-               (long long)g->kh, g->stride);
-        print_times(t.fwd, t.gemm_fwd), print_times(dd, t.gemm_bwd_data), print_times(t.bwd_w, t.gemm_bwd_w);
-        printf("\n");
-        for (int k = 0; k < WG_KERNELS; k++) sum.fwd[k] += t.fwd[k], sum.bwd[k] += t.bwd[k], sum.bwd_w[k] += t.bwd_w[k];
-        sum.gemm_fwd += t.gemm_fwd, sum.gemm_bwd_data += t.gemm_bwd_data, sum.gemm_bwd_w += t.gemm_bwd_w;
-        ops += 2.0 * (double)g->rows * (double)g->o * (double)g->kdim;
+        double mac2 = 2.0 * (double)g->rows * (double)g->o * (double)g->kdim; /* one product's operations */
+        for (int k = 0; k < WG_KERNELS; k++) {
+            pt[0][i].t[k] = t.fwd[k];
+            pt[1][i].t[k] = t.bwd[k] > 0 ? t.bwd[k] - t.bwd_w[k] : 0;
+            pt[2][i].t[k] = t.bwd_w[k];
+        }
+        pt[0][i].gemm = t.gemm_fwd, pt[1][i].gemm = t.gemm_bwd_data, pt[2][i].gemm = t.gemm_bwd_w;
+        pt[0][i].ops = mac2, pt[1][i].ops = i == 0 ? 0 : 2 * mac2, pt[2][i].ops = 2 * mac2; /* E2's two parts */
+        for (int p = 0; p < 3; p++) {
+            for (int k = 0; k < WG_KERNELS; k++) pt[p][n].t[k] += pt[p][i].t[k];
+            pt[p][n].gemm += pt[p][i].gemm, pt[p][n].ops += pt[p][i].ops;
+        }
+        done[i] = true;
         conv_case_free(&c);
     }
-    double dd[WG_KERNELS];
-    for (int k = 0; k < WG_KERNELS; k++) dd[k] = sum.bwd[k] - sum.bwd_w[k];
-    printf("%-14s %22s", "all", "");
-    print_times(sum.fwd, sum.gemm_fwd), print_times(dd, sum.gemm_bwd_data), print_times(sum.bwd_w, sum.gemm_bwd_w);
-    printf("\n");
+    static const char *const pass_name[3] = {"forward", "backward-data (E2's two parts)",
+                                             "backward-weight (E2's two parts)"};
+    for (int p = 0; p < 3; p++) {
+        printf("\n%s %s at batch %lld: ms (median of %d); lt = im2col + cuBLASLt, ig = mma.sync implicit GEMM, "
+               "wg = wgmma implicit GEMM (backward-weight: ig's), gemm = cuBLASLt on the equivalent GEMMs alone; TOPS "
+               "of our faster kernel and of those GEMMs; ratio = gemm / ours; %% of the %.0f TOPS dense peak\n",
+               wg_net_name(net), pass_name[p], (long long)o->batch, REPS, o->peak_tops);
+        printf("%-14s %4s %5s %5s %2s %2s %8s %8s %8s %8s %8s %8s %6s %7s\n", "layer", "HxW", "C", "O", "k", "s", "lt",
+               "ig", "wg", "gemm", "TOPS", "gemmTOPS", "ratio", "peak");
+        for (int i = 0; i < n; i++) {
+            const wg_conv_geom *g = &convs[i].g;
+            printf("%-14s %4lld %5lld %5lld %2lld %2d", convs[i].name, (long long)g->h, (long long)g->c,
+                   (long long)g->o, (long long)g->kh, g->stride);
+            if (!done[i]) printf(" out of GPU memory\n");
+            else if (pt[p][i].ops == 0) printf(" (no dx: the stem)\n");
+            else print_pass_row(&pt[p][i], o->peak_tops);
+        }
+        printf("%-14s %22s", "all", "");
+        print_pass_row(&pt[p][n], o->peak_tops);
+    }
     const char *m = wg_net_name(net);
     long long bt = (long long)o->batch;
-    printf("result %s_b%lld_conv_fwd_ours_tops %.1f\n", m, bt, ratio(ops, ours(sum.fwd)) / 1e12);
-    printf("result %s_b%lld_conv_fwd_ratio_to_gemm %.2f\n", m, bt, ratio(sum.gemm_fwd, ours(sum.fwd)));
-    printf("result %s_b%lld_conv_bwd_data_ratio_to_gemm %.2f\n", m, bt, ratio(sum.gemm_bwd_data, ours(dd)));
-    printf("result %s_b%lld_conv_bwd_weight_ratio_to_gemm %.2f\n", m, bt, ratio(sum.gemm_bwd_w, sum.bwd_w[WG_KERNEL_MMA]));
+    static const char *const key[3] = {"fwd", "bwd_data", "bwd_weight"};
+    for (int p = 0; p < 3; p++) {
+        printf("result %s_b%lld_conv_%s_ours_tops %.1f\n", m, bt, key[p], ratio(pt[p][n].ops, ours(pt[p][n].t)) / 1e12);
+        printf("result %s_b%lld_conv_%s_ratio_to_gemm %.2f\n", m, bt, key[p], ratio(pt[p][n].gemm, ours(pt[p][n].t)));
+    }
     for (int k = 0; k < WG_KERNELS; k++)
-        if (sum.fwd[k] > 0)
-            printf("result %s_b%lld_conv_ms_%s %.2f\n", m, bt, wg_conv_kernel_name(k), (sum.fwd[k] + sum.bwd[k]) * 1e3);
+        if (pt[0][n].t[k] > 0)
+            printf("result %s_b%lld_conv_ms_%s %.2f\n", m, bt, wg_conv_kernel_name(k),
+                   (pt[0][n].t[k] + pt[1][n].t[k] + pt[2][n].t[k]) * 1e3);
 }
 
 /* ---- whole training steps ---- */
