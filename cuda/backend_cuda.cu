@@ -638,7 +638,13 @@ void wg_cuda_print_info(FILE *out)
     for (int d = 0; d < n; d++) {
         cudaDeviceProp p;
         WG_CUDA_CHECK(cudaGetDeviceProperties(&p, d));
-        fprintf(out, "  device %d: %s, compute capability %d.%d, %d SMs, %.1f GiB\n", d, p.name, p.major, p.minor,
-                p.multiProcessorCount, (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+        fprintf(out, "  device %d: %s, compute capability %d.%d, %d SMs, %.1f GiB; wgmma convolutions: %s\n", d, p.name,
+                p.major, p.minor, p.multiProcessorCount, (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),
+                wg_conv_wgmma_available(d) ? "yes"
+#if defined(WG_HAVE_SM90A)
+                                           : "no (they run on compute capability 9.0)");
+#else
+                                           : "no (not built: CMAKE_CUDA_ARCHITECTURES lacks 90a)");
+#endif
     }
 }

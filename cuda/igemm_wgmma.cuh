@@ -41,6 +41,7 @@
 #include "igemm.cuh"
 #ifndef IG_EMULATION
 #include <cuda.h> /* CUtensorMap (the type only: no driver call here) */
+#include <stdio.h>
 #endif
 
 #define IGW_STAGES 4                           /* shared-memory stages */
@@ -134,15 +135,23 @@ static __device__ __forceinline__ void igw_mbar_expect(uint64_t *bar, uint32_t b
                  : "memory");
 }
 
-/* Until the phase of parity `parity` has completed. */
+/* Until the phase of parity `parity` has completed. A copy that never lands (a bug)
+ * traps after about 2^28 polls, seconds, instead of hanging the GPU: the launch is
+ * then reported failed under the kernel's name. */
 static __device__ __forceinline__ void igw_mbar_wait(uint64_t *bar, uint32_t parity)
 {
     uint32_t done = 0;
-    while (!done)
+    for (uint32_t polls = 0; !done; polls++) {
+        if (polls == (1u << 28)) {
+            printf("igw_kernel: block (%d, %d, %d): B's tensor copy never landed\n", (int)blockIdx.x, (int)blockIdx.y,
+                   (int)blockIdx.z);
+            __trap();
+        }
         asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
                      : "=r"(done)
                      : "r"(igw_smem_addr(bar)), "r"(parity)
                      : "memory");
+    }
 }
 
 /* The box at (k0, n0) of the tensor map into dst, completing on bar. */

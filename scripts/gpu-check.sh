@@ -41,7 +41,7 @@ status=0
 export WG_REQUIRE_GPU=1 # here a skipped GPU test is a failure
 export WG_CUDA_DEBUG_SYNC=1
 # the GPU suite alone first, its output kept (the trainings print their weight hashes)
-(cd "$BUILD/tests" && ./test_cuda) >"$OUT/test_cuda.log" 2>&1 || status=$?
+(cd "$BUILD/tests" && timeout 600 ./test_cuda) >"$OUT/test_cuda.log" 2>&1 || status=$?
 grep -E "weights|PASSED|FAILED|\[  FAILED|error|DIFFERS|no wgmma" "$OUT/test_cuda.log" | tee -a "$OUT/summary.txt" || true
 ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)" -E '^test_cuda$' 2>&1 | tee "$OUT/ctest.log" || status=$?
 grep -E "tests passed|tests failed|Skipped|\*\*\*" "$OUT/ctest.log" | tee -a "$OUT/summary.txt" || true
