@@ -28,6 +28,19 @@ static __device__ __forceinline__ int64_t ig_parts_value(int32_t v0, int32_t v1,
     return v;
 }
 
+/* K-major B, a plain [N][K] matrix (the weights, or backward-data's transposed ones):
+ * this thread's pieces at the cursor's K step (rows n0 + its rows, half q). */
+template <class Cursor>
+static __device__ __forceinline__ void ig_load_plain_b(int8_t *tile, const int8_t *b, const Cursor &c, int64_t n0,
+                                                       int64_t N, int64_t K, int64_t kend)
+{
+    int64_t k = c.k0 + ig_kmajor_q() * WG_IGEMM_PIECE;
+    ig_load_kmajor<ig_pad_layout, IG_BN>(tile, b, [&](int it) -> int64_t {
+        int64_t n = n0 + ig_kmajor_row(it);
+        return n < N && k < kend ? n * K + k : -1;
+    });
+}
+
 /* ---- forward: y = x (*) w, and max |y| ---- */
 
 struct ig_fwd_op {
@@ -39,18 +52,37 @@ struct ig_fwd_op {
     int32_t *y;
     unsigned long long *ymax;
 
-    template <class L = ig_pad_layout>
-    __device__ void load_a(int, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
+    /* this thread's A rows (output pixels), A's K position (k0 + 16 q) and k0 */
+    struct cursor {
+        wg_igemm_frow row[ig_kmajor_iters<IG_BM>()];
+        wg_igemm_kpos ka;
+        int64_t k0;
+    };
+    __device__ cursor start(int64_t m0, int64_t, int64_t kbeg) const
     {
-        ig_load_kmajor<L, IG_BM>(tile, x, m0, k0, [&](int64_t m, int64_t k) -> int64_t {
-            return m < M && k < kend ? wg_igemm_fwd_a(&g, m, k) : -1;
+        cursor c;
+#pragma unroll
+        for (int it = 0; it < ig_kmajor_iters<IG_BM>(); it++) c.row[it] = wg_igemm_fwd_row(&g, m0 + ig_kmajor_row(it));
+        c.ka = wg_igemm_kpos_of(kbeg + ig_kmajor_q() * WG_IGEMM_PIECE, g.c, g.kw);
+        c.k0 = kbeg;
+        return c;
+    }
+    __device__ void next(cursor &c) const
+    {
+        c.k0 += IG_BK;
+        wg_igemm_kpos_step(&c.ka, IG_BK, (int32_t)g.c, (int32_t)g.kw);
+    }
+    template <class L = ig_pad_layout>
+    __device__ void load_a(int, int8_t *tile, const cursor &c, int64_t, int64_t kend) const
+    {
+        bool in = c.k0 + ig_kmajor_q() * WG_IGEMM_PIECE < kend;
+        ig_load_kmajor<L, IG_BM>(tile, x, [&](int it) -> int64_t {
+            return in ? wg_igemm_fwd_a_at(&g, &c.row[it], &c.ka) : -1;
         });
     }
-    __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
+    __device__ void load_b(int8_t *tile, const cursor &c, int64_t n0, int64_t kend) const
     {
-        ig_load_kmajor<ig_pad_layout, IG_BN>(tile, w, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
-            return n < N && k < kend ? n * g.kdim + k : -1;
-        });
+        ig_load_plain_b(tile, w, c, n0, N, K, kend);
     }
     const int8_t *b() const { return w; } /* B as a plain [N][K] matrix (igw_kernel's tensor map) */
     __device__ unsigned long long store(int64_t m, int64_t n, int32_t v, int32_t) const
@@ -76,18 +108,38 @@ struct ig_bwd_data_op {
     wg_dtype t_dx;
     unsigned long long *dmax;
 
-    template <class L = ig_pad_layout>
-    __device__ void load_a(int p, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
+    /* this thread's A rows (input pixels), A's K position (k0 + 16 q) and k0 */
+    struct cursor {
+        wg_igemm_drow row[ig_kmajor_iters<IG_BM>()];
+        wg_igemm_kpos ka;
+        int64_t k0;
+    };
+    __device__ cursor start(int64_t m0, int64_t, int64_t kbeg) const
     {
-        ig_load_kmajor<L, IG_BM>(tile, err[p], m0, k0, [&](int64_t m, int64_t k) -> int64_t {
-            return m < M && k < kend ? wg_igemm_bwd_data_a(&g, m, k) : -1;
+        cursor c;
+#pragma unroll
+        for (int it = 0; it < ig_kmajor_iters<IG_BM>(); it++)
+            c.row[it] = wg_igemm_bwd_data_row(&g, m0 + ig_kmajor_row(it));
+        c.ka = wg_igemm_kpos_of(kbeg + ig_kmajor_q() * WG_IGEMM_PIECE, g.o, g.kw);
+        c.k0 = kbeg;
+        return c;
+    }
+    __device__ void next(cursor &c) const
+    {
+        c.k0 += IG_BK;
+        wg_igemm_kpos_step(&c.ka, IG_BK, (int32_t)g.o, (int32_t)g.kw);
+    }
+    template <class L = ig_pad_layout>
+    __device__ void load_a(int p, int8_t *tile, const cursor &c, int64_t, int64_t kend) const
+    {
+        bool in = c.k0 + ig_kmajor_q() * WG_IGEMM_PIECE < kend;
+        ig_load_kmajor<L, IG_BM>(tile, err[p], [&](int it) -> int64_t {
+            return in ? wg_igemm_bwd_data_a_at(&g, &c.row[it], &c.ka) : -1;
         });
     }
-    __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
+    __device__ void load_b(int8_t *tile, const cursor &c, int64_t n0, int64_t kend) const
     {
-        ig_load_kmajor<ig_pad_layout, IG_BN>(tile, wt, n0, k0, [&](int64_t n, int64_t k) -> int64_t {
-            return n < N && k < kend ? wg_igemm_bwd_data_b(&g, n, k) : -1;
-        });
+        ig_load_plain_b(tile, wt, c, n0, N, K, kend);
     }
     const int8_t *b() const { return wt; } /* B as a plain [N][K] matrix (igw_kernel's tensor map) */
     __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
@@ -112,16 +164,45 @@ struct ig_bwd_weight_op {
     int shift[2];
     int64_t *dw;
 
-    __device__ void load_a(int p, int8_t *tile, int64_t m0, int64_t k0, int64_t kend) const
+    /* K is the output pixels. This thread's B column (n0 + 16 q: a kernel position and
+     * channel, fixed), the output pixels of its B k rows (k0 + its k rows), and k0. */
+    struct cursor {
+        wg_igemm_kpos kb;
+        bool b_in;
+        wg_igemm_pix pix[ig_mmajor_iters<IG_BN>()];
+        int64_t k0;
+    };
+    __device__ cursor start(int64_t, int64_t n0, int64_t kbeg) const
     {
-        ig_load_mmajor<IG_BM>(tile, err[p], m0, k0, [&](int64_t k, int64_t m) -> int64_t {
+        cursor c;
+        int64_t n = n0 + ig_mmajor_q<IG_BN>() * WG_IGEMM_PIECE;
+        c.b_in = n < N;
+        c.kb = wg_igemm_kpos_of(c.b_in ? n : 0, g.c, g.kw);
+#pragma unroll
+        for (int it = 0; it < ig_mmajor_iters<IG_BN>(); it++) c.pix[it] = wg_igemm_pix_of(&g, kbeg + ig_mmajor_k<IG_BN>(it));
+        c.k0 = kbeg;
+        return c;
+    }
+    __device__ void next(cursor &c) const
+    {
+        c.k0 += IG_BK;
+#pragma unroll
+        for (int it = 0; it < ig_mmajor_iters<IG_BN>(); it++) wg_igemm_pix_step(&c.pix[it], &g, IG_BK);
+    }
+    __device__ void load_a(int p, int8_t *tile, const cursor &c, int64_t m0, int64_t kend) const
+    {
+        int64_t m = m0 + ig_mmajor_q<IG_BM>() * WG_IGEMM_PIECE;
+        ig_load_mmajor<IG_BM>(tile, err[p], [&](int it) -> int64_t {
+            int64_t k = c.k0 + ig_mmajor_k<IG_BM>(it);
             return k < kend && m < M ? wg_igemm_bwd_w_a(&g, k, m) : -1;
         });
     }
-    __device__ void load_b(int8_t *tile, int64_t n0, int64_t k0, int64_t kend) const
+    __device__ void load_b(int8_t *tile, const cursor &c, int64_t, int64_t kend) const
     {
-        ig_load_mmajor<IG_BN>(tile, x, n0, k0, [&](int64_t k, int64_t n) -> int64_t {
-            return k < kend && n < N ? wg_igemm_bwd_w_b(&g, k, n) : -1;
+        ig_load_mmajor<IG_BN>(tile, x, [&](int it) -> int64_t {
+            if (!c.b_in || c.k0 + ig_mmajor_k<IG_BN>(it) >= kend) return -1;
+            wg_igemm_frow r = wg_igemm_frow_at(&g, &c.pix[it]);
+            return wg_igemm_fwd_a_at(&g, &r, &c.kb);
         });
     }
     __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const

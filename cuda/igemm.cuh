@@ -19,9 +19,11 @@
  * Up to two A operands (E2's two error parts) share the B tile: two sets of
  * accumulators, one pass over B.
  *
- * An op (conv_igemm.cu) is a struct with A_KMAJOR, B_KMAJOR, PARTS, the sizes M, N, K,
- * k_split (the K range of one blockIdx.z) and the device members load_a(part, tile, m0,
- * k0, kend), load_b(tile, n0, k0, kend) (each issues its share of the copies with the
+ * An op (conv_igemm_ops.cuh) is a struct with A_KMAJOR, B_KMAJOR, PARTS, the sizes M,
+ * N, K, k_split (the K range of one blockIdx.z), a cursor type (where this thread's
+ * pieces lie, worked out once by start(m0, n0, kbeg) and stepped one K step a tile by
+ * next(cursor)), and the device members load_a(part, tile, cursor, m0, kend) and
+ * load_b(tile, cursor, n0, kend) (each issues this thread's copies of the tile with the
  * helpers below), store(m, n, acc0, acc1) -> a magnitude for the maximum, and
  * finish(max). The accumulators are exact: the ops keep K (or k_split) within
  * WG_GEMM_S8_MAX_K products. */
@@ -122,31 +124,61 @@ struct igw_core_layout {
     static __host__ __device__ constexpr int at(int row, int q) { return (row / 8) * SBO + q * LBO + (row % 8) * 16; }
 };
 
-/* A K-major tile of ROWS rows from row r0 and column k0, laid out by L: offset(row, k)
- * gives the piece of row `row` at columns k.. in base (-1: zeros). */
-template <class L, int ROWS, class Offset>
-static __device__ __forceinline__ void ig_load_kmajor(int8_t *tile, const int8_t *base, int64_t r0, int64_t k0,
-                                                      Offset offset)
+/* Which pieces of a tile this thread copies, the same at every K step (so an op can
+ * work out each piece's row once per block: its cursor, conv_igemm_ops.cuh): iteration
+ * it takes piece c = threadIdx.x + it * IG_THREADS of the tile.
+ * - K-major, ROWS rows: row c / 2, half q = c % 2 of the K step;
+ * - M-major, ROWS rows: k row c / (ROWS / 16), piece q = c % (ROWS / 16) along M.
+ * q is the same for every it (IG_THREADS is a multiple of the pieces a row). */
+template <int ROWS>
+__host__ __device__ constexpr int ig_kmajor_iters()
 {
-    constexpr int PIECES = ROWS * IG_PIECES_PER_K;
-    for (int c = threadIdx.x; c < PIECES; c += IG_THREADS) {
-        int row = c / IG_PIECES_PER_K, q = c % IG_PIECES_PER_K;
-        int64_t off = offset(r0 + row, k0 + (int64_t)q * WG_IGEMM_PIECE);
-        ig_cp_async16(tile + L::at(row, q), off >= 0 ? base + off : base, off >= 0);
+    static_assert(ROWS * IG_PIECES_PER_K % IG_THREADS == 0, "whole iterations");
+    return ROWS * IG_PIECES_PER_K / IG_THREADS;
+}
+static __device__ __forceinline__ int ig_kmajor_row(int it) { return (threadIdx.x + it * IG_THREADS) / IG_PIECES_PER_K; }
+static __device__ __forceinline__ int ig_kmajor_q() { return threadIdx.x % IG_PIECES_PER_K; }
+
+template <int ROWS>
+__host__ __device__ constexpr int ig_mmajor_iters()
+{
+    static_assert(IG_BK * ROWS / WG_IGEMM_PIECE % IG_THREADS == 0 && IG_THREADS % (ROWS / WG_IGEMM_PIECE) == 0,
+                  "whole iterations, one piece along M a thread");
+    return IG_BK * ROWS / WG_IGEMM_PIECE / IG_THREADS;
+}
+template <int ROWS>
+static __device__ __forceinline__ int ig_mmajor_k(int it)
+{
+    return (threadIdx.x + it * IG_THREADS) / (ROWS / WG_IGEMM_PIECE);
+}
+template <int ROWS>
+static __device__ __forceinline__ int ig_mmajor_q()
+{
+    return threadIdx.x % (ROWS / WG_IGEMM_PIECE);
+}
+
+/* This thread's pieces of a K-major tile of ROWS rows, laid out by L: offset(it) gives
+ * where iteration it's piece lies in base (-1: zeros). */
+template <class L, int ROWS, class Offset>
+static __device__ __forceinline__ void ig_load_kmajor(int8_t *tile, const int8_t *base, Offset offset)
+{
+#pragma unroll
+    for (int it = 0; it < ig_kmajor_iters<ROWS>(); it++) {
+        int64_t off = offset(it);
+        ig_cp_async16(tile + L::at(ig_kmajor_row(it), ig_kmajor_q()), off >= 0 ? base + off : base, off >= 0);
     }
 }
 
-/* An M-major tile: IG_BK k rows of ROWS bytes from k0, rows r0..; offset(k, r) gives
- * the piece of k row k at rows r.. in base (-1: zeros). */
+/* This thread's pieces of an M-major tile: IG_BK k rows of ROWS bytes, k rows ROWS + 16
+ * bytes apart; offset(it) as above. */
 template <int ROWS, class Offset>
-static __device__ __forceinline__ void ig_load_mmajor(int8_t *tile, const int8_t *base, int64_t r0, int64_t k0,
-                                                      Offset offset)
+static __device__ __forceinline__ void ig_load_mmajor(int8_t *tile, const int8_t *base, Offset offset)
 {
-    constexpr int PER_K = ROWS / WG_IGEMM_PIECE, PIECES = IG_BK * PER_K;
-    for (int c = threadIdx.x; c < PIECES; c += IG_THREADS) {
-        int kk = c / PER_K, q = c % PER_K;
-        int64_t off = offset(k0 + kk, r0 + (int64_t)q * WG_IGEMM_PIECE);
-        ig_cp_async16(tile + kk * (ROWS + 16) + q * WG_IGEMM_PIECE, off >= 0 ? base + off : base, off >= 0);
+#pragma unroll
+    for (int it = 0; it < ig_mmajor_iters<ROWS>(); it++) {
+        int64_t off = offset(it);
+        ig_cp_async16(tile + ig_mmajor_k<ROWS>(it) * (ROWS + 16) + ig_mmajor_q<ROWS>() * WG_IGEMM_PIECE,
+                      off >= 0 ? base + off : base, off >= 0);
     }
 }
 
@@ -216,26 +248,28 @@ __global__ void __launch_bounds__(IG_THREADS) ig_kernel(const Op op)
 #pragma unroll
                 for (int r = 0; r < 4; r++) acc[p][mi][ni][r] = 0;
 
-    auto load = [&](int tile, int stage) {
+    /* the tiles are loaded in order, 0, 1, ...: the cursor steps one K step a tile */
+    typename Op::cursor cur = op.start(m0, n0, kbeg);
+    auto load = [&](int stage) {
         int8_t *s = ig_smem + stage * STAGE;
-        int64_t k0 = kbeg + (int64_t)tile * IG_BK;
 #pragma unroll
-        for (int p = 0; p < Op::PARTS; p++) op.load_a(p, s + p * A_BYTES, m0, k0, kend);
-        op.load_b(s + Op::PARTS * A_BYTES, n0, k0, kend);
+        for (int p = 0; p < Op::PARTS; p++) op.load_a(p, s + p * A_BYTES, cur, m0, kend);
+        op.load_b(s + Op::PARTS * A_BYTES, cur, n0, kend);
+        op.next(cur);
     };
     /* the ring: tiles 0 .. STAGES-2 first; then at step kt, wait for tile kt, start tile
      * kt + STAGES - 1 into the stage step kt - 1 read (every thread is past it: the
      * barrier), and multiply tile kt. One commit per step keeps the group count right. */
 #pragma unroll
     for (int s = 0; s < IG_STAGES - 1; s++) {
-        if (s < ntiles) load(s, s);
+        if (s < ntiles) load(s);
         ig_cp_async_commit();
     }
     for (int kt = 0; kt < ntiles; kt++) {
         ig_cp_async_wait<IG_STAGES - 2>();
         __syncthreads();
         int next = kt + IG_STAGES - 1;
-        if (next < ntiles) load(next, next % IG_STAGES);
+        if (next < ntiles) load(next % IG_STAGES);
         ig_cp_async_commit();
         const int8_t *s = ig_smem + (kt % IG_STAGES) * STAGE;
         uint32_t b[IG_NT][2];

@@ -243,16 +243,18 @@ __global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op, const __gr
     igw_fence_proxy_async(); /* the initialized barriers, seen by the tensor copies */
     __syncthreads();
 
+    /* the tiles are loaded in order, 0, 1, ...: the cursor steps one K step a tile */
+    typename Op::cursor cur = op.start(m0, n0, kbeg);
     auto load = [&](int tile) {
         int8_t *s = smem + (tile % IGW_STAGES) * STAGE;
-        int64_t k0 = kbeg + (int64_t)tile * IG_BK;
 #pragma unroll
-        for (int p = 0; p < Op::PARTS; p++) op.template load_a<igw_core_layout>(p, s + p * IGW_A_BYTES, m0, k0, kend);
+        for (int p = 0; p < Op::PARTS; p++) op.template load_a<igw_core_layout>(p, s + p * IGW_A_BYTES, cur, m0, kend);
         if (threadIdx.x == 0) {
             uint64_t *bar = &bars[tile % IGW_STAGES];
             igw_mbar_expect(bar, BN * IG_BK);
-            igw_tma_load(s + Op::PARTS * IGW_A_BYTES, &bmap, (int)k0, (int)n0, bar);
+            igw_tma_load(s + Op::PARTS * IGW_A_BYTES, &bmap, (int)cur.k0, (int)n0, bar);
         }
+        op.next(cur);
     };
     /* The ring: tiles 0 .. AHEAD-1 first; then at step kt, wait for tile kt (A: this
      * thread's copies, fenced for wgmma; B: the stage's mbarrier, in its (kt / STAGES)-th

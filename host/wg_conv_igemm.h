@@ -37,36 +37,138 @@ WG_HD bool wg_igemm_backward_weight_ok(const wg_conv_geom *g)
     return g->o % WG_IGEMM_PIECE == 0 && g->c % WG_IGEMM_PIECE == 0;
 }
 
-/* Offset in x of the input pixel that output pixel r (n, oy, ox) sees through kernel
- * position (i, j), at channel 0, or -1 in the padding. */
-WG_HD int64_t wg_igemm_x_pixel(const wg_conv_geom *g, int64_t r, int64_t i, int64_t j)
+/* The kernels compute each operand piece's offset from two halves, so that the
+ * divisions happen once per block, not once per piece and K step:
+ * - a position along K (wg_igemm_kpos: kernel position (i, j), channel ch), found once
+ *   by division and then stepped by 32 a K step (wg_igemm_kpos_step);
+ * - a row of the gathered operand (an output pixel for the forward, an input pixel for
+ *   backward-data), decomposed once (wg_igemm_fwd_row, wg_igemm_bwd_data_row); the
+ *   output pixels of backward-weight, its K, are stepped by wg_igemm_pix_step.
+ * The one-call forms (wg_igemm_fwd_a, wg_igemm_bwd_data_a) compose the two halves. */
+
+typedef struct wg_igemm_kpos {
+    int32_t i, j, ch; /* kernel position (i, j), channel ch of `chans` at each */
+} wg_igemm_kpos;
+
+/* Column k of a K laid out as (i, j, ch) with chans channels a position, kw columns. */
+WG_HD wg_igemm_kpos wg_igemm_kpos_of(int64_t k, int64_t chans, int64_t kw)
 {
-    int64_t ox = r % g->ow, oy = (r / g->ow) % g->oh, n = r / (g->ow * g->oh);
-    int64_t iy = oy * g->stride - g->pad + i, ix = ox * g->stride - g->pad + j;
-    if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return -1;
-    return ((n * g->h + iy) * g->w + ix) * g->c;
+    int64_t ij = k / chans;
+    wg_igemm_kpos p = {(int32_t)(ij / kw), (int32_t)(ij % kw), (int32_t)(k % chans)};
+    return p;
+}
+
+/* k += step (a step of at most a few positions: one comparison a position crossed). */
+WG_HD void wg_igemm_kpos_step(wg_igemm_kpos *p, int32_t step, int32_t chans, int32_t kw)
+{
+    p->ch += step;
+    while (p->ch >= chans) {
+        p->ch -= chans;
+        if (++p->j == kw) p->j = 0, p->i++;
+    }
+}
+
+/* An output pixel (n, oy, ox), stepped along the rows of the im2col matrix. */
+typedef struct wg_igemm_pix {
+    int64_t n;
+    int32_t oy, ox;
+} wg_igemm_pix;
+
+WG_HD wg_igemm_pix wg_igemm_pix_of(const wg_conv_geom *g, int64_t r)
+{
+    wg_igemm_pix p = {r / (g->ow * g->oh), (int32_t)((r / g->ow) % g->oh), (int32_t)(r % g->ow)};
+    return p;
+}
+
+/* r += step: divisions only where a row or an image is crossed. */
+WG_HD void wg_igemm_pix_step(wg_igemm_pix *p, const wg_conv_geom *g, int32_t step)
+{
+    int32_t ow = (int32_t)g->ow, oh = (int32_t)g->oh;
+    p->ox += step;
+    if (p->ox < ow) return;
+    p->oy += p->ox / ow;
+    p->ox %= ow;
+    if (p->oy < oh) return;
+    p->n += p->oy / oh;
+    p->oy %= oh;
+}
+
+/* Forward A's row, an output pixel: where its image starts in x (-1: no such row), and
+ * the input pixel that its kernel position (0, 0) sees (y0, x0: may lie in the padding). */
+typedef struct wg_igemm_frow {
+    int64_t base;
+    int32_t y0, x0;
+} wg_igemm_frow;
+
+WG_HD wg_igemm_frow wg_igemm_frow_at(const wg_conv_geom *g, const wg_igemm_pix *p)
+{
+    wg_igemm_frow f = {p->n * g->h * g->w * g->c, p->oy * g->stride - g->pad, p->ox * g->stride - g->pad};
+    return f;
+}
+
+WG_HD wg_igemm_frow wg_igemm_fwd_row(const wg_conv_geom *g, int64_t m)
+{
+    if (m >= g->rows) {
+        wg_igemm_frow none = {-1, 0, 0};
+        return none;
+    }
+    wg_igemm_pix p = wg_igemm_pix_of(g, m);
+    return wg_igemm_frow_at(g, &p);
+}
+
+/* The piece of x at row r, K position p: -1 in the padding or where the row is none. */
+WG_HD int64_t wg_igemm_fwd_a_at(const wg_conv_geom *g, const wg_igemm_frow *r, const wg_igemm_kpos *p)
+{
+    int32_t iy = r->y0 + p->i, ix = r->x0 + p->j;
+    if (r->base < 0 || iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return -1;
+    return r->base + ((int64_t)iy * g->w + ix) * g->c + p->ch;
 }
 
 /* Forward A: the 16 bytes of im2col row m (an output pixel) from column k0 (a multiple
  * of 16, < kdim): x at kernel position (i, j) = k0 / c, channels k0 % c onwards. */
 WG_HD int64_t wg_igemm_fwd_a(const wg_conv_geom *g, int64_t m, int64_t k0)
 {
-    int64_t ij = k0 / g->c, p = wg_igemm_x_pixel(g, m, ij / g->kw, ij % g->kw);
-    return p < 0 ? -1 : p + k0 % g->c;
+    wg_igemm_frow r = wg_igemm_fwd_row(g, m);
+    wg_igemm_kpos p = wg_igemm_kpos_of(k0, g->c, g->kw);
+    return wg_igemm_fwd_a_at(g, &r, &p);
+}
+
+/* Backward-data A's row, an input pixel (n, iy, ix): where image n's errors start (-1:
+ * no such row), and iy + pad, ix + pad. */
+typedef struct wg_igemm_drow {
+    int64_t base;
+    int32_t ty0, tx0;
+} wg_igemm_drow;
+
+WG_HD wg_igemm_drow wg_igemm_bwd_data_row(const wg_conv_geom *g, int64_t m)
+{
+    wg_igemm_drow d = {-1, 0, 0};
+    if (m >= g->n * g->h * g->w) return d;
+    d.base = m / (g->w * g->h) * g->oh * g->ow * g->o;
+    d.ty0 = (int32_t)((m / g->w) % g->h + g->pad);
+    d.tx0 = (int32_t)(m % g->w + g->pad);
+    return d;
+}
+
+/* The error of the output pixel that saw row r's input pixel through kernel position
+ * (p->i, p->j), channels p->ch onwards; -1 where none did (outside the output, between
+ * a stride's positions) or where the row is none. */
+WG_HD int64_t wg_igemm_bwd_data_a_at(const wg_conv_geom *g, const wg_igemm_drow *r, const wg_igemm_kpos *p)
+{
+    int32_t ty = r->ty0 - p->i, tx = r->tx0 - p->j, s = g->stride;
+    if (r->base < 0 || ty < 0 || tx < 0 || ty % s != 0 || tx % s != 0) return -1;
+    int32_t oy = ty / s, ox = tx / s;
+    if (oy >= g->oh || ox >= g->ow) return -1;
+    return r->base + ((int64_t)oy * g->ow + ox) * g->o + p->ch;
 }
 
 /* Backward-data A: row m = input pixel (n, iy, ix), columns k0.. = (i, j, o0..): the
- * error of the output pixel that saw (iy, ix) through (i, j), channels o0 onwards; -1
- * where no output pixel did (outside the output, or between a stride's positions). */
+ * error of the output pixel that saw (iy, ix) through (i, j), channels o0 onwards. */
 WG_HD int64_t wg_igemm_bwd_data_a(const wg_conv_geom *g, int64_t m, int64_t k0)
 {
-    int64_t ij = k0 / g->o, i = ij / g->kw, j = ij % g->kw;
-    int64_t ix = m % g->w, iy = (m / g->w) % g->h, n = m / (g->w * g->h);
-    int64_t ty = iy + g->pad - i, tx = ix + g->pad - j;
-    if (ty < 0 || tx < 0 || ty % g->stride != 0 || tx % g->stride != 0) return -1;
-    int64_t oy = ty / g->stride, ox = tx / g->stride;
-    if (oy >= g->oh || ox >= g->ow) return -1;
-    return ((n * g->oh + oy) * g->ow + ox) * g->o + k0 % g->o;
+    wg_igemm_drow r = wg_igemm_bwd_data_row(g, m);
+    wg_igemm_kpos p = wg_igemm_kpos_of(k0, g->o, g->kw);
+    return wg_igemm_bwd_data_a_at(g, &r, &p);
 }
 
 /* Backward-data B: row n = input channel ch of wt [c][kh][kw][o], columns k0.. (its

@@ -132,6 +132,58 @@ static void test_igemm_index(void **state)
     }
 }
 
+/* The kernels' cursors step by one K step (32) from where division put them: K
+ * positions (i, j, ch) with 16 to 144 channels a position, and output pixels across
+ * rows and images (rows as short as 1 pixel, so one step crosses several). At every step
+ * the stepped state must equal division's. */
+static void test_igemm_cursors(void **state)
+{
+    (void)state;
+    tr_rng r = {0x5c1};
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t chans = 16 * tr_range(&r, 1, 9), kw = tr_range(&r, 1, 7), kh = tr_range(&r, 1, 7);
+        int64_t q = 16 * tr_range(&r, 0, 1), kdim = kh * kw * chans;
+        wg_igemm_kpos p = wg_igemm_kpos_of(q, chans, kw);
+        for (int64_t k = q; k < kdim; k += 32) {
+            wg_igemm_kpos want = wg_igemm_kpos_of(k, chans, kw);
+            if (p.i != want.i || p.j != want.j || p.ch != want.ch)
+                fail_msg("K position %lld (%lld channels, kw %lld): stepped (%d, %d, %d), divided (%d, %d, %d)",
+                         (long long)k, (long long)chans, (long long)kw, p.i, p.j, p.ch, want.i, want.j, want.ch);
+            wg_igemm_kpos_step(&p, 32, (int32_t)chans, (int32_t)kw);
+        }
+        wg_conv_geom g;
+        int64_t h = tr_range(&r, 1, 12), w = tr_range(&r, 1, 12);
+        assert_true(wg_conv_geom_init(&g, tr_range(&r, 1, 4), h, w, 16, 16, 1, 1, (int)tr_range(&r, 1, 2), 0));
+        int64_t r0 = tr_range(&r, 0, 31);
+        wg_igemm_pix x = wg_igemm_pix_of(&g, r0);
+        for (int64_t row = r0; row < g.rows + 64; row += 32) {
+            wg_igemm_pix want = wg_igemm_pix_of(&g, row);
+            if (x.n != want.n || x.oy != want.oy || x.ox != want.ox)
+                fail_msg("output pixel %lld (%lldx%lld): stepped (%lld, %d, %d), divided (%lld, %d, %d)",
+                         (long long)row, (long long)g.oh, (long long)g.ow, (long long)x.n, x.oy, x.ox,
+                         (long long)want.n, want.oy, want.ox);
+            wg_igemm_pix_step(&x, &g, 32);
+        }
+    }
+}
+
+/* Rows past the end have no pieces (the loaders zero them). */
+static void test_igemm_rows_past_end(void **state)
+{
+    (void)state;
+    wg_conv_geom g;
+    assert_true(wg_conv_geom_init(&g, 2, 5, 5, 16, 32, 3, 3, 1, 1));
+    wg_igemm_kpos p = wg_igemm_kpos_of(64, 16, 3); /* the centre, (1, 1): every last pixel has a piece there */
+    wg_igemm_frow f = wg_igemm_fwd_row(&g, g.rows);
+    wg_igemm_drow d = wg_igemm_bwd_data_row(&g, g.n * g.h * g.w);
+    assert_int_equal(wg_igemm_fwd_a_at(&g, &f, &p), -1);
+    assert_int_equal(wg_igemm_bwd_data_a_at(&g, &d, &p), -1);
+    f = wg_igemm_fwd_row(&g, g.rows - 1);
+    d = wg_igemm_bwd_data_row(&g, g.n * g.h * g.w - 1);
+    assert_true(wg_igemm_fwd_a_at(&g, &f, &p) >= 0);
+    assert_true(wg_igemm_bwd_data_a_at(&g, &d, &p) >= 0);
+}
+
 /* The layers the kernels refuse: a piece would cross a kernel position. */
 static void test_igemm_eligibility(void **state)
 {
@@ -155,6 +207,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_igemm_index),
         cmocka_unit_test(test_igemm_eligibility),
+        cmocka_unit_test(test_igemm_cursors),
+        cmocka_unit_test(test_igemm_rows_past_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
