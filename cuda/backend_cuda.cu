@@ -207,8 +207,7 @@ static void cuda_gemm_s8_nt(void *ctx, int64_t M, int64_t N, int64_t K, const in
     wg_gemm_s8_nt_cuda(c->lt, c->d_workspace, WG_CUDA_GEMM_WORKSPACE, M, N, K, A, lda, B, ldb, C, ldc, c->stream);
 }
 
-/* At least bytes of the context's scratch: the first steps of a training grow it to
- * what its largest op needs, the later ones allocate nothing. */
+/* Let the context's scratch go (after tuning: select_kernel). */
 static void arena_release(wg_cuda_ctx *c)
 {
     WG_CUDA_CHECK(cudaStreamSynchronize(c->stream)); /* queued work may still use it */
@@ -217,6 +216,8 @@ static void arena_release(wg_cuda_ctx *c)
     c->arena_bytes = 0;
 }
 
+/* At least bytes of the context's scratch: the first steps of a training grow it to
+ * what its largest op needs, the later ones allocate nothing. */
 static void *arena(wg_cuda_ctx *c, size_t bytes)
 {
     if (bytes > c->arena_bytes) {

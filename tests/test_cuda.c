@@ -567,8 +567,9 @@ static void test_gemm_s8_nt(void **state)
 /* The convolutions' geometries: n, h, w, c, o, kh, kw, stride, pad. Two have output
  * channels that are not a multiple of 4 (the FC's 10 classes, as a 1x1 convolution), and
  * several have channels that are not a multiple of 16, which the implicit-GEMM kernels
- * leave to cuBLASLt's path. The last four take those kernels over several tiles of M and
- * N with ragged edges (80 and 48 outputs against tiles of 64, 144 against 128), a 7x7
+ * leave to cuBLASLt's path. The last five take those kernels over several tiles of M and
+ * N with ragged edges (80 and 48 outputs against tiles of 64, 144 against the wgmma
+ * kernel's 128, in the forward and, with 144 input channels, in backward-data), a 7x7
  * stride-2 stem-like layer, and a backward-weight whose 62720 output pixels split over
  * many blocks. */
 static const int64_t conv_geoms[][9] = {{3, 28, 28, 1, 16, 3, 3, 1, 1},   {4, 14, 14, 16, 32, 3, 3, 2, 1},
@@ -576,7 +577,8 @@ static const int64_t conv_geoms[][9] = {{3, 28, 28, 1, 16, 3, 3, 1, 1},   {4, 14
                                         {4, 8, 8, 16, 32, 1, 1, 2, 0},    {1, 5, 6, 3, 8, 3, 3, 1, 0},
                                         {128, 1, 1, 64, 10, 1, 1, 1, 0},  {2, 6, 6, 4, 6, 3, 3, 1, 1},
                                         {3, 17, 19, 32, 80, 3, 3, 1, 1},  {2, 30, 30, 64, 48, 3, 3, 2, 1},
-                                        {1, 23, 23, 16, 144, 7, 7, 2, 3}, {20, 56, 56, 16, 16, 1, 1, 1, 0}};
+                                        {1, 23, 23, 16, 144, 7, 7, 2, 3}, {20, 56, 56, 16, 16, 1, 1, 1, 0},
+                                        {2, 9, 9, 144, 32, 3, 3, 1, 1}};
 
 /* The convolution paths of the GPU (host/conv_tune.h), each taken where it applies with
  * cuBLASLt's for the other layers: the auto mode (which checks its candidates against
