@@ -28,6 +28,31 @@ static __device__ __forceinline__ int64_t ig_parts_value(int32_t v0, int32_t v1,
     return v;
 }
 
+/* The cursor of a gathered K-major A (forward, backward-data): this thread's rows
+ * (Row: each decomposed once, by row_of), its K position at k0 + 16 q (chans channels a
+ * kernel position, kw positions a kernel row) and k0, stepped one K step a tile. */
+template <class Row>
+struct ig_gather_cursor {
+    Row row[ig_kmajor_iters<IG_BM>()];
+    wg_igemm_kpos ka;
+    int64_t k0;
+
+    template <class RowOf>
+    __device__ void start(RowOf row_of, int64_t m0, int64_t kbeg, int64_t chans, int64_t kw)
+    {
+#pragma unroll
+        for (int it = 0; it < ig_kmajor_iters<IG_BM>(); it++) row[it] = row_of(m0 + ig_kmajor_row(it));
+        ka = wg_igemm_kpos_of(kbeg + ig_kmajor_q() * WG_IGEMM_PIECE, chans, kw);
+        k0 = kbeg;
+    }
+    __device__ void next(int32_t chans, int32_t kw)
+    {
+        k0 += IG_BK;
+        wg_igemm_kpos_step(&ka, IG_BK, chans, kw);
+    }
+    __device__ bool k_in(int64_t kend) const { return k0 + ig_kmajor_q() * WG_IGEMM_PIECE < kend; }
+};
+
 /* K-major B, a plain [N][K] matrix (the weights, or backward-data's transposed ones):
  * this thread's pieces at the cursor's K step (rows n0 + its rows, half q). */
 template <class Cursor>
@@ -52,30 +77,19 @@ struct ig_fwd_op {
     int32_t *y;
     unsigned long long *ymax;
 
-    /* this thread's A rows (output pixels), A's K position (k0 + 16 q) and k0 */
-    struct cursor {
-        wg_igemm_frow row[ig_kmajor_iters<IG_BM>()];
-        wg_igemm_kpos ka;
-        int64_t k0;
-    };
+    /* this thread's A rows are output pixels; K runs (i, j, ch) */
+    using cursor = ig_gather_cursor<wg_igemm_frow>;
     __device__ cursor start(int64_t m0, int64_t, int64_t kbeg) const
     {
         cursor c;
-#pragma unroll
-        for (int it = 0; it < ig_kmajor_iters<IG_BM>(); it++) c.row[it] = wg_igemm_fwd_row(&g, m0 + ig_kmajor_row(it));
-        c.ka = wg_igemm_kpos_of(kbeg + ig_kmajor_q() * WG_IGEMM_PIECE, g.c, g.kw);
-        c.k0 = kbeg;
+        c.start([&](int64_t m) { return wg_igemm_fwd_row(&g, m); }, m0, kbeg, g.c, g.kw);
         return c;
     }
-    __device__ void next(cursor &c) const
-    {
-        c.k0 += IG_BK;
-        wg_igemm_kpos_step(&c.ka, IG_BK, (int32_t)g.c, (int32_t)g.kw);
-    }
+    __device__ void next(cursor &c) const { c.next((int32_t)g.c, (int32_t)g.kw); }
     template <class L = ig_pad_layout>
     __device__ void load_a(int, int8_t *tile, const cursor &c, int64_t, int64_t kend) const
     {
-        bool in = c.k0 + ig_kmajor_q() * WG_IGEMM_PIECE < kend;
+        bool in = c.k_in(kend);
         ig_load_kmajor<L, IG_BM>(tile, x, [&](int it) -> int64_t {
             return in ? wg_igemm_fwd_a_at(&g, &c.row[it], &c.ka) : -1;
         });
@@ -108,31 +122,19 @@ struct ig_bwd_data_op {
     wg_dtype t_dx;
     unsigned long long *dmax;
 
-    /* this thread's A rows (input pixels), A's K position (k0 + 16 q) and k0 */
-    struct cursor {
-        wg_igemm_drow row[ig_kmajor_iters<IG_BM>()];
-        wg_igemm_kpos ka;
-        int64_t k0;
-    };
+    /* this thread's A rows are input pixels; K runs (i, j, o) */
+    using cursor = ig_gather_cursor<wg_igemm_drow>;
     __device__ cursor start(int64_t m0, int64_t, int64_t kbeg) const
     {
         cursor c;
-#pragma unroll
-        for (int it = 0; it < ig_kmajor_iters<IG_BM>(); it++)
-            c.row[it] = wg_igemm_bwd_data_row(&g, m0 + ig_kmajor_row(it));
-        c.ka = wg_igemm_kpos_of(kbeg + ig_kmajor_q() * WG_IGEMM_PIECE, g.o, g.kw);
-        c.k0 = kbeg;
+        c.start([&](int64_t m) { return wg_igemm_bwd_data_row(&g, m); }, m0, kbeg, g.o, g.kw);
         return c;
     }
-    __device__ void next(cursor &c) const
-    {
-        c.k0 += IG_BK;
-        wg_igemm_kpos_step(&c.ka, IG_BK, (int32_t)g.o, (int32_t)g.kw);
-    }
+    __device__ void next(cursor &c) const { c.next((int32_t)g.o, (int32_t)g.kw); }
     template <class L = ig_pad_layout>
     __device__ void load_a(int p, int8_t *tile, const cursor &c, int64_t, int64_t kend) const
     {
-        bool in = c.k0 + ig_kmajor_q() * WG_IGEMM_PIECE < kend;
+        bool in = c.k_in(kend);
         ig_load_kmajor<L, IG_BM>(tile, err[p], [&](int it) -> int64_t {
             return in ? wg_igemm_bwd_data_a_at(&g, &c.row[it], &c.ka) : -1;
         });
