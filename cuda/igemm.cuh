@@ -11,8 +11,8 @@
  *
  * An operand is stored in its tile one of two ways, as the op's pieces run:
  * - K-major ([row][k], rows IG_KROW = 48 bytes apart: the 16 bytes of padding put the
- *   8 rows that a fragment load touches in distinct banks): each fragment register is
- *   one 32-bit load;
+ *   8 rows that a matrix load touches in distinct banks): one ldmatrix.x4 a fragment
+ *   of A, or two fragments of B;
  * - M-major ([k][row], k rows R + 16 bytes apart), for backward-weight, whose operands
  *   run along M and N with K (the output pixels) outermost: each fragment register
  *   gathers its 4 bytes from 4 k rows.
@@ -49,6 +49,7 @@
 #define IG_PIECES_PER_K (IG_BK / WG_IGEMM_PIECE)
 
 static_assert(IG_BK == 32, "one m16n8k32 MMA per K step");
+static_assert(IG_NT % 2 == 0, "B fragments are loaded two MMAs at a time");
 
 /* Bytes of one operand's tile. */
 #define IG_TILE_BYTES(kmajor, rows) ((kmajor) ? (rows) * IG_KROW : IG_BK * ((rows) + 16))
@@ -66,7 +67,7 @@ __host__ __device__ constexpr int ig_smem_bytes()
 }
 
 /* The warp-level instructions: the hardware's, or (IG_EMULATION, defined by
- * tests/test_igemm_emu.cc with its own versions of these five) an emulation on the
+ * tests/test_igemm_emu.cc with its own versions of these six) an emulation on the
  * CPU that runs this kernel and its ops unchanged. */
 #ifndef IG_EMULATION
 #include <cuda_runtime.h>
@@ -95,6 +96,19 @@ static __device__ __forceinline__ void ig_mma(int32_t c[4], const uint32_t a[4],
                  "{%0,%1,%2,%3};\n"
                  : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* Four 8 x 8 matrices of 16-bit elements from shared memory: lanes 8i .. 8i + 7 give
+ * the addresses of matrix i's 8 rows (16 bytes each); lane l gets in r[i] matrix i's row
+ * l / 4, bytes 4 (l % 4) .. + 3 (PTX ISA, ldmatrix). For s8 fragments, those 4 bytes
+ * are exactly an m16n8k32 fragment register. */
+static __device__ __forceinline__ void ig_ldsm_x4(uint32_t r[4], const int8_t *row)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
 }
 
 /* The largest of the warp's m, to lane 0. */
@@ -191,19 +205,19 @@ static __device__ __forceinline__ uint32_t ig_pack4(const int8_t *p, int stride)
 
 /* The A fragment of an m16n8k32 MMA whose 16 rows start at row r0 of the tile (ROWS
  * rows): with g = lane / 4, t = lane % 4, a0 = row g, k 4t..4t+3; a1 = row g + 8; a2 and
- * a3 the same rows at k + 16 (PTX ISA, "Matrix Fragments for mma.m16n8k32", .s8). */
+ * a3 the same rows at k + 16 (PTX ISA, "Matrix Fragments for mma.m16n8k32", .s8).
+ * K-major: one ldmatrix.x4, its matrices (rows 0-7, k 0-15), (8-15, 0-15), (0-7, 16-31),
+ * (8-15, 16-31); the rows IG_KROW = 48 bytes apart put a matrix's 8 rows in distinct
+ * banks. M-major: each register gathered from 4 k rows. */
 template <bool KMAJOR, int ROWS>
-static __device__ __forceinline__ void ig_frag_a(const int8_t *tile, int r0, int g, int t, uint32_t a[4])
+static __device__ __forceinline__ void ig_frag_a(const int8_t *tile, int r0, int lane, uint32_t a[4])
 {
     if (KMAJOR) {
-        const int8_t *p = tile + (r0 + g) * IG_KROW + 4 * t;
-        a[0] = *(const uint32_t *)p;
-        a[1] = *(const uint32_t *)(p + 8 * IG_KROW);
-        a[2] = *(const uint32_t *)(p + 16);
-        a[3] = *(const uint32_t *)(p + 8 * IG_KROW + 16);
+        int i = lane / 8;
+        ig_ldsm_x4(a, tile + (r0 + lane % 8 + 8 * (i & 1)) * IG_KROW + 16 * (i >> 1));
     } else {
         constexpr int LD = ROWS + 16;
-        const int8_t *p = tile + 4 * t * LD + r0 + g;
+        const int8_t *p = tile + 4 * (lane % 4) * LD + r0 + lane / 4;
         a[0] = ig_pack4(p, LD);
         a[1] = ig_pack4(p + 8, LD);
         a[2] = ig_pack4(p + 16 * LD, LD);
@@ -211,19 +225,26 @@ static __device__ __forceinline__ void ig_frag_a(const int8_t *tile, int r0, int
     }
 }
 
-/* The B fragment (32 x 8, "col"): b0 = column g, k 4t..4t+3; b1 the same at k + 16. */
+/* The B fragments (32 x 8, "col": b0 = column g, k 4t..4t+3; b1 the same at k + 16) of
+ * two MMAs side by side, columns n0.. and n0 + 8... K-major: one ldmatrix.x4, its
+ * matrices (columns 0-7, k 0-15), (0-7, 16-31), (8-15, 0-15), (8-15, 16-31). */
 template <bool KMAJOR, int ROWS>
-static __device__ __forceinline__ void ig_frag_b(const int8_t *tile, int n0, int g, int t, uint32_t b[2])
+static __device__ __forceinline__ void ig_frag_b2(const int8_t *tile, int n0, int lane, uint32_t b0[2],
+                                                  uint32_t b1[2])
 {
     if (KMAJOR) {
-        const int8_t *p = tile + (n0 + g) * IG_KROW + 4 * t;
-        b[0] = *(const uint32_t *)p;
-        b[1] = *(const uint32_t *)(p + 16);
+        int i = lane / 8;
+        uint32_t r[4];
+        ig_ldsm_x4(r, tile + (n0 + lane % 8 + 8 * (i >> 1)) * IG_KROW + 16 * (i & 1));
+        b0[0] = r[0], b0[1] = r[1], b1[0] = r[2], b1[1] = r[3];
     } else {
         constexpr int LD = ROWS + 16;
-        const int8_t *p = tile + 4 * t * LD + n0 + g;
-        b[0] = ig_pack4(p, LD);
-        b[1] = ig_pack4(p + 16 * LD, LD);
+        uint32_t *b[2] = {b0, b1};
+        for (int h = 0; h < 2; h++) {
+            const int8_t *p = tile + 4 * (lane % 4) * LD + n0 + 8 * h + lane / 4;
+            b[h][0] = ig_pack4(p, LD);
+            b[h][1] = ig_pack4(p + 16 * LD, LD);
+        }
     }
 }
 
@@ -274,14 +295,14 @@ __global__ void __launch_bounds__(IG_THREADS) ig_kernel(const Op op)
         const int8_t *s = ig_smem + (kt % IG_STAGES) * STAGE;
         uint32_t b[IG_NT][2];
 #pragma unroll
-        for (int ni = 0; ni < IG_NT; ni++)
-            ig_frag_b<Op::B_KMAJOR, IG_BN>(s + Op::PARTS * A_BYTES, wn * IG_WN + ni * 8, g, t, b[ni]);
+        for (int ni = 0; ni < IG_NT; ni += 2)
+            ig_frag_b2<Op::B_KMAJOR, IG_BN>(s + Op::PARTS * A_BYTES, wn * IG_WN + ni * 8, lane, b[ni], b[ni + 1]);
 #pragma unroll
         for (int p = 0; p < Op::PARTS; p++)
 #pragma unroll
             for (int mi = 0; mi < IG_MT; mi++) {
                 uint32_t a[4];
-                ig_frag_a<Op::A_KMAJOR, IG_BM>(s + p * A_BYTES, wm * IG_WM + mi * 16, g, t, a);
+                ig_frag_a<Op::A_KMAJOR, IG_BM>(s + p * A_BYTES, wm * IG_WM + mi * 16, lane, a);
 #pragma unroll
                 for (int ni = 0; ni < IG_NT; ni++) ig_mma(acc[p][mi][ni], a, b[ni]);
             }

@@ -1,6 +1,6 @@
 /* test_igemm_emu.cc: the implicit-GEMM convolution kernel (cuda/igemm.cuh) and its three
  * ops (cuda/conv_igemm_ops.cuh), compiled as host C++ and run on the CPU under an
- * emulation of the five warp-level helpers, against the CPU backend's convolutions, bit
+ * emulation of the six warp-level helpers, against the CPU backend's convolutions, bit
  * for bit. Where no GPU is, this is what checks the kernel's tiling, its shared-memory
  * layouts, the fragments it builds, its ring of stages and its epilogues.
  *
@@ -15,6 +15,9 @@
  *   and a2, g + 8 for a1 and a3, columns 4t.. and 16 + 4t..; B column g, rows 4t.. and
  *   16 + 4t..; C rows g and g + 8, columns 2t, 2t + 1; g = lane / 4, t = lane % 4),
  *   multiplied in int64 (an int32 overflow would fail), and handed back.
+ * - ldmatrix.x4: the same meeting; each lane's 4 registers are taken from the rows the
+ *   lanes named, by the ISA's distribution (lane l: row l / 4 of each matrix, bytes
+ *   4 (l % 4) on), written here independently of the kernel's fragment layout;
  * - the warp maximum of the epilogue: the same meeting of the 32 lanes.
  * A warp whose lanes meet at different instructions is reported as divergence.
  *
@@ -93,7 +96,7 @@ static unsigned long long atomicAdd(unsigned long long *p, unsigned long long v)
 
 /* ---- fibers ---- */
 
-enum fiber_state { RUNNABLE, WAIT_BLOCK, WAIT_MMA, WAIT_MAX, DONE };
+enum fiber_state { RUNNABLE, WAIT_BLOCK, WAIT_MMA, WAIT_MAX, WAIT_LDSM, DONE };
 
 struct pending_copy {
     int8_t *dst;
@@ -117,6 +120,8 @@ struct fiber {
     int open_group, groups; /* the group copies join now; groups committed so far */
     uint32_t a[4], b[2];
     int32_t *c;
+    const int8_t *ldsm_row; /* this lane's row address for ldmatrix, and where its result goes */
+    uint32_t *ldsm_out;
     unsigned long long max_in, max_out;
     bool unfenced;                      /* copies landed since this thread's fence.proxy.async */
     std::vector<struct pending_wgmma> wgmma;
@@ -143,7 +148,7 @@ static void trampoline()
     cur->state = DONE; /* uc_link returns to the scheduler */
 }
 
-/* ---- the five helpers of igemm.cuh ---- */
+/* ---- the six helpers of igemm.cuh ---- */
 
 static inline void ig_cp_async16(int8_t *dst, const int8_t *src, bool valid)
 {
@@ -175,6 +180,13 @@ static inline void ig_mma(int32_t c[4], const uint32_t a[4], const uint32_t b[2]
     memcpy(cur->b, b, sizeof(cur->b));
     cur->c = c;
     yield_as(WAIT_MMA);
+}
+
+static inline void ig_ldsm_x4(uint32_t r[4], const int8_t *row)
+{
+    cur->ldsm_row = row;
+    cur->ldsm_out = r;
+    yield_as(WAIT_LDSM);
 }
 
 static inline unsigned long long ig_warp_max(unsigned long long m)
@@ -408,6 +420,22 @@ static void resolve_mma(int w)
     }
 }
 
+/* One ldmatrix.x4 of warp w (PTX ISA): lanes 8i .. 8i + 7 name matrix i's rows (16
+ * bytes each, in shared memory, 16-byte aligned); lane l gets in register i the bytes
+ * 4 (l % 4) .. + 3 of matrix i's row l / 4. */
+static void resolve_ldsm(int w)
+{
+    uint32_t out[32][4];
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) {
+            const int8_t *row = fibers[w * 32 + 8 * i + l / 4].ldsm_row;
+            if (row < ig_smem || row + 16 > ig_smem + sizeof(ig_smem) || (row - ig_smem) % 16 != 0)
+                fail_msg("ldmatrix: a row address outside shared memory or not 16-byte aligned");
+            memcpy(&out[l][i], row + 4 * (l % 4), 4);
+        }
+    for (int l = 0; l < 32; l++) memcpy(fibers[w * 32 + l].ldsm_out, out[l], sizeof(out[l]));
+}
+
 /* Run one block: fibers until every thread is done, releasing the barriers. */
 static void run_block(const std::function<void()> &kernel)
 {
@@ -442,12 +470,13 @@ static void run_block(const std::function<void()> &kernel)
             for (int l = 1; l < 32; l++)
                 if (fibers[w * 32 + l].state != s0) fail_msg("warp %d diverged (lanes at different instructions)", w);
             if (s0 == WAIT_MMA) resolve_mma(w);
+            if (s0 == WAIT_LDSM) resolve_ldsm(w);
             if (s0 == WAIT_MAX) {
                 unsigned long long m = 0;
                 for (int l = 0; l < 32; l++) m = fibers[w * 32 + l].max_in > m ? fibers[w * 32 + l].max_in : m;
                 for (int l = 0; l < 32; l++) fibers[w * 32 + l].max_out = m;
             }
-            if (s0 == WAIT_MMA || s0 == WAIT_MAX) {
+            if (s0 == WAIT_MMA || s0 == WAIT_MAX || s0 == WAIT_LDSM) {
                 for (int l = 0; l < 32; l++) fibers[w * 32 + l].state = RUNNABLE;
                 released = true;
             }
