@@ -66,6 +66,19 @@ static __device__ __forceinline__ void ig_load_plain_b(int8_t *tile, const int8_
     });
 }
 
+/* Whether columns n, n + 1 of row m are both in the M x N output and p (element n's
+ * place) is aligned for writing them as one vector of `bytes`. */
+static __device__ __forceinline__ bool ig_pair_whole(int64_t m, int64_t n, int64_t M, int64_t N, const void *p,
+                                                     int bytes)
+{
+    return m < M && n + 1 < N && (uintptr_t)p % (uintptr_t)bytes == 0;
+}
+
+static __device__ __forceinline__ unsigned long long ig_max2(unsigned long long a, unsigned long long b)
+{
+    return a > b ? a : b;
+}
+
 /* ---- forward: y = x (*) w, and max |y| ---- */
 
 struct ig_fwd_op {
@@ -99,11 +112,14 @@ struct ig_fwd_op {
         ig_load_plain_b(tile, w, c, n0, N, K, kend);
     }
     const int8_t *b() const { return w; } /* B as a plain [N][K] matrix (igw_kernel's tensor map) */
-    __device__ unsigned long long store(int64_t m, int64_t n, int32_t v, int32_t) const
+    __device__ unsigned long long store2(int64_t m, int64_t n, const int32_t *v, const int32_t *) const
     {
-        if (m >= M || n >= N) return 0;
-        y[m * N + n] = v;
-        return wg_abs_u64(v);
+        int32_t *p = y + m * N + n;
+        if (ig_pair_whole(m, n, M, N, p, 8)) ig_store_pair32(p, v[0], v[1]);
+        else
+            for (int e = 0; e < 2; e++)
+                if (m < M && n + e < N) p[e] = v[e];
+        return ig_max2(m < M && n < N ? wg_abs_u64(v[0]) : 0, m < M && n + 1 < N ? wg_abs_u64(v[1]) : 0);
     }
     __device__ void finish(unsigned long long mx) const { atomicMax(ymax, mx); }
 };
@@ -144,12 +160,19 @@ struct ig_bwd_data_op {
         ig_load_plain_b(tile, wt, c, n0, N, K, kend);
     }
     const int8_t *b() const { return wt; } /* B as a plain [N][K] matrix (igw_kernel's tensor map) */
-    __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
+    __device__ unsigned long long store2(int64_t m, int64_t n, const int32_t *v0, const int32_t *v1) const
     {
-        if (m >= M || n >= N) return 0;
-        int64_t v = ig_parts_value<P>(v0, v1, shift);
-        wg_store_i64(dx, t_dx, m * N + n, v);
-        return wg_abs_u64(v);
+        int64_t v[2] = {ig_parts_value<P>(v0[0], v1[0], shift), ig_parts_value<P>(v0[1], v1[1], shift)};
+        int64_t i = m * N + n;
+        bool in[2] = {m < M && n < N, m < M && n + 1 < N};
+        if (t_dx == WG_I32 && ig_pair_whole(m, n, M, N, (int32_t *)dx + i, 8))
+            ig_store_pair32((int32_t *)dx + i, (int32_t)v[0], (int32_t)v[1]);
+        else if (t_dx == WG_I64 && ig_pair_whole(m, n, M, N, (int64_t *)dx + i, 16))
+            ig_store_pair64((int64_t *)dx + i, v[0], v[1]);
+        else
+            for (int e = 0; e < 2; e++)
+                if (in[e]) wg_store_i64(dx, t_dx, i + e, v[e]);
+        return ig_max2(in[0] ? wg_abs_u64(v[0]) : 0, in[1] ? wg_abs_u64(v[1]) : 0);
     }
     __device__ void finish(unsigned long long mx) const { atomicMax(dmax, mx); }
 };
@@ -207,11 +230,13 @@ struct ig_bwd_weight_op {
             return wg_igemm_fwd_a_at(&g, &r, &c.kb);
         });
     }
-    __device__ unsigned long long store(int64_t m, int64_t n, int32_t v0, int32_t v1) const
+    __device__ unsigned long long store2(int64_t m, int64_t n, const int32_t *v0, const int32_t *v1) const
     {
-        if (m >= M || n >= N) return 0;
-        int64_t v = ig_parts_value<P>(v0, v1, shift);
-        if (v != 0) atomicAdd((unsigned long long *)&dw[m * N + n], (unsigned long long)v); /* two's complement */
+        for (int e = 0; e < 2; e++) {
+            int64_t v = ig_parts_value<P>(v0[e], v1[e], shift);
+            if (m < M && n + e < N && v != 0)
+                atomicAdd((unsigned long long *)&dw[m * N + n + e], (unsigned long long)v); /* two's complement */
+        }
         return 0;
     }
     __device__ void finish(unsigned long long) const {}

@@ -24,8 +24,8 @@
  * pieces lie, worked out once by start(m0, n0, kbeg) and stepped one K step a tile by
  * next(cursor)), and the device members load_a(part, tile, cursor, m0, kend) and
  * load_b(tile, cursor, n0, kend) (each issues this thread's copies of the tile with the
- * helpers below), store(m, n, acc0, acc1) -> a magnitude for the maximum, and
- * finish(max). The accumulators are exact: the ops keep K (or k_split) within
+ * helpers below), store2(m, n, acc0[2], acc1[2]) (columns n, n + 1 of row m, of each
+ * part) -> a magnitude for the maximum, and finish(max). The accumulators are exact: the ops keep K (or k_split) within
  * WG_GEMM_S8_MAX_K products. */
 #ifndef WG_IGEMM_CUH
 #define WG_IGEMM_CUH
@@ -67,7 +67,7 @@ __host__ __device__ constexpr int ig_smem_bytes()
 }
 
 /* The warp-level instructions: the hardware's, or (IG_EMULATION, defined by
- * tests/test_igemm_emu.cc with its own versions of these six) an emulation on the
+ * tests/test_igemm_emu.cc with its own versions of these eight) an emulation on the
  * CPU that runs this kernel and its ops unchanged. */
 #ifndef IG_EMULATION
 #include <cuda_runtime.h>
@@ -109,6 +109,16 @@ static __device__ __forceinline__ void ig_ldsm_x4(uint32_t r[4], const int8_t *r
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(s)
                  : "memory");
+}
+
+/* Two neighbouring outputs in one store (p aligned to the pair: 8 or 16 bytes). */
+static __device__ __forceinline__ void ig_store_pair32(int32_t *p, int32_t a, int32_t b)
+{
+    *(int2 *)p = make_int2(a, b);
+}
+static __device__ __forceinline__ void ig_store_pair64(int64_t *p, int64_t a, int64_t b)
+{
+    *(longlong2 *)p = make_longlong2(a, b);
 }
 
 /* The largest of the warp's m, to lane 0. */
@@ -314,10 +324,10 @@ __global__ void __launch_bounds__(IG_THREADS) ig_kernel(const Op op)
 #pragma unroll
         for (int ni = 0; ni < IG_NT; ni++)
 #pragma unroll
-            for (int r = 0; r < 4; r++) {
+            for (int r = 0; r < 4; r += 2) { /* columns 2t, 2t + 1 of rows g, then g + 8 */
                 int64_t m = m0 + wm * IG_WM + mi * 16 + g + (r >= 2 ? 8 : 0);
-                int64_t n = n0 + wn * IG_WN + ni * 8 + 2 * t + (r & 1);
-                unsigned long long v = op.store(m, n, acc[0][mi][ni][r], acc[Op::PARTS - 1][mi][ni][r]);
+                int64_t n = n0 + wn * IG_WN + ni * 8 + 2 * t;
+                unsigned long long v = op.store2(m, n, &acc[0][mi][ni][r], &acc[Op::PARTS - 1][mi][ni][r]);
                 mx = v > mx ? v : mx;
             }
     mx = ig_warp_max(mx);

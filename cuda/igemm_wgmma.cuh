@@ -298,10 +298,10 @@ __global__ void __launch_bounds__(IG_THREADS) igw_kernel(const Op op, const __gr
 #pragma unroll
     for (int h = 0; h < 2; h++)
 #pragma unroll
-        for (int r = 0; r < NREG; r++) {
+        for (int r = 0; r < NREG; r += 2) { /* columns n, n + 1 */
             int64_t m = m0 + h * 64 + warp * 16 + g + ((r % 4) >= 2 ? 8 : 0);
-            int64_t n = n0 + (r / 4) * 8 + 2 * t + (r & 1);
-            unsigned long long v = op.store(m, n, acc[0][h][r], acc[Op::PARTS - 1][h][r]);
+            int64_t n = n0 + (r / 4) * 8 + 2 * t;
+            unsigned long long v = op.store2(m, n, &acc[0][h][r], &acc[Op::PARTS - 1][h][r]);
             mx = v > mx ? v : mx;
         }
     mx = ig_warp_max(mx);

@@ -1,6 +1,6 @@
 /* test_igemm_emu.cc: the implicit-GEMM convolution kernel (cuda/igemm.cuh) and its three
  * ops (cuda/conv_igemm_ops.cuh), compiled as host C++ and run on the CPU under an
- * emulation of the six warp-level helpers, against the CPU backend's convolutions, bit
+ * emulation of its eight helpers (warp-level instructions, paired stores), against the CPU backend's convolutions, bit
  * for bit. Where no GPU is, this is what checks the kernel's tiling, its shared-memory
  * layouts, the fragments it builds, its ring of stages and its epilogues.
  *
@@ -148,7 +148,7 @@ static void trampoline()
     cur->state = DONE; /* uc_link returns to the scheduler */
 }
 
-/* ---- the six helpers of igemm.cuh ---- */
+/* ---- the eight helpers of igemm.cuh ---- */
 
 static inline void ig_cp_async16(int8_t *dst, const int8_t *src, bool valid)
 {
@@ -187,6 +187,17 @@ static inline void ig_ldsm_x4(uint32_t r[4], const int8_t *row)
     cur->ldsm_row = row;
     cur->ldsm_out = r;
     yield_as(WAIT_LDSM);
+}
+
+static inline void ig_store_pair32(int32_t *p, int32_t a, int32_t b)
+{
+    if ((uintptr_t)p % 8 != 0) fail_msg("a pair of int32 stored at a misaligned address");
+    p[0] = a, p[1] = b;
+}
+static inline void ig_store_pair64(int64_t *p, int64_t a, int64_t b)
+{
+    if ((uintptr_t)p % 16 != 0) fail_msg("a pair of int64 stored at a misaligned address");
+    p[0] = a, p[1] = b;
 }
 
 static inline unsigned long long ig_warp_max(unsigned long long m)
@@ -578,11 +589,14 @@ static void check_geometry(wg_backend *cpu, const int64_t q[9], int nparts)
 
     for (int wgmma = 0; wgmma <= 1; wgmma++) {
         const char *kname = wgmma ? "wgmma" : "mma.sync";
-        std::vector<int32_t> ky((size_t)wg_tensor_numel(&y), INT32_MIN);
+        /* y one element into its buffer, with the mma.sync kernel: no pair is aligned, so
+         * the epilogue's element-by-element stores are checked too */
+        std::vector<int32_t> kybuf((size_t)wg_tensor_numel(&y) + 1, INT32_MIN);
+        int32_t *ky = kybuf.data() + (wgmma ? 0 : 1);
         unsigned long long kmax = 0;
-        ig_fwd_op fop = {g, g.rows, g.o, g.kdim, g.kdim, xd, wd, ky.data(), &kmax};
+        ig_fwd_op fop = {g, g.rows, g.o, g.kdim, g.kdim, xd, wd, ky, &kmax};
         run_grid(fop, wgmma);
-        expect_equal_i64(ky.data(), WG_I32, &y, wgmma ? "forward y (wgmma)" : "forward y (mma.sync)");
+        expect_equal_i64(ky, WG_I32, &y, wgmma ? "forward y (wgmma)" : "forward y (mma.sync, misaligned)");
         if (kmax != ymax_want) fail_msg("%s forward: max |y| %llu, want %llu", kname, kmax, (unsigned long long)ymax_want);
 
         std::vector<int8_t> wt((size_t)(g.o * g.kdim));
@@ -599,6 +613,12 @@ static void check_geometry(wg_backend *cpu, const int64_t q[9], int nparts)
             run_grid(op, wgmma);
         }
         expect_equal_i64(kdx.data(), WG_I64, &dx, wgmma ? "backward-data dx (wgmma)" : "backward-data dx (mma.sync)");
+        if (nparts == 1) { /* one part's sums fit int32: dx as int32, paired stores of 8 bytes */
+            std::vector<int32_t> kdx32((size_t)wg_tensor_numel(&dx), INT32_MIN);
+            ig_bwd_data_op<1> op = {g, M, g.c, K, K, {ed[0], ed[0]}, wt.data(), {0, 0}, kdx32.data(), WG_I32, &kmax};
+            run_grid(op, wgmma);
+            expect_equal_i64(kdx32.data(), WG_I32, &dx, "backward-data dx as int32");
+        }
         if (kmax != dmax_want)
             fail_msg("%s backward-data: max |dx| %llu, want %llu", kname, kmax, (unsigned long long)dmax_want);
     }
