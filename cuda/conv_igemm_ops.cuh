@@ -115,11 +115,12 @@ struct ig_fwd_op {
     __device__ unsigned long long store2(int64_t m, int64_t n, const int32_t *v, const int32_t *) const
     {
         int32_t *p = y + m * N + n;
+        bool in[2] = {m < M && n < N, m < M && n + 1 < N};
         if (ig_pair_whole(m, n, M, N, p, 8)) ig_store_pair32(p, v[0], v[1]);
         else
             for (int e = 0; e < 2; e++)
-                if (m < M && n + e < N) p[e] = v[e];
-        return ig_max2(m < M && n < N ? wg_abs_u64(v[0]) : 0, m < M && n + 1 < N ? wg_abs_u64(v[1]) : 0);
+                if (in[e]) p[e] = v[e];
+        return ig_max2(in[0] ? wg_abs_u64(v[0]) : 0, in[1] ? wg_abs_u64(v[1]) : 0);
     }
     __device__ void finish(unsigned long long mx) const { atomicMax(ymax, mx); }
 };
